@@ -1,0 +1,242 @@
+//! Events written by the kernel programs into the `EVENTS` ring buffer.
+//!
+//! Every event starts with an [`EventHeader`]; its `kind` says which struct follows.
+
+use crate::assert_size;
+
+/// Largest payload prefix the kernel copies per syscall. A power of two so the kernel side can
+/// bound offsets with a mask; the configurable capture size is at most this.
+pub const MAX_CAPTURE_BYTES: usize = 16384;
+
+/// Default payload prefix per syscall: holds the headers of ordinary API calls (JWTs and
+/// cookies included) while keeping ring-buffer use per event small.
+pub const DEFAULT_CAPTURE_BYTES: u32 = 8192;
+
+/// Length of a task's command name in the kernel (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+
+/// How many bytes of an executed file's path the exec event carries.
+pub const EXEC_PATH_LEN: usize = 256;
+
+/// Kind of an event. Explicit ids, never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// Bytes read from or written to a TCP socket ([`DataEvent`]).
+    Data = 1,
+    /// A `connect` on a TCP socket succeeded or is in progress ([`ConnEvent`]).
+    Connect = 2,
+    /// An `accept`/`accept4` returned a new TCP socket ([`ConnEvent`]).
+    Accept = 3,
+    /// A TCP socket's file descriptor is being closed ([`ConnEvent`]).
+    Close = 4,
+    /// A process executed a new program ([`ExecEvent`]).
+    Exec = 5,
+    /// A process (its whole thread group) exited ([`EventHeader`] only).
+    Exit = 6,
+}
+
+impl EventKind {
+    /// Maps a raw id back to a kind; `None` for ids this build does not know.
+    pub fn from_u32(raw: u32) -> Option<Self> {
+        Some(match raw {
+            1 => Self::Data,
+            2 => Self::Connect,
+            3 => Self::Accept,
+            4 => Self::Close,
+            5 => Self::Exec,
+            6 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// Which way the bytes went, seen from the process that made the syscall.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// write, writev, sendto, sendmsg, sendfile.
+    Egress = 0,
+    /// read, readv, recvfrom, recvmsg.
+    Ingress = 1,
+}
+
+/// Which syscall produced a data event (kept for diagnostics and the raw event dump).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataOp {
+    Read = 1,
+    Write = 2,
+    Readv = 3,
+    Writev = 4,
+    RecvFrom = 5,
+    SendTo = 6,
+    RecvMsg = 7,
+    SendMsg = 8,
+    SendFile = 9,
+}
+
+impl DataOp {
+    pub fn from_u8(raw: u8) -> Option<Self> {
+        Some(match raw {
+            1 => Self::Read,
+            2 => Self::Write,
+            3 => Self::Readv,
+            4 => Self::Writev,
+            5 => Self::RecvFrom,
+            6 => Self::SendTo,
+            7 => Self::RecvMsg,
+            8 => Self::SendMsg,
+            9 => Self::SendFile,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Readv => "readv",
+            Self::Writev => "writev",
+            Self::RecvFrom => "recvfrom",
+            Self::SendTo => "sendto",
+            Self::RecvMsg => "recvmsg",
+            Self::SendMsg => "sendmsg",
+            Self::SendFile => "sendfile",
+        }
+    }
+}
+
+/// Common start of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`] id.
+    pub kind: u32,
+    /// Process id (thread group id) in the initial pid namespace.
+    pub tgid: u32,
+    /// Thread id in the initial pid namespace.
+    pub pid: u32,
+    /// File descriptor the event is about (-1 when none).
+    pub fd: i32,
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`).
+    pub ts_ns: u64,
+    /// cgroup v2 id of the task (the inode number of its cgroup directory).
+    pub cgroup_id: u64,
+    /// The task's command name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+assert_size!(EventHeader, 48);
+
+/// Address family values used in [`SockTuple::family`] (Linux `AF_*`).
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// The two ends of a TCP socket as the kernel's `struct sock_common` holds them.
+///
+/// Ports are in host byte order. IPv4 addresses sit in the first four bytes of the address
+/// arrays (network byte order); IPv6 addresses fill all sixteen.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SockTuple {
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+assert_size!(SockTuple, 40);
+
+/// Flag in [`DataEvent::flags`]: the syscall moved bytes the probe cannot copy (sendfile), so the
+/// event only says how many went by.
+pub const DATA_FLAG_NO_PAYLOAD: u8 = 1;
+
+/// Bytes moved on a TCP socket, with a bounded prefix of them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataEvent {
+    pub header: EventHeader,
+    pub tuple: SockTuple,
+    /// A [`Direction`].
+    pub direction: u8,
+    /// A [`DataOp`].
+    pub op: u8,
+    /// `DATA_FLAG_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 5],
+    /// Bytes the syscall really moved (its return value).
+    pub total_len: u32,
+    /// Bytes of `payload` that are valid (at most the configured capture size).
+    pub captured_len: u32,
+    /// Only the first `captured_len` bytes are written to the ring buffer. Twice the maximum so
+    /// the kernel side can append each iovec at a masked offset the verifier accepts.
+    pub payload: [u8; 2 * MAX_CAPTURE_BYTES],
+}
+
+/// Size of a [`DataEvent`] without its payload: what precedes the payload bytes in the ring.
+pub const DATA_EVENT_HEADER_LEN: usize = 48 + 40 + 8 + 8;
+const _: () = assert!(core::mem::offset_of!(DataEvent, payload) == DATA_EVENT_HEADER_LEN);
+assert_size!(DataEvent, DATA_EVENT_HEADER_LEN + 2 * MAX_CAPTURE_BYTES);
+
+/// A TCP connection was opened (connect/accept) or its descriptor closed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnEvent {
+    pub header: EventHeader,
+    pub tuple: SockTuple,
+}
+assert_size!(ConnEvent, 88);
+
+/// A process executed a program.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// The path given to execve, NUL terminated (may be relative).
+    pub filename: [u8; EXEC_PATH_LEN],
+}
+assert_size!(ExecEvent, 48 + EXEC_PATH_LEN);
+
+/// Indexes of the kernel-side counters in the per-CPU `COUNTERS` array. Explicit, never reused.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelCounter {
+    /// A data event could not be written: the ring buffer was full.
+    RingbufFullData = 0,
+    /// A connect/accept/close/exec/exit event could not be written: the ring buffer was full.
+    RingbufFullControl = 1,
+    /// A syscall's arguments could not be remembered between enter and exit: the table was full.
+    PendingTableFull = 2,
+    /// Data events whose payload was cut to the capture size.
+    PayloadTruncated = 3,
+    /// Data events written.
+    DataEvents = 4,
+    /// Kernel memory reads that failed while resolving a socket.
+    SocketLookupFailed = 5,
+}
+
+/// Number of slots in the `COUNTERS` array.
+pub const KERNEL_COUNTER_SLOTS: u32 = 8;
+
+impl KernelCounter {
+    pub const ALL: [KernelCounter; 6] = [
+        Self::RingbufFullData,
+        Self::RingbufFullControl,
+        Self::PendingTableFull,
+        Self::PayloadTruncated,
+        Self::DataEvents,
+        Self::SocketLookupFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RingbufFullData => "ringbuf_full_data",
+            Self::RingbufFullControl => "ringbuf_full_control",
+            Self::PendingTableFull => "pending_table_full",
+            Self::PayloadTruncated => "payload_truncated",
+            Self::DataEvents => "data_events",
+            Self::SocketLookupFailed => "socket_lookup_failed",
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Every map of the kernel side. Sizes here are defaults; userspace may resize the ring buffer.
+
+use agent_common::event::{DataEvent, KERNEL_COUNTER_SLOTS, SockTuple};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+
+/// Events to userspace. 16 MiB by default (`--ring-buffer-mib`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// Per-CPU counters indexed by `KernelCounter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KERNEL_COUNTER_SLOTS, 0);
+
+/// Scratch space where a data event is assembled (too big for the 512-byte stack), one slot per
+/// CPU indexed by the CPU id. A plain array because per-CPU map values are limited to 32 KiB.
+/// Userspace sizes it to the number of possible CPUs.
+#[map]
+pub static SCRATCH: Array<DataEvent> = Array::with_max_entries(256, 0);
+
+/// How a pending syscall's buffer is described.
+pub const BUF_PLAIN: u8 = 0;
+pub const BUF_IOVEC: u8 = 1;
+pub const BUF_NONE: u8 = 2;
+
+/// A socket syscall between its enter and exit tracepoints, keyed by pid_tgid (a thread is in
+/// one syscall at a time).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingCall {
+    pub tuple: SockTuple,
+    /// User address of the buffer, or of the iovec array.
+    pub buf: u64,
+    /// Number of iovecs (BUF_IOVEC).
+    pub iov_count: u64,
+    pub ts_enter: u64,
+    pub fd: i32,
+    /// An `EventKind` for connect, else 0 for data.
+    pub conn_kind: u8,
+    pub direction: u8,
+    pub op: u8,
+    pub buf_kind: u8,
+}
+
+/// Syscalls in flight on TCP sockets, between enter and exit.
+#[map]
+pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
+
+/// Process filters: tgid -> FILTER_INCLUDE or FILTER_EXCLUDE.
+#[map]
+pub static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// cgroup filters: cgroup v2 id -> FILTER_INCLUDE or FILTER_EXCLUDE.
+#[map]
+pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Port filters (local or remote port) -> FILTER_INCLUDE or FILTER_EXCLUDE.
+#[map]
+pub static PORT_FILTER: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Adds one to a per-CPU counter.
+#[inline(always)]
+pub fn count(counter: agent_common::event::KernelCounter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        unsafe { *slot += 1 };
+    }
+}

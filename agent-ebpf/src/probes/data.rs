@@ -1,0 +1,213 @@
+//! Data syscalls on TCP sockets: at enter, check the descriptor and remember where the buffer is;
+//! at exit, copy a bounded prefix of what was really moved and emit it.
+
+use agent_common::event::{
+    DATA_FLAG_NO_PAYLOAD, DataEvent, DataOp, Direction, EventKind, KernelCounter, MAX_CAPTURE_BYTES,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::bpf_probe_read_user,
+    },
+    programs::TracePointContext,
+};
+use core::ffi::c_void;
+
+use super::args::{arg, ret};
+use crate::{
+    config::settings,
+    emit, filter,
+    maps::{BUF_IOVEC, BUF_NONE, BUF_PLAIN, PENDING, PendingCall, SCRATCH, count},
+    sock::tcp_socket,
+    user::user_at,
+};
+
+/// Where the syscall's bytes are, as its arguments describe them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Buffer {
+    /// (fd, buf, len, ...): read, write, sendto, recvfrom.
+    Plain,
+    /// (fd, iov, iovcnt): readv, writev.
+    Iovec,
+    /// (fd, msghdr, flags): sendmsg, recvmsg.
+    MsgHdr,
+    /// No copyable buffer: sendfile.
+    None,
+}
+
+/// Most iovecs copied per syscall; later ones only count toward the total length.
+const MAX_IOVECS: u64 = 16;
+
+/// A data syscall enters: remember it if `fd` is a TCP socket we capture.
+#[inline(always)]
+pub fn enter(
+    ctx: &TracePointContext,
+    op: DataOp,
+    direction: Direction,
+    buffer: Buffer,
+) -> Result<(), i64> {
+    let ts_enter = unsafe { bpf_ktime_get_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let s = settings();
+    if !filter::task_allowed((pid_tgid >> 32) as u32, &s) {
+        return Ok(());
+    }
+    let fd = arg(ctx, 0) as i32;
+    let tuple = match tcp_socket(fd) {
+        Ok(Some(tuple)) => tuple,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            count(KernelCounter::SocketLookupFailed);
+            return Err(e);
+        }
+    };
+    if !filter::ports_allowed(&tuple, &s) {
+        return Ok(());
+    }
+    let (buf, iov_count, buf_kind) = match buffer {
+        Buffer::Plain => (arg(ctx, 1), 0, BUF_PLAIN),
+        Buffer::Iovec => (arg(ctx, 1), arg(ctx, 2), BUF_IOVEC),
+        Buffer::MsgHdr => {
+            // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
+            let msg = arg(ctx, 1);
+            let iov: u64 = user_at(msg + 16)?;
+            let iov_len: u64 = user_at(msg + 24)?;
+            (iov, iov_len, BUF_IOVEC)
+        }
+        Buffer::None => (0, 0, BUF_NONE),
+    };
+    let pending = PendingCall {
+        tuple,
+        buf,
+        iov_count,
+        ts_enter,
+        fd,
+        conn_kind: 0,
+        direction: direction as u8,
+        op: op as u8,
+        buf_kind,
+    };
+    remember(pid_tgid, &pending)
+}
+
+/// Stores a pending syscall, counting a full table.
+#[inline(always)]
+pub fn remember(pid_tgid: u64, pending: &PendingCall) -> Result<(), i64> {
+    PENDING.insert(pid_tgid, pending, 0).map_err(|e| {
+        count(KernelCounter::PendingTableFull);
+        e as i64
+    })
+}
+
+/// Any remembered socket syscall exits.
+#[inline(always)]
+pub fn exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(pending) = (unsafe { PENDING.get(pid_tgid) }).copied() else {
+        return Ok(());
+    };
+    let _ = PENDING.remove(pid_tgid);
+    let ret = ret(ctx);
+    if pending.conn_kind == EventKind::Connect as u8 {
+        return connect_done(&pending, ret);
+    }
+    if ret <= 0 {
+        return Ok(());
+    }
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = SCRATCH.get_ptr_mut(cpu) else {
+        return Ok(());
+    };
+    let event = unsafe { &mut *event };
+    let ts = if pending.direction == Direction::Egress as u8 {
+        pending.ts_enter
+    } else {
+        unsafe { bpf_ktime_get_ns() }
+    };
+    event.header = emit::header(EventKind::Data, pending.fd, ts);
+    event.tuple = pending.tuple;
+    event.direction = pending.direction;
+    event.op = pending.op;
+    event.flags = 0;
+    event.total_len = if ret > u32::MAX as i64 {
+        u32::MAX
+    } else {
+        ret as u32
+    };
+    let mut want = event.total_len;
+    let capture = settings().capture_bytes;
+    if want > capture {
+        want = capture;
+    }
+    let captured = match pending.buf_kind {
+        BUF_PLAIN => copy_plain(event, pending.buf, want),
+        BUF_IOVEC => copy_iovecs(event, pending.buf, pending.iov_count, want),
+        _ => {
+            event.flags = DATA_FLAG_NO_PAYLOAD;
+            0
+        }
+    };
+    if pending.buf_kind != BUF_NONE && captured < event.total_len {
+        count(KernelCounter::PayloadTruncated);
+    }
+    event.captured_len = captured;
+    emit::data_event(event, captured);
+    Ok(())
+}
+
+/// connect() returned: 0, or -EINPROGRESS for a non-blocking socket whose handshake goes on.
+/// Either way the local port is bound now, so the tuple is complete.
+#[inline(always)]
+fn connect_done(pending: &PendingCall, ret: i64) -> Result<(), i64> {
+    const EINPROGRESS: i64 = 115;
+    if ret != 0 && ret != -EINPROGRESS {
+        return Ok(());
+    }
+    if let Some(tuple) = tcp_socket(pending.fd)? {
+        emit::conn_event(EventKind::Connect, pending.fd, tuple);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn copy_plain(event: &mut DataEvent, buf: u64, want: u32) -> u32 {
+    let mut n = want as usize;
+    if n > MAX_CAPTURE_BYTES {
+        n = MAX_CAPTURE_BYTES;
+    }
+    let dst = event.payload.as_mut_ptr() as *mut c_void;
+    if unsafe { bpf_probe_read_user(dst, n as u32, buf as *const c_void) } < 0 {
+        return 0;
+    }
+    n as u32
+}
+
+#[inline(always)]
+fn copy_iovecs(event: &mut DataEvent, iov: u64, iov_count: u64, want: u32) -> u32 {
+    let want = want as usize;
+    let mut copied: usize = 0;
+    for i in 0..MAX_IOVECS {
+        if i >= iov_count || copied >= want {
+            break;
+        }
+        // struct iovec { void *iov_base; size_t iov_len; }
+        let Ok(entry) = user_at::<[u64; 2]>(iov + i * 16) else {
+            break;
+        };
+        let mut n = entry[1] as usize;
+        let room = want - copied;
+        if n > room {
+            n = room;
+        }
+        if n > MAX_CAPTURE_BYTES {
+            n = MAX_CAPTURE_BYTES;
+        }
+        let offset = copied & (MAX_CAPTURE_BYTES - 1);
+        let dst = unsafe { event.payload.as_mut_ptr().add(offset) } as *mut c_void;
+        if unsafe { bpf_probe_read_user(dst, n as u32, entry[0] as *const c_void) } < 0 {
+            break;
+        }
+        copied += n;
+    }
+    copied as u32
+}

@@ -1,0 +1,7 @@
+//! The hooks. One thin `#[tracepoint]` wrapper per hook in `syscalls.rs` and `process.rs`,
+//! calling a `try_*` function that returns `Result`.
+
+mod args;
+mod data;
+pub mod process;
+pub mod syscalls;

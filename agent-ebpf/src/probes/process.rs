@@ -1,0 +1,72 @@
+//! Process lifecycle from sched tracepoints: exec names a process even when it is gone before
+//! userspace could read /proc; exit lets userspace forget it.
+
+use agent_common::event::{EventHeader, EventKind, ExecEvent, KernelCounter};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_kernel_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use core::ffi::c_void;
+
+use crate::{
+    config::settings,
+    emit,
+    maps::{EVENTS, count},
+};
+
+/// sched_process_exec: `__data_loc char[] filename` at offset 8.
+#[tracepoint]
+pub fn sched_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exec(&ctx);
+    0
+}
+
+fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == settings().agent_tgid {
+        return Ok(());
+    }
+    let loc: u32 = unsafe { ctx.read_at(8) }.map_err(|e| e as i64)?;
+    let offset = (loc & 0xffff) as usize;
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count(KernelCounter::RingbufFullControl);
+        return Ok(());
+    };
+    let event = entry.as_mut_ptr();
+    unsafe {
+        (*event).header = emit::header(EventKind::Exec, -1, bpf_ktime_get_ns());
+        let dst = (*event).filename.as_mut_ptr() as *mut c_void;
+        let src = (ctx.as_ptr() as *const u8).add(offset) as *const c_void;
+        if bpf_probe_read_kernel_str(dst, (*event).filename.len() as u32, src) < 0 {
+            (*event).filename[0] = 0;
+        }
+    }
+    entry.submit(emit::wakeup_flags());
+    Ok(())
+}
+
+/// sched_process_exit, reported once per process: when its main thread exits.
+#[tracepoint]
+pub fn sched_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_exit(&ctx);
+    0
+}
+
+fn try_sched_exit(_ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 || tgid == settings().agent_tgid {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
+        count(KernelCounter::RingbufFullControl);
+        return Ok(());
+    };
+    entry.write(emit::header(EventKind::Exit, -1, unsafe {
+        bpf_ktime_get_ns()
+    }));
+    entry.submit(emit::wakeup_flags());
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The API call: one request/response pair as one process saw it. Every later stage (identity,
+//! inventory, findings, sinks) works on this type.
+
+use std::net::SocketAddr;
+
+use crate::protocol::http1::Header;
+
+/// Which end of the call the observing process was (OpenTelemetry span kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKind {
+    Client,
+    Server,
+}
+
+impl SpanKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+}
+
+/// A process on this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Base name of the executable (`process.executable.name`), else the command name.
+    pub executable_name: String,
+    /// Full path of the executable, when known.
+    pub executable_path: Option<String>,
+    /// The kernel's command name (comm) at the time of the call.
+    pub command: String,
+}
+
+/// One end of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    /// The process owning this end, when it is on this host and was seen.
+    pub process: Option<ProcessInfo>,
+}
+
+/// Sizes of one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageSize {
+    /// Head and body bytes (body decoded when chunked).
+    pub total: u64,
+    pub body: u64,
+    /// False when body bytes were not captured (capture limit) or the message was cut.
+    pub body_complete: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCall {
+    pub kind: SpanKind,
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// The Host header, as sent.
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    /// "1.0" or "1.1".
+    pub protocol_version: &'static str,
+    pub status: Option<u16>,
+    /// Why the call has no (complete) response.
+    pub error: Option<String>,
+    pub request_headers: Vec<Header>,
+    pub response_headers: Vec<Header>,
+    pub request_size: MessageSize,
+    pub response_size: MessageSize,
+    pub request_body_sample: Vec<u8>,
+    pub response_body_sample: Vec<u8>,
+    /// The observing end (its process is always known).
+    pub local: Endpoint,
+    /// The other end.
+    pub peer: Endpoint,
+    /// Thread that made the first request syscall.
+    pub thread_id: u32,
+    pub cgroup_id: u64,
+    /// The agent did not see the connection open (it predates the agent or was evicted).
+    pub joined_midstream: bool,
+}
+
+impl ApiCall {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_unix_ns.saturating_sub(self.start_unix_ns)
+    }
+
+    /// The socket end of the server.
+    pub fn server(&self) -> &Endpoint {
+        match self.kind {
+            SpanKind::Server => &self.local,
+            SpanKind::Client => &self.peer,
+        }
+    }
+
+    /// The socket end of the client.
+    pub fn client(&self) -> &Endpoint {
+        match self.kind {
+            SpanKind::Server => &self.peer,
+            SpanKind::Client => &self.local,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Typed events, decoded from the kernel's raw layouts.
+
+use std::net::SocketAddr;
+
+/// The task that made a syscall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// Command name (at most 15 bytes).
+    pub comm: String,
+    pub cgroup_id: u64,
+    /// Monotonic nanoseconds.
+    pub ts_ns: u64,
+}
+
+/// The two ends of a TCP socket, seen from the process that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketPair {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl SocketPair {
+    /// The same connection seen from the other end.
+    pub fn reversed(&self) -> Self {
+        Self {
+            local: self.remote,
+            remote: self.local,
+        }
+    }
+}
+
+/// Which way bytes went, from the observing process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Egress,
+    Ingress,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Egress => "egress",
+            Self::Ingress => "ingress",
+        }
+    }
+}
+
+/// Bytes moved on a socket.
+#[derive(Clone, Debug)]
+pub struct DataChunk {
+    pub task: Task,
+    pub fd: i32,
+    pub sockets: SocketPair,
+    pub direction: Direction,
+    /// The syscall's name.
+    pub op: &'static str,
+    /// Bytes really moved.
+    pub total_len: u32,
+    /// The captured prefix (at most the capture size).
+    pub payload: Vec<u8>,
+}
+
+impl DataChunk {
+    /// Bytes moved but not captured: the capture limit, or a sendfile.
+    pub fn missing_len(&self) -> usize {
+        (self.total_len as usize).saturating_sub(self.payload.len())
+    }
+}
+
+/// What happened to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    Connect,
+    Accept,
+    Close,
+}
+
+impl ConnKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Accept => "accept",
+            Self::Close => "close",
+        }
+    }
+}
+
+/// One event from the kernel.
+#[derive(Clone, Debug)]
+pub enum CaptureEvent {
+    Data(DataChunk),
+    Conn {
+        task: Task,
+        fd: i32,
+        sockets: SocketPair,
+        kind: ConnKind,
+    },
+    Exec {
+        task: Task,
+        filename: String,
+    },
+    Exit {
+        task: Task,
+    },
+}
+
+impl CaptureEvent {
+    pub fn task(&self) -> &Task {
+        match self {
+            Self::Data(d) => &d.task,
+            Self::Conn { task, .. } | Self::Exec { task, .. } | Self::Exit { task } => task,
+        }
+    }
+}

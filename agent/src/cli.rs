@@ -1,0 +1,142 @@
+//! Command line. `sightline` alone runs the agent; `sightline check` only checks the host.
+
+use std::path::PathBuf;
+
+use agent_common::event::{DEFAULT_CAPTURE_BYTES, MAX_CAPTURE_BYTES};
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    config::{OutputFormat, RunConfig},
+    conn::TrackerLimits,
+    probes::{ProbeOptions, filters::Filters},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sightline",
+    version,
+    about = "eBPF agent for API observability and API security"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture API calls and show them (the default).
+    Run(RunArgs),
+    /// Check that this host can run the agent (privileges, kernel, BTF, tracefs), then exit.
+    Check,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// How to show calls.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Terminal, env = "SIGHTLINE_OUTPUT")]
+    pub output: OutputFormat,
+    /// Write the output to this file instead of stdout (appends).
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
+    /// Payload bytes copied from each socket syscall (headers must fit for a call to parse).
+    #[arg(long, default_value_t = DEFAULT_CAPTURE_BYTES, value_parser = clap::value_parser!(u32).range(64..=MAX_CAPTURE_BYTES as i64))]
+    pub capture_bytes: u32,
+    /// Size of the kernel ring buffer in MiB (a power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
+    pub ring_buffer_mib: u32,
+    /// Only capture these processes (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Never capture these processes (repeatable).
+    #[arg(long = "exclude-pid", value_name = "PID")]
+    pub exclude_pids: Vec<u32>,
+    /// Only capture processes in these cgroup v2 directories (path under /sys/fs/cgroup; repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Never capture processes in these cgroups (repeatable).
+    #[arg(long = "exclude-cgroup", value_name = "PATH")]
+    pub exclude_cgroups: Vec<String>,
+    /// Only capture connections with this local or remote port (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Never capture connections with this local or remote port (repeatable).
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    pub exclude_ports: Vec<u16>,
+    /// Most connections tracked at once; past it the least recently active is dropped.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_connections: usize,
+    /// Seconds after which an idle connection is forgotten.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+    /// Write one JSON line of metadata per kernel event to this file (diagnostics; no payloads).
+    #[arg(long, value_name = "PATH")]
+    pub dump_events: Option<PathBuf>,
+}
+
+fn parse_ring_mib(text: &str) -> Result<u32, String> {
+    let mib: u32 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !(1..=1024).contains(&mib) || !mib.is_power_of_two() {
+        return Err("must be a power of two between 1 and 1024".to_string());
+    }
+    Ok(mib)
+}
+
+impl RunArgs {
+    pub fn into_config(self) -> RunConfig {
+        let ring_buffer_bytes = self.ring_buffer_mib << 20;
+        RunConfig {
+            probes: ProbeOptions {
+                capture_bytes: self.capture_bytes,
+                ring_buffer_bytes,
+                // Wake the reader once an eighth of the ring fills; the timed poll does the rest.
+                wakeup_bytes: ring_buffer_bytes / 8,
+                filters: Filters {
+                    pids: self.pids,
+                    exclude_pids: self.exclude_pids,
+                    cgroups: self.cgroups,
+                    exclude_cgroups: self.exclude_cgroups,
+                    ports: self.ports,
+                    exclude_ports: self.exclude_ports,
+                },
+            },
+            tracker: TrackerLimits {
+                max_connections: self.max_connections.max(1),
+                idle_timeout_ns: self.idle_timeout_secs.saturating_mul(1_000_000_000),
+                ..TrackerLimits::default()
+            },
+            output: self.output,
+            output_file: self.output_file,
+            dump_events: self.dump_events,
+            capture_queue: 65_536,
+            sink_queue: 16_384,
+            proc_root: "/proc".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_is_the_default_command() {
+        let cli = Cli::try_parse_from(["sightline", "--output", "json", "--port", "8080"])
+            .expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.output, OutputFormat::Json);
+        assert_eq!(cli.run.ports, vec![8080]);
+        let cli = Cli::try_parse_from(["sightline", "check"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Check)));
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(Cli::try_parse_from(["sightline", "--ring-buffer-mib", "3"]).is_err());
+        assert!(Cli::try_parse_from(["sightline", "--capture-bytes", "999999"]).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! The run's settings, from the command line (a config file comes with the identity issue).
+
+use std::path::PathBuf;
+
+use crate::{conn::TrackerLimits, probes::ProbeOptions};
+
+/// How calls are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A readable line per call.
+    Terminal,
+    /// One JSON object per line (OpenTelemetry attribute names).
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub probes: ProbeOptions,
+    pub tracker: TrackerLimits,
+    pub output: OutputFormat,
+    /// Write the output here instead of stdout.
+    pub output_file: Option<PathBuf>,
+    pub dump_events: Option<PathBuf>,
+    pub capture_queue: usize,
+    pub sink_queue: usize,
+    /// Where the host's /proc is.
+    pub proc_root: String,
+}

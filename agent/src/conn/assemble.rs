@@ -1,0 +1,80 @@
+//! Turns an HTTP exchange on a tracked connection into an [`ApiCall`], naming both ends.
+
+use crate::{
+    call::{ApiCall, Endpoint, MessageSize, SpanKind},
+    capture::clock::Clock,
+    identity::process::ProcessTable,
+    protocol::http1::{Exchange, head::Headers as _},
+};
+
+use super::table::{ConnKey, ConnTable, Connection, Role};
+
+/// Everything needed to name a call's ends.
+pub struct Context<'a> {
+    pub table: &'a ConnTable,
+    pub processes: &'a mut ProcessTable,
+    pub clock: &'a Clock,
+}
+
+pub fn api_call(
+    exchange: Exchange,
+    key: ConnKey,
+    conn: &Connection,
+    ctx: &mut Context<'_>,
+) -> ApiCall {
+    let kind = match conn.role {
+        Role::Server => SpanKind::Server,
+        Role::Client | Role::Unknown => SpanKind::Client,
+    };
+    let (local_process, _) = ctx.processes.info(key.tgid, &conn.comm);
+    let peer_process = ctx
+        .table
+        .peer_owner(&conn.sockets)
+        .map(|owner| ctx.processes.known(owner.tgid, &owner.comm));
+    let request = &exchange.request;
+    let response = exchange.response.as_ref();
+    ApiCall {
+        kind,
+        start_unix_ns: ctx.clock.to_unix_ns(exchange.start_ts),
+        end_unix_ns: ctx.clock.to_unix_ns(exchange.end_ts.max(exchange.start_ts)),
+        method: request.method.clone(),
+        path: request.path().to_string(),
+        query: request.query().map(str::to_string),
+        host: request.header("host"),
+        user_agent: request.header("user-agent"),
+        // The version both ends speak: an HTTP/1.0 answer to an HTTP/1.1 request is HTTP/1.0.
+        protocol_version: match response.map_or(request.minor_version, |r| {
+            r.minor_version.min(request.minor_version)
+        }) {
+            0 => "1.0",
+            _ => "1.1",
+        },
+        status: response.map(|r| r.status),
+        error: exchange.error.map(str::to_string),
+        request_headers: request.headers.clone(),
+        response_headers: response.map(|r| r.headers.clone()).unwrap_or_default(),
+        request_size: MessageSize {
+            total: exchange.request_wire_len,
+            body: exchange.request_body.len,
+            body_complete: exchange.request_body.complete,
+        },
+        response_size: MessageSize {
+            total: exchange.response_wire_len,
+            body: exchange.response_body.len,
+            body_complete: exchange.response_body.complete,
+        },
+        request_body_sample: exchange.request_body.sample,
+        response_body_sample: exchange.response_body.sample,
+        local: Endpoint {
+            address: conn.sockets.local,
+            process: Some(local_process),
+        },
+        peer: Endpoint {
+            address: conn.sockets.remote,
+            process: peer_process,
+        },
+        thread_id: conn.thread_id,
+        cgroup_id: conn.cgroup_id,
+        joined_midstream: !conn.seen_open,
+    }
+}

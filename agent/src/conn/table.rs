@@ -1,0 +1,166 @@
+//! Live connections keyed by (process, file descriptor), with a cap and idle eviction, and an
+//! index by socket pair so that a call between two local processes names both.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::{capture::event::SocketPair, protocol::http1::Http1Connection};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub tgid: u32,
+    pub fd: i32,
+}
+
+/// Which end of the connection the owning process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+    /// Not seen opening; decided by the first HTTP bytes.
+    Unknown,
+}
+
+/// What the connection carries.
+pub enum Protocol {
+    /// No data yet, or nothing recognisable yet (`chunks` data syscalls seen).
+    Detecting {
+        chunks: u32,
+    },
+    Http1(Box<Http1Connection>),
+    /// Not HTTP/1: ignored.
+    Other,
+}
+
+pub struct Connection {
+    pub sockets: SocketPair,
+    pub role: Role,
+    pub protocol: Protocol,
+    /// Monotonic ns of the last event.
+    pub last_ts: u64,
+    /// False when the agent did not see connect/accept (the connection predates it).
+    pub seen_open: bool,
+    pub comm: String,
+    pub cgroup_id: u64,
+    /// Thread of the first request syscall of the call in progress.
+    pub thread_id: u32,
+}
+
+/// Who owns a socket pair on this host (for naming the peer of a local call).
+#[derive(Clone, Debug)]
+pub struct Owner {
+    pub tgid: u32,
+    pub comm: String,
+    /// Monotonic ns when the connection closed; `None` while open.
+    pub closed_at: Option<u64>,
+}
+
+pub struct ConnTable {
+    conns: HashMap<ConnKey, Connection>,
+    owners: HashMap<SocketPair, Owner>,
+    closed_owners: VecDeque<(SocketPair, u64)>,
+    cap: usize,
+}
+
+/// How long a closed connection's owner stays known: the peer's call may complete after the
+/// close (an HTTP/1.0 server closes before the client has read the response).
+const OWNER_GRACE_NS: u64 = 10_000_000_000;
+
+impl ConnTable {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            conns: HashMap::new(),
+            owners: HashMap::new(),
+            closed_owners: VecDeque::new(),
+            cap,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Connection> {
+        self.conns.get_mut(key)
+    }
+
+    /// Whether the table is full (a new connection would need an eviction first).
+    pub fn is_full(&self) -> bool {
+        self.conns.len() >= self.cap
+    }
+
+    /// The least recently active connection, to evict at the cap.
+    pub fn oldest(&self) -> Option<ConnKey> {
+        self.conns
+            .iter()
+            .min_by_key(|(_, c)| c.last_ts)
+            .map(|(k, _)| *k)
+    }
+
+    pub fn insert(&mut self, key: ConnKey, conn: Connection) {
+        self.owners.insert(
+            conn.sockets,
+            Owner {
+                tgid: key.tgid,
+                comm: conn.comm.clone(),
+                closed_at: None,
+            },
+        );
+        self.conns.insert(key, conn);
+    }
+
+    /// Removes a connection; its owner stays known for a grace period.
+    pub fn remove(&mut self, key: &ConnKey, now: u64) -> Option<Connection> {
+        let conn = self.conns.remove(key)?;
+        if let Some(owner) = self.owners.get_mut(&conn.sockets)
+            && owner.tgid == key.tgid
+        {
+            owner.closed_at = Some(now);
+            self.closed_owners.push_back((conn.sockets, now));
+        }
+        Some(conn)
+    }
+
+    /// Keys of connections idle since before `cutoff`.
+    pub fn idle_since(&self, cutoff: u64) -> Vec<ConnKey> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.last_ts < cutoff)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Keys of every connection of a process.
+    pub fn of_process(&self, tgid: u32) -> Vec<ConnKey> {
+        self.conns
+            .keys()
+            .filter(|k| k.tgid == tgid)
+            .copied()
+            .collect()
+    }
+
+    pub fn keys(&self) -> Vec<ConnKey> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// The local process at the other end of `sockets`, if any.
+    pub fn peer_owner(&self, sockets: &SocketPair) -> Option<&Owner> {
+        self.owners.get(&sockets.reversed())
+    }
+
+    /// Forgets owners of connections closed longer ago than the grace period.
+    pub fn sweep_owners(&mut self, now: u64) {
+        while let Some(&(sockets, at)) = self.closed_owners.front() {
+            if now.saturating_sub(at) < OWNER_GRACE_NS && self.closed_owners.len() <= self.cap {
+                break;
+            }
+            self.closed_owners.pop_front();
+            if self.owners.get(&sockets).and_then(|o| o.closed_at) == Some(at) {
+                self.owners.remove(&sockets);
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Feeds capture events to the connection table and the HTTP parsers, and collects the calls
+//! they complete. Plain synchronous code: the pipeline runs it in one task.
+
+use std::sync::Arc;
+
+use crate::{
+    call::ApiCall,
+    capture::{
+        clock::Clock,
+        event::{CaptureEvent, ConnKind, DataChunk, Direction, Task},
+    },
+    identity::process::ProcessTable,
+    protocol::{
+        detect::{self, Verdict},
+        http1::{Http1Connection, Limits, exchange::Issue, message::ParseError},
+    },
+    stats::Stats,
+};
+
+use super::{
+    assemble::{self, Context},
+    table::{ConnKey, ConnTable, Connection, Protocol, Role},
+};
+
+/// Data syscalls a connection joined mid-way may carry before its protocol is recognised.
+const DETECT_CHUNKS: u32 = 16;
+
+#[derive(Clone, Copy, Debug)]
+pub struct TrackerLimits {
+    pub max_connections: usize,
+    pub idle_timeout_ns: u64,
+    pub max_processes: usize,
+    pub http: Limits,
+}
+
+impl Default for TrackerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 65_536,
+            idle_timeout_ns: 300_000_000_000,
+            max_processes: 32_768,
+            http: Limits::default(),
+        }
+    }
+}
+
+pub struct Tracker {
+    table: ConnTable,
+    processes: ProcessTable,
+    clock: Clock,
+    stats: Arc<Stats>,
+    limits: TrackerLimits,
+    issues: Vec<Issue>,
+}
+
+impl Tracker {
+    pub fn new(limits: TrackerLimits, clock: Clock, stats: Arc<Stats>, proc_root: &str) -> Self {
+        Self {
+            table: ConnTable::new(limits.max_connections),
+            processes: ProcessTable::new(limits.max_processes, proc_root),
+            clock,
+            stats,
+            limits,
+            issues: Vec::new(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Handles one event; completed calls are appended to `out`.
+    pub fn handle(&mut self, event: CaptureEvent, out: &mut Vec<ApiCall>) {
+        match event {
+            CaptureEvent::Data(chunk) => self.on_data(chunk, out),
+            CaptureEvent::Conn {
+                task,
+                fd,
+                sockets,
+                kind,
+            } => {
+                let key = ConnKey {
+                    tgid: task.tgid,
+                    fd,
+                };
+                // A connect/accept on a descriptor we still track means we missed its close.
+                self.close(key, task.ts_ns, out);
+                let role = match kind {
+                    ConnKind::Connect => Role::Client,
+                    ConnKind::Accept => Role::Server,
+                    ConnKind::Close => return,
+                };
+                self.open(key, &task, sockets, role, true, out);
+            }
+            CaptureEvent::Exec { task, filename } => {
+                if self.processes.on_exec(task.tgid, &filename).is_some() {
+                    Stats::inc(&self.stats.processes_evicted_cap);
+                }
+            }
+            CaptureEvent::Exit { task } => {
+                // The kernel closes a dead process's sockets without a close() syscall.
+                for key in self.table.of_process(task.tgid) {
+                    self.close(key, task.ts_ns, out);
+                }
+                self.processes.on_exit(task.tgid, task.ts_ns);
+            }
+        }
+    }
+
+    /// Evicts idle connections and forgets old owners and processes.
+    pub fn sweep(&mut self, now_ns: u64, out: &mut Vec<ApiCall>) {
+        let cutoff = now_ns.saturating_sub(self.limits.idle_timeout_ns);
+        for key in self.table.idle_since(cutoff) {
+            Stats::inc(&self.stats.connections_evicted_idle);
+            self.close(key, now_ns, out);
+        }
+        self.table.sweep_owners(now_ns);
+        self.processes.sweep(now_ns);
+    }
+
+    /// Ends every connection (shutdown): bodies delimited by close end here.
+    pub fn close_all(&mut self, now_ns: u64, out: &mut Vec<ApiCall>) {
+        for key in self.table.keys() {
+            self.close(key, now_ns, out);
+        }
+    }
+
+    fn open(
+        &mut self,
+        key: ConnKey,
+        task: &Task,
+        sockets: crate::capture::event::SocketPair,
+        role: Role,
+        seen_open: bool,
+        out: &mut Vec<ApiCall>,
+    ) {
+        if self.table.is_full()
+            && let Some(victim) = self.table.oldest()
+        {
+            Stats::inc(&self.stats.connections_evicted_cap);
+            self.close(victim, task.ts_ns, out);
+        }
+        Stats::inc(&self.stats.connections_opened);
+        self.table.insert(
+            key,
+            Connection {
+                sockets,
+                role,
+                protocol: Protocol::Detecting { chunks: 0 },
+                last_ts: task.ts_ns,
+                seen_open,
+                comm: task.comm.clone(),
+                cgroup_id: task.cgroup_id,
+                thread_id: task.pid,
+            },
+        );
+    }
+
+    fn close(&mut self, key: ConnKey, ts: u64, out: &mut Vec<ApiCall>) {
+        let Some(mut conn) = self.table.remove(&key, ts) else {
+            return;
+        };
+        if let Protocol::Http1(http) = &mut conn.protocol {
+            let mut exchanges = Vec::new();
+            http.on_close(ts, &mut exchanges, &mut self.issues);
+            self.emit(exchanges, key, &conn, out);
+        }
+        self.count_issues();
+    }
+
+    fn on_data(&mut self, chunk: DataChunk, out: &mut Vec<ApiCall>) {
+        let key = ConnKey {
+            tgid: chunk.task.tgid,
+            fd: chunk.fd,
+        };
+        let known = self.table.get_mut(&key).map(|c| c.sockets);
+        if known != Some(chunk.sockets) {
+            // New to us (it predates the agent), or the descriptor was reused unseen.
+            self.close(key, chunk.task.ts_ns, out);
+            self.open(key, &chunk.task, chunk.sockets, Role::Unknown, false, out);
+        }
+        let Some(conn) = self.table.get_mut(&key) else {
+            return;
+        };
+        conn.last_ts = chunk.task.ts_ns;
+        if let Protocol::Detecting { chunks } = conn.protocol {
+            match detect_protocol(conn, &chunk, chunks, self.limits.http) {
+                Some(protocol) => {
+                    if matches!(protocol, Protocol::Other) {
+                        Stats::inc(&self.stats.connections_not_http);
+                    }
+                    conn.protocol = protocol;
+                }
+                None => {
+                    conn.protocol = Protocol::Detecting { chunks: chunks + 1 };
+                    return;
+                }
+            }
+        }
+        let requests_are_egress = conn.role == Role::Client;
+        let Protocol::Http1(http) = &mut conn.protocol else {
+            return;
+        };
+        let is_request = (chunk.direction == Direction::Egress) == requests_are_egress;
+        let ts = chunk.task.ts_ns;
+        let mut exchanges = Vec::new();
+        if is_request {
+            conn.thread_id = chunk.task.pid;
+            http.on_request_bytes(&chunk.payload, chunk.missing_len(), ts, &mut self.issues);
+        } else {
+            http.on_response_bytes(
+                &chunk.payload,
+                chunk.missing_len(),
+                ts,
+                &mut exchanges,
+                &mut self.issues,
+            );
+        }
+        if http.is_upgraded() {
+            conn.protocol = Protocol::Other;
+        }
+        if !exchanges.is_empty() {
+            let conn_snapshot = self.table.get_mut(&key).map(|c| snapshot(c));
+            if let Some(conn) = conn_snapshot {
+                self.emit(exchanges, key, &conn, out);
+            }
+        }
+        self.count_issues();
+    }
+
+    fn emit(
+        &mut self,
+        exchanges: Vec<crate::protocol::http1::Exchange>,
+        key: ConnKey,
+        conn: &Connection,
+        out: &mut Vec<ApiCall>,
+    ) {
+        let mut ctx = Context {
+            table: &self.table,
+            processes: &mut self.processes,
+            clock: &self.clock,
+        };
+        for exchange in exchanges {
+            out.push(assemble::api_call(exchange, key, conn, &mut ctx));
+            Stats::inc(&self.stats.calls_emitted);
+        }
+    }
+
+    fn count_issues(&mut self) {
+        for issue in self.issues.drain(..) {
+            match issue {
+                Issue::UnpairedResponse => Stats::inc(&self.stats.http_unpaired_responses),
+                Issue::Parse(_, ParseError::HeadTooLarge) => {
+                    Stats::inc(&self.stats.http_header_too_large);
+                    Stats::inc(&self.stats.http_parse_errors);
+                }
+                Issue::Parse(_, _) => Stats::inc(&self.stats.http_parse_errors),
+            }
+        }
+    }
+}
+
+/// The fields of a connection that naming a call needs (its parser state stays in the table).
+fn snapshot(conn: &Connection) -> Connection {
+    Connection {
+        sockets: conn.sockets,
+        role: conn.role,
+        protocol: Protocol::Other,
+        last_ts: conn.last_ts,
+        seen_open: conn.seen_open,
+        comm: conn.comm.clone(),
+        cgroup_id: conn.cgroup_id,
+        thread_id: conn.thread_id,
+    }
+}
+
+/// Decides a connection's protocol from a data chunk, fixing its role when unknown. `None`
+/// means "not yet": keep looking at the next chunks.
+fn detect_protocol(
+    conn: &mut Connection,
+    chunk: &DataChunk,
+    chunks_seen: u32,
+    limits: Limits,
+) -> Option<Protocol> {
+    let egress = chunk.direction == Direction::Egress;
+    let data = &chunk.payload;
+    if conn.role == Role::Unknown {
+        if detect::request_start(data) == Verdict::Yes {
+            conn.role = if egress { Role::Client } else { Role::Server };
+        } else if detect::response_start(data) == Verdict::Yes {
+            conn.role = if egress { Role::Server } else { Role::Client };
+        }
+    }
+    let http = || Some(Protocol::Http1(Box::new(Http1Connection::new(limits))));
+    let give_up = || {
+        if conn.seen_open || chunks_seen + 1 >= DETECT_CHUNKS {
+            Some(Protocol::Other)
+        } else {
+            None
+        }
+    };
+    if conn.role == Role::Unknown {
+        return give_up();
+    }
+    let carries_requests = egress == (conn.role == Role::Client);
+    let verdict = if carries_requests {
+        detect::request_start(data)
+    } else {
+        detect::response_start(data)
+    };
+    match verdict {
+        Verdict::Yes | Verdict::NeedMore => http(),
+        Verdict::No => give_up(),
+    }
+}

@@ -1,0 +1,106 @@
+//! Removes secret values from what the agent writes out. Query parameters whose names say they
+//! carry credentials keep their name and lose their value.
+
+/// Replacement for a removed value.
+pub const REDACTED: &str = "REDACTED";
+
+/// Parameter names (lower case) that carry credentials.
+const SECRET_NAMES: &[&str] = &[
+    "access_token",
+    "api-key",
+    "api_key",
+    "apikey",
+    "auth",
+    "authorization",
+    "client_secret",
+    "code",
+    "id_token",
+    "jwt",
+    "key",
+    "passwd",
+    "password",
+    "pwd",
+    "refresh_token",
+    "secret",
+    "session",
+    "sessionid",
+    "sid",
+    "sig",
+    "signature",
+    "token",
+    "x-api-key",
+];
+
+/// Name fragments that mark a parameter as a credential whatever its prefix.
+const SECRET_FRAGMENTS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "apikey",
+    "api_key",
+    "signature",
+];
+
+/// Whether a query parameter name carries a credential.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    SECRET_NAMES.contains(&lower.as_str()) || SECRET_FRAGMENTS.iter().any(|f| lower.contains(f))
+}
+
+/// The query string with the values of credential parameters replaced.
+pub fn query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value))
+                if !value.is_empty() && is_secret_name(&percent_decode_name(name)) =>
+            {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Decodes %XX in a parameter name so `api%5Fkey` is recognised too.
+fn percent_decode_name(name: &str) -> String {
+    let bytes = name.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = name.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credential_parameters_only() {
+        assert_eq!(
+            query("page=2&api_key=abc123&sort=asc"),
+            "page=2&api_key=REDACTED&sort=asc"
+        );
+        assert_eq!(
+            query("access_token=eyJhbGciOi&x=1"),
+            "access_token=REDACTED&x=1"
+        );
+        assert_eq!(query("myToken=zzz"), "myToken=REDACTED");
+        assert_eq!(query("api%5Fkey=s3cr3t"), "api%5Fkey=REDACTED");
+        assert_eq!(query("keyword=rust&monkey=1"), "keyword=rust&monkey=1");
+        assert_eq!(query("token="), "token=");
+        assert_eq!(query("flag&password=hunter2"), "flag&password=REDACTED");
+    }
+}

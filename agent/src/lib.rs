@@ -1,0 +1,19 @@
+//! Sightline: an eBPF agent that captures the API calls of every process on a Linux host and
+//! turns them into observability and security data.
+//!
+//! Data flows one way: `probes` (kernel programs) -> `capture` (ring buffer, decoding) ->
+//! `conn` (connections, HTTP parsing via `protocol`, naming via `identity`) -> `sink`.
+//! `pipeline` wires the stages; `cli` and `config` say how.
+
+pub mod call;
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod findings;
+pub mod identity;
+pub mod pipeline;
+pub mod probes;
+pub mod protocol;
+pub mod sink;
+pub mod stats;

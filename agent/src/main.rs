@@ -1,0 +1,60 @@
+//! The `sightline` binary: parses the command line and runs the library.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("sightline runs on Linux only: it loads eBPF programs into the Linux kernel");
+
+use clap::Parser as _;
+use sightline::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Some(Command::Check) => sightline::probes::preflight::run()
+            .map(|()| eprintln!("sightline: this host can run the agent"))
+            .map_err(anyhow::Error::from),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, with every cause, never a backtrace.
+            eprintln!("sightline: error: {}", one_line(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("sightline")
+        .build()?;
+    runtime.block_on(sightline::pipeline::run(args.into_config()))?;
+    Ok(())
+}
+
+/// The error and its causes on one line, skipping causes that their parent's text already
+/// repeats (some libraries include their source in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}

@@ -1,0 +1,225 @@
+//! Wires the stages: probes -> ring-buffer reader -> tracker (connections, HTTP, identity) ->
+//! sinks, over bounded channels, and runs them until SIGINT or SIGTERM.
+
+use std::{fs::File, io::BufWriter, sync::Arc, time::Duration};
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    call::ApiCall,
+    capture::{self, clock::Clock, dump::EventDump, event::CaptureEvent},
+    config::{OutputFormat, RunConfig},
+    conn::Tracker,
+    probes::{LoadedProbes, ProbeError, loader::KernelCounters},
+    sink::{self, Sink, json::JsonLines, terminal::Terminal},
+    stats::Stats,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Probes(#[from] ProbeError),
+    #[error("opening {path}: {source}")]
+    Output {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("watching for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("reading the ring buffer: {0}")]
+    Reader(#[source] std::io::Error),
+}
+
+/// How often idle connections are swept and counters logged.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
+
+pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
+    let stats = Arc::new(Stats::default());
+    let sinks = open_sinks(&config)?;
+    let dump = match &config.dump_events {
+        Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
+        None => None,
+    };
+    let mut probes = LoadedProbes::load(&config.probes)?;
+    let ring = probes.take_ring_buffer()?;
+    let counters = probes.take_counters()?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
+    let (call_tx, call_rx) = mpsc::channel(config.sink_queue);
+
+    let reader = tokio::spawn(capture::reader::run(
+        ring,
+        event_tx,
+        stats.clone(),
+        shutdown_rx,
+    ));
+    let tracker = Tracker::new(
+        config.tracker,
+        Clock::new(),
+        stats.clone(),
+        &config.proc_root,
+    );
+    let processor = tokio::spawn(process(event_rx, call_tx, tracker, dump, stats.clone()));
+    let sink_stats = stats.clone();
+    let writer = std::thread::Builder::new()
+        .name("sightline-sink".to_string())
+        .spawn(move || sink::run(call_rx, sinks, sink_stats))
+        .map_err(PipelineError::Signals)?;
+    let reporter = tokio::spawn(report(stats.clone(), counters));
+
+    tracing::info!("capture started");
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+
+    let _ = shutdown_tx.send(true);
+    let read_result = reader.await;
+    let _ = processor.await;
+    let _ = writer.join();
+    reporter.abort();
+    let counters = reporter.await.ok();
+    drop(probes); // Detaches every program.
+    log_summary(&stats, counters.as_ref());
+    match read_result {
+        Ok(Err(e)) => Err(PipelineError::Reader(e)),
+        _ => Ok(()),
+    }
+}
+
+fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
+    let out: Box<dyn std::io::Write + Send> = match &config.output_file {
+        Some(path) => Box::new(BufWriter::new(append(path)?)),
+        None => Box::new(BufWriter::new(std::io::stdout())),
+    };
+    let color =
+        config.output_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    Ok(vec![match config.output {
+        OutputFormat::Terminal => Box::new(Terminal::new(out, color)),
+        OutputFormat::Json => Box::new(JsonLines::new(out)),
+    }])
+}
+
+fn create(path: &std::path::Path) -> Result<File, PipelineError> {
+    File::create(path).map_err(|source| PipelineError::Output {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn append(path: &std::path::Path) -> Result<File, PipelineError> {
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| PipelineError::Output {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The tracker stage: events in, calls out. Ends when the reader ends (its sender drops).
+async fn process(
+    mut events: mpsc::Receiver<CaptureEvent>,
+    calls: mpsc::Sender<ApiCall>,
+    mut tracker: Tracker,
+    mut dump: Option<EventDump<BufWriter<File>>>,
+    stats: Arc<Stats>,
+) {
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                if let Some(dump) = dump.as_mut() {
+                    if let Err(error) = dump.write(&event) {
+                        tracing::warn!(%error, "writing the event dump failed");
+                    }
+                }
+                tracker.handle(event, &mut out);
+                if events.is_empty() && let Some(dump) = dump.as_mut() {
+                    let _ = dump.flush();
+                }
+            }
+            _ = sweep.tick() => tracker.sweep(Clock::now_monotonic(), &mut out),
+        }
+        for call in out.drain(..) {
+            if calls.try_send(call).is_err() {
+                Stats::inc(&stats.sink_queue_full);
+            }
+        }
+    }
+    if let Some(dump) = dump.as_mut() {
+        let _ = dump.flush();
+    }
+}
+
+/// Logs the counters periodically (at info when something was dropped), and hands the kernel
+/// counters back when aborted.
+async fn report(stats: Arc<Stats>, counters: KernelCounters) -> KernelCounters {
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    tick.tick().await;
+    let mut last_drops = 0;
+    loop {
+        tick.tick().await;
+        let kernel = counters.read();
+        let drops: u64 = kernel
+            .iter()
+            .filter(|(c, _)| {
+                c.name().starts_with("ringbuf_full") || c.name() == "pending_table_full"
+            })
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            + stats
+                .capture_queue_full
+                .load(std::sync::atomic::Ordering::Relaxed)
+            + stats
+                .sink_queue_full
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let summary = format_counters(&stats, Some(&counters));
+        if drops > last_drops {
+            tracing::warn!(counters = %summary, "events were dropped");
+        } else {
+            tracing::debug!(counters = %summary, "counters");
+        }
+        last_drops = drops;
+    }
+}
+
+fn log_summary(stats: &Stats, counters: Option<&KernelCounters>) {
+    tracing::info!(counters = %format_counters(stats, counters), "stopped");
+}
+
+fn format_counters(stats: &Stats, counters: Option<&KernelCounters>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(counters) = counters {
+        parts.extend(
+            counters
+                .read()
+                .iter()
+                .map(|(c, n)| format!("kernel.{}={n}", c.name())),
+        );
+    }
+    parts.extend(
+        stats
+            .snapshot()
+            .iter()
+            .map(|(name, n)| format!("{name}={n}")),
+    );
+    parts.join(" ")
+}
+
+async fn wait_for_signal() -> Result<(), PipelineError> {
+    let mut term = signal(SignalKind::terminate()).map_err(PipelineError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(PipelineError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

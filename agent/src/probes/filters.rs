@@ -1,0 +1,140 @@
+//! Turns the command line's process, cgroup and port filters into the kernel's filter maps and
+//! flag bits. Filtering in the kernel means an excluded process costs one map lookup, not a copy.
+
+use std::os::unix::fs::MetadataExt as _;
+
+use agent_common::config::{
+    FILTER_CGROUPS_ANY, FILTER_CGROUPS_INCLUDE_ONLY, FILTER_EXCLUDE, FILTER_INCLUDE,
+    FILTER_PIDS_ANY, FILTER_PIDS_INCLUDE_ONLY, FILTER_PORTS_ANY, FILTER_PORTS_INCLUDE_ONLY,
+};
+use aya::{Ebpf, maps::HashMap};
+
+use super::ProbeError;
+
+/// What to capture. Each include list, when not empty, restricts capture to its members; the
+/// lists combine with AND. Excludes always win.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub pids: Vec<u32>,
+    pub exclude_pids: Vec<u32>,
+    /// cgroup v2 directories (absolute, or relative to /sys/fs/cgroup).
+    pub cgroups: Vec<String>,
+    pub exclude_cgroups: Vec<String>,
+    pub ports: Vec<u16>,
+    pub exclude_ports: Vec<u16>,
+}
+
+impl Filters {
+    /// The `FILTER_*` bits for the kernel settings.
+    pub fn flags(&self) -> u32 {
+        let mut flags = 0;
+        if !self.pids.is_empty() {
+            flags |= FILTER_PIDS_INCLUDE_ONLY | FILTER_PIDS_ANY;
+        }
+        if !self.exclude_pids.is_empty() {
+            flags |= FILTER_PIDS_ANY;
+        }
+        if !self.cgroups.is_empty() {
+            flags |= FILTER_CGROUPS_INCLUDE_ONLY | FILTER_CGROUPS_ANY;
+        }
+        if !self.exclude_cgroups.is_empty() {
+            flags |= FILTER_CGROUPS_ANY;
+        }
+        if !self.ports.is_empty() {
+            flags |= FILTER_PORTS_INCLUDE_ONLY | FILTER_PORTS_ANY;
+        }
+        if !self.exclude_ports.is_empty() {
+            flags |= FILTER_PORTS_ANY;
+        }
+        flags
+    }
+
+    /// Fills the kernel's filter maps. Excludes are written last so they win over includes.
+    pub fn apply(&self, ebpf: &mut Ebpf) -> Result<(), ProbeError> {
+        let mut pids: HashMap<_, u32, u8> = map(ebpf, "PID_FILTER")?;
+        for (list, verdict) in [
+            (&self.pids, FILTER_INCLUDE),
+            (&self.exclude_pids, FILTER_EXCLUDE),
+        ] {
+            for pid in list {
+                pids.insert(pid, verdict, 0)
+                    .map_err(|source| map_error("PID_FILTER", source))?;
+            }
+        }
+        let mut cgroups: HashMap<_, u64, u8> = map(ebpf, "CGROUP_FILTER")?;
+        for (list, verdict) in [
+            (&self.cgroups, FILTER_INCLUDE),
+            (&self.exclude_cgroups, FILTER_EXCLUDE),
+        ] {
+            for path in list {
+                let id = cgroup_id(path)?;
+                cgroups
+                    .insert(id, verdict, 0)
+                    .map_err(|source| map_error("CGROUP_FILTER", source))?;
+            }
+        }
+        let mut ports: HashMap<_, u16, u8> = map(ebpf, "PORT_FILTER")?;
+        for (list, verdict) in [
+            (&self.ports, FILTER_INCLUDE),
+            (&self.exclude_ports, FILTER_EXCLUDE),
+        ] {
+            for port in list {
+                ports
+                    .insert(port, verdict, 0)
+                    .map_err(|source| map_error("PORT_FILTER", source))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cgroup v2 id of a cgroup directory is its inode number (what bpf_get_current_cgroup_id
+/// returns for tasks in it).
+pub fn cgroup_id(path: &str) -> Result<u64, ProbeError> {
+    let full = if path.starts_with('/') && std::path::Path::new(path).starts_with("/sys/fs/cgroup")
+    {
+        path.to_string()
+    } else {
+        format!("/sys/fs/cgroup/{}", path.trim_start_matches('/'))
+    };
+    std::fs::metadata(&full)
+        .map(|m| m.ino())
+        .map_err(|source| ProbeError::Cgroup { path: full, source })
+}
+
+fn map<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<HashMap<&'a mut aya::maps::MapData, K, V>, ProbeError> {
+    let raw = ebpf.map_mut(name).ok_or_else(|| ProbeError::MissingMap {
+        name: name.to_string(),
+    })?;
+    HashMap::try_from(raw).map_err(|source| map_error(name, source))
+}
+
+fn map_error(name: &str, source: aya::maps::MapError) -> ProbeError {
+    ProbeError::Map {
+        name: name.to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_the_lists() {
+        assert_eq!(Filters::default().flags(), 0);
+        let only_pid = Filters {
+            pids: vec![1],
+            ..Filters::default()
+        };
+        assert_eq!(only_pid.flags(), FILTER_PIDS_INCLUDE_ONLY | FILTER_PIDS_ANY);
+        let exclude_port = Filters {
+            exclude_ports: vec![22],
+            ..Filters::default()
+        };
+        assert_eq!(exclude_port.flags(), FILTER_PORTS_ANY);
+    }
+}

@@ -1,0 +1,176 @@
+//! Loads the embedded eBPF object with the run's settings and attaches every tracepoint.
+
+use agent_common::{
+    config::{KernelOffsets, Settings},
+    event::{KERNEL_COUNTER_SLOTS, KernelCounter, MAX_CAPTURE_BYTES},
+};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+
+use super::{ProbeError, filters::Filters, offsets, preflight};
+
+/// The compiled kernel programs, built by build.rs.
+static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sightline-probes"));
+
+/// (program, category, tracepoint) for every hook.
+const ATTACHMENTS: &[(&str, &str, &str)] = &[
+    ("enter_read", "syscalls", "sys_enter_read"),
+    ("enter_write", "syscalls", "sys_enter_write"),
+    ("enter_readv", "syscalls", "sys_enter_readv"),
+    ("enter_writev", "syscalls", "sys_enter_writev"),
+    ("enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("enter_sendfile", "syscalls", "sys_enter_sendfile64"),
+    ("enter_connect", "syscalls", "sys_enter_connect"),
+    ("enter_close", "syscalls", "sys_enter_close"),
+    ("exit_socket_io", "syscalls", "sys_exit_read"),
+    ("exit_socket_io", "syscalls", "sys_exit_write"),
+    ("exit_socket_io", "syscalls", "sys_exit_readv"),
+    ("exit_socket_io", "syscalls", "sys_exit_writev"),
+    ("exit_socket_io", "syscalls", "sys_exit_recvfrom"),
+    ("exit_socket_io", "syscalls", "sys_exit_sendto"),
+    ("exit_socket_io", "syscalls", "sys_exit_recvmsg"),
+    ("exit_socket_io", "syscalls", "sys_exit_sendmsg"),
+    ("exit_socket_io", "syscalls", "sys_exit_sendfile64"),
+    ("exit_socket_io", "syscalls", "sys_exit_connect"),
+    ("exit_accept", "syscalls", "sys_exit_accept"),
+    ("exit_accept", "syscalls", "sys_exit_accept4"),
+    ("sched_exec", "sched", "sched_process_exec"),
+    ("sched_exit", "sched", "sched_process_exit"),
+];
+
+/// How to load the probes.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub capture_bytes: u32,
+    pub ring_buffer_bytes: u32,
+    pub wakeup_bytes: u32,
+    pub filters: Filters,
+}
+
+/// Loaded and attached probes. Dropping it detaches everything.
+pub struct LoadedProbes {
+    ebpf: Ebpf,
+}
+
+impl LoadedProbes {
+    /// Checks the host, loads the programs and attaches them all.
+    pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
+        preflight::run()?;
+        let offsets: KernelOffsets = offsets::from_btf_file(preflight::VMLINUX_BTF)?;
+        tracing::debug!(?offsets, "kernel struct offsets from BTF");
+        let settings = Settings {
+            agent_tgid: std::process::id(),
+            capture_bytes: options.capture_bytes.min(MAX_CAPTURE_BYTES as u32),
+            filter_flags: options.filters.flags(),
+            wakeup_bytes: options.wakeup_bytes,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SIGHTLINE_SETTINGS", &settings, true)
+            .override_global("SIGHTLINE_OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", options.ring_buffer_bytes)
+            .map_max_entries("SCRATCH", possible_cpus()?)
+            .load(PROBES_OBJECT)?;
+        options.filters.apply(&mut ebpf)?;
+        let mut loaded = Vec::new();
+        for (program, category, tracepoint) in ATTACHMENTS {
+            let prog: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| ProbeError::MissingProgram {
+                    name: program.to_string(),
+                })?
+                .try_into()
+                .map_err(|source| ProbeError::Program {
+                    name: program.to_string(),
+                    source,
+                })?;
+            if !loaded.contains(program) {
+                prog.load().map_err(|source| ProbeError::Program {
+                    name: program.to_string(),
+                    source,
+                })?;
+                loaded.push(program);
+            }
+            prog.attach(category, tracepoint)
+                .map_err(|source| ProbeError::Attach {
+                    program: program.to_string(),
+                    category: category.to_string(),
+                    tracepoint: tracepoint.to_string(),
+                    source,
+                })?;
+        }
+        tracing::info!(
+            tracepoints = ATTACHMENTS.len(),
+            capture_bytes = settings.capture_bytes,
+            ring_buffer_bytes = options.ring_buffer_bytes,
+            "probes attached"
+        );
+        Ok(Self { ebpf })
+    }
+
+    /// Takes the ring buffer out for the reader task.
+    pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| ProbeError::MissingMap {
+                name: "EVENTS".to_string(),
+            })?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
+            name: "EVENTS".to_string(),
+            source,
+        })
+    }
+
+    /// Takes the per-CPU counters out, for the stats reporter.
+    pub fn take_counters(&mut self) -> Result<KernelCounters, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("COUNTERS")
+            .ok_or_else(|| ProbeError::MissingMap {
+                name: "COUNTERS".to_string(),
+            })?;
+        let array = PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
+            name: "COUNTERS".to_string(),
+            source,
+        })?;
+        Ok(KernelCounters { array })
+    }
+}
+
+/// Number of possible CPUs (ids run from 0 to this minus one), from sysfs.
+fn possible_cpus() -> Result<u32, ProbeError> {
+    let n = aya::util::nr_cpus().map_err(|(path, e)| {
+        ProbeError::Preflight(format!("reading the CPU list from {path}: {e}"))
+    })?;
+    Ok(n.max(1) as u32)
+}
+
+/// The kernel side's per-CPU counters (drops, truncations, events).
+pub struct KernelCounters {
+    array: PerCpuArray<MapData, u64>,
+}
+
+impl KernelCounters {
+    /// Each counter summed over CPUs.
+    pub fn read(&self) -> Vec<(KernelCounter, u64)> {
+        KernelCounter::ALL
+            .iter()
+            .filter(|c| (**c as u32) < KERNEL_COUNTER_SLOTS)
+            .map(|c| {
+                let total = self
+                    .array
+                    .get(&(*c as u32), 0)
+                    .map(|values| values.iter().sum())
+                    .unwrap_or(0);
+                (*c, total)
+            })
+            .collect()
+    }
+}

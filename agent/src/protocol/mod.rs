@@ -1,0 +1,5 @@
+//! Application protocols on a connection's byte streams. `detect` says whether bytes start an
+//! HTTP/1 message; `http1` turns the two directions into request/response exchanges.
+
+pub mod detect;
+pub mod http1;

@@ -1,0 +1,90 @@
+//! The live view: one readable line per call.
+
+use std::io::Write;
+
+use super::{Sink, fields};
+use crate::call::{ApiCall, SpanKind};
+
+pub struct Terminal<W: Write + Send> {
+    out: W,
+    color: bool,
+}
+
+impl<W: Write + Send> Terminal<W> {
+    pub fn new(out: W, color: bool) -> Self {
+        Self { out, color }
+    }
+}
+
+impl<W: Write + Send> Sink for Terminal<W> {
+    fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
+        writeln!(self.out, "{}", line(call, self.color))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// `12:00:01.123 SERVER python3[812] <- curl[990] 127.0.0.1:8000  GET /users?id=1  200  1.4ms  0B/512B`
+pub fn line(call: &ApiCall, color: bool) -> String {
+    let secs = call.start_unix_ns / 1_000_000_000;
+    let millis = (call.start_unix_ns / 1_000_000) % 1000;
+    let time = format!(
+        "{:02}:{:02}:{:02}.{millis:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    let name = |p: &Option<crate::call::ProcessInfo>, addr: std::net::SocketAddr| match p {
+        Some(p) => format!("{}[{}]", p.executable_name, p.pid),
+        None => addr.to_string(),
+    };
+    let me = name(&call.local.process, call.local.address);
+    let peer = name(&call.peer.process, call.peer.address);
+    let (kind, arrow) = match call.kind {
+        SpanKind::Server => ("SERVER", "<-"),
+        SpanKind::Client => ("CLIENT", "->"),
+    };
+    let (host, port) = fields::server_address(call);
+    let target = match fields::safe_query(call) {
+        Some(q) => format!("{}?{q}", call.path),
+        None => call.path.clone(),
+    };
+    let status = match (call.status, &call.error) {
+        (Some(s), _) => paint(&s.to_string(), status_color(s), color),
+        (None, Some(e)) => paint(&format!("({e})"), "33", color),
+        (None, None) => "-".to_string(),
+    };
+    format!(
+        "{time} {kind} {me} {arrow} {peer} {host}:{port}  {} {target}  {status}  {:.1}ms  {}/{}",
+        call.method,
+        call.duration_ns() as f64 / 1e6,
+        bytes(call.request_size.body),
+        bytes(call.response_size.body),
+    )
+}
+
+fn status_color(status: u16) -> &'static str {
+    match status {
+        500.. => "31",
+        400..=499 => "33",
+        _ => "32",
+    }
+}
+
+fn paint(text: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n}B"),
+        1024..1_048_576 => format!("{:.1}KiB", n as f64 / 1024.0),
+        _ => format!("{:.1}MiB", n as f64 / 1_048_576.0),
+    }
+}

@@ -1,0 +1,63 @@
+//! The agent's own counters: what it captured, parsed, emitted and dropped. Every stage that can
+//! drop counts it here; the summary is logged periodically and at shutdown (and exported by the
+//! OTLP metrics later).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Userspace counters, shared by every stage.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Stats {
+            /// Every counter with its name, for logs and exports.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Records read from the ring buffer.
+    events_read,
+    /// Records that could not be decoded.
+    events_undecodable,
+    /// Events dropped because the capture queue was full.
+    capture_queue_full,
+    /// Calls dropped because the sink queue was full.
+    sink_queue_full,
+    /// Connections tracked since start.
+    connections_opened,
+    /// Connections evicted because the table was at its cap.
+    connections_evicted_cap,
+    /// Connections evicted after being idle.
+    connections_evicted_idle,
+    /// Connections whose bytes are not HTTP/1 (ignored).
+    connections_not_http,
+    /// Times an HTTP stream lost framing and was resynchronised.
+    http_parse_errors,
+    /// Message heads larger than the header limit.
+    http_header_too_large,
+    /// Responses with no request to pair with (the request was not seen).
+    http_unpaired_responses,
+    /// API calls produced.
+    calls_emitted,
+    /// Calls dropped by a sink that failed to write.
+    sink_write_errors,
+    /// Process-table entries evicted at its cap.
+    processes_evicted_cap,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
