@@ -20,14 +20,14 @@ pub fn task_allowed(tgid: u32, settings: &Settings) -> bool {
     }
     let flags = settings.filter_flags;
     if flags & FILTER_PIDS_ANY != 0 {
-        let verdict = unsafe { PID_FILTER.get(tgid) }.copied();
+        let verdict = lookup(unsafe { PID_FILTER.get(tgid) });
         if !passes(verdict, flags & FILTER_PIDS_INCLUDE_ONLY != 0) {
             return false;
         }
     }
     if flags & FILTER_CGROUPS_ANY != 0 {
         let cgroup = unsafe { bpf_get_current_cgroup_id() };
-        let verdict = unsafe { CGROUP_FILTER.get(cgroup) }.copied();
+        let verdict = lookup(unsafe { CGROUP_FILTER.get(cgroup) });
         if !passes(verdict, flags & FILTER_CGROUPS_INCLUDE_ONLY != 0) {
             return false;
         }
@@ -42,22 +42,32 @@ pub fn ports_allowed(tuple: &SockTuple, settings: &Settings) -> bool {
     if flags & FILTER_PORTS_ANY == 0 {
         return true;
     }
-    let local = unsafe { PORT_FILTER.get(tuple.local_port) }.copied();
-    let remote = unsafe { PORT_FILTER.get(tuple.remote_port) }.copied();
-    if local == Some(FILTER_EXCLUDE) || remote == Some(FILTER_EXCLUDE) {
+    let local = lookup(unsafe { PORT_FILTER.get(tuple.local_port) });
+    let remote = lookup(unsafe { PORT_FILTER.get(tuple.remote_port) });
+    if local == FILTER_EXCLUDE || remote == FILTER_EXCLUDE {
         return false;
     }
     if flags & FILTER_PORTS_INCLUDE_ONLY != 0 {
-        return local == Some(FILTER_INCLUDE) || remote == Some(FILTER_INCLUDE);
+        return local == FILTER_INCLUDE || remote == FILTER_INCLUDE;
     }
     true
 }
 
+/// A filter map's verdict, 0 when absent. A plain integer rather than an `Option`: LLVM may
+/// copy an `Option`'s undefined payload, which the verifier rejects as reading an unset register.
 #[inline(always)]
-fn passes(verdict: Option<u8>, include_only: bool) -> bool {
+fn lookup(value: Option<&u8>) -> u8 {
+    match value {
+        Some(v) => *v,
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn passes(verdict: u8, include_only: bool) -> bool {
     match verdict {
-        Some(FILTER_EXCLUDE) => false,
-        Some(_) => true,
-        None => !include_only,
+        FILTER_EXCLUDE => false,
+        FILTER_INCLUDE => true,
+        _ => !include_only,
     }
 }

@@ -1,1 +1,313 @@
-//! helpers
+//! Helpers for Sightline's integration tests: run the real agent binary (as root), real servers
+//! and clients, and read back exactly what the agent wrote.
+#![allow(clippy::unwrap_used)] // Test helpers: a failure is a test failure with its message.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long to wait for something the agent or a program should do promptly. A bound on
+/// waiting, never an assertion on speed.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The agent binary: $SIGHTLINE_BIN (set by `cargo xtask test`), else target/debug/sightline.
+pub fn agent_binary() -> PathBuf {
+    std::env::var_os("SIGHTLINE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sightline"))
+}
+
+/// A fixture script's path.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A running agent writing JSON lines and an event dump into a temporary directory.
+pub struct Agent {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts the agent and waits until its probes are attached.
+    pub fn start(extra_args: &[&str]) -> Agent {
+        assert!(
+            is_root(),
+            "integration tests load eBPF programs: run them as root (cargo xtask test)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let binary = agent_binary();
+        assert!(
+            binary.exists(),
+            "{} is missing: build it (cargo build -p sightline)",
+            binary.display()
+        );
+        let child = Command::new(&binary)
+            .args(["--output", "json", "--output-file"])
+            .arg(dir.path().join("calls.jsonl"))
+            .arg("--dump-events")
+            .arg(dir.path().join("events.jsonl"))
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut agent = Agent { child, dir };
+        agent.wait_until("the agent to start capturing", |a| {
+            a.stderr().contains("capture started")
+        });
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Every call written so far.
+    pub fn calls(&self) -> Vec<Value> {
+        read_json_lines(&self.dir.path().join("calls.jsonl"))
+    }
+
+    /// Every event dumped so far.
+    pub fn events(&self) -> Vec<Value> {
+        read_json_lines(&self.dir.path().join("events.jsonl"))
+    }
+
+    /// The raw calls file, for searching.
+    pub fn output_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls.jsonl")).unwrap_or_default()
+    }
+
+    /// Waits until the calls satisfy `done`, then returns them.
+    pub fn wait_for_calls(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.wait_until(what, |a| done(&a.calls()));
+        self.calls()
+    }
+
+    /// Polls `done` until true; fails with the agent's log when the agent died or it never happens.
+    pub fn wait_until(&mut self, what: &str, done: impl Fn(&Agent) -> bool) {
+        let start = Instant::now();
+        loop {
+            if done(self) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "the agent exited ({status}) while waiting for {what}:\n{}",
+                    self.stderr()
+                );
+            }
+            if start.elapsed() > PATIENCE {
+                panic!(
+                    "gave up waiting for {what}\ncalls:\n{}\nagent log:\n{}",
+                    self.output_text(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the agent process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Resident memory of the agent, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    }
+
+    /// Stops the agent with SIGINT and waits for it (everything it saw is then written);
+    /// returns its log.
+    pub fn stop(&mut self) -> String {
+        signal(self.child.id(), libc::SIGINT);
+        let status = self.child.wait().unwrap();
+        let log = self.stderr();
+        assert!(status.success(), "the agent exited with {status}:\n{log}");
+        log
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A program started by a test, killed when dropped.
+pub struct Program {
+    pub child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Program {
+    /// Starts `cmd` with piped stdout (Python unbuffered).
+    pub fn spawn(mut cmd: Command) -> Program {
+        let mut child = cmd
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}"));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Program { child, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line the program prints (without the newline).
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "the program ended before printing a line");
+        line.trim_end().to_string()
+    }
+
+    /// Waits for the program to end successfully; returns the rest of its output.
+    pub fn finish(mut self) -> Vec<String> {
+        let mut rest = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            rest.push(line.trim_end().to_string());
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "program failed: {status}");
+        rest
+    }
+
+    /// Base name of the program's executable as the kernel has it (/proc/PID/exe).
+    pub fn executable_name(&self) -> String {
+        executable_name(self.pid())
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Base name of a live process's executable.
+pub fn executable_name(pid: u32) -> String {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    exe.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the keep-alive Python server on a free port and waits until it listens.
+pub fn keepalive_server() -> (Program, u16) {
+    let port = free_port();
+    let mut server = Program::spawn(python(&[
+        fixture("keepalive_server.py").to_str().unwrap(),
+        &port.to_string(),
+    ]));
+    assert_eq!(server.line(), "ready");
+    (server, port)
+}
+
+/// `python3 args...`
+pub fn python(args: &[&str]) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(args);
+    cmd
+}
+
+/// Runs curl to completion and returns (pid, stdout).
+pub fn curl(args: &[&str]) -> (u32, String) {
+    let child = Command::new("curl")
+        .args(["--silent", "--show-error"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Calls seen by `kind` ("client" or "server") on connections to `port`.
+pub fn calls_on_port<'a>(calls: &'a [Value], kind: &str, port: u16) -> Vec<&'a Value> {
+    calls
+        .iter()
+        .filter(|c| c["span.kind"] == kind)
+        .filter(|c| {
+            let server_port = if kind == "server" {
+                &c["network.local.port"]
+            } else {
+                &c["network.peer.port"]
+            };
+            server_port == port
+        })
+        .collect()
+}
+
+fn is_root() -> bool {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no preconditions.
+    unsafe {
+        libc::geteuid() == 0
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}

@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask <command>`: the developer commands. `setup` installs the eBPF toolchain,
+//! `run` builds and starts the agent, `test` runs every test, `lint` checks formatting and
+//! clippy for the userspace and eBPF crates.
+
+mod lint;
+mod run;
+mod setup;
+mod shell;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Sightline developer commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what building the eBPF programs needs (idempotent, quiet when done).
+    Setup,
+    /// Set up, build in release mode and run the agent (arguments go to `sightline`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up and run every test: lint, unit tests, integration tests (as root).
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// cargo fmt --check and clippy -D warnings on the userspace and eBPF crates.
+    Lint,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::run(),
+        Command::Run { args } => run::run(&args),
+        Command::Test { filter } => test::run(filter.as_deref()),
+        Command::Lint => lint::run(),
+    }
+}

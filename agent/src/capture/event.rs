@@ -24,6 +24,17 @@ pub struct SocketPair {
 }
 
 impl SocketPair {
+    /// Whether `other` describes the same connection. The kernel zeroes a socket's local port
+    /// once it is unhashed (after a reset or a full close), while reads of data still queued
+    /// can go on: such a socket is still the same connection.
+    pub fn same_connection(&self, other: &SocketPair) -> bool {
+        self.remote == other.remote
+            && self.local.ip() == other.local.ip()
+            && (self.local.port() == other.local.port()
+                || self.local.port() == 0
+                || other.local.port() == 0)
+    }
+
     /// The same connection seen from the other end.
     pub fn reversed(&self) -> Self {
         Self {

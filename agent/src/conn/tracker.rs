@@ -174,7 +174,7 @@ impl Tracker {
             fd: chunk.fd,
         };
         let known = self.table.get_mut(&key).map(|c| c.sockets);
-        if known != Some(chunk.sockets) {
+        if !known.is_some_and(|k| k.same_connection(&chunk.sockets)) {
             // New to us (it predates the agent), or the descriptor was reused unseen.
             self.close(key, chunk.task.ts_ns, out);
             self.open(key, &chunk.task, chunk.sockets, Role::Unknown, false, out);

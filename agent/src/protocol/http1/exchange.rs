@@ -162,8 +162,16 @@ impl Http1Connection {
         let mut events = std::mem::take(&mut self.events);
         self.requests.close(ts, &mut events);
         for event in events.drain(..) {
-            if let ParseEvent::Error(e) = event {
-                issues.push(Issue::Parse(MessageKind::Request, e));
+            match event {
+                // A request the client never finished sending is not a call.
+                ParseEvent::Error(ParseError::Truncated) => {
+                    if self.pending.back().is_some_and(|p| p.body.is_none()) {
+                        self.pending.pop_back();
+                    }
+                    issues.push(Issue::Parse(MessageKind::Request, ParseError::Truncated));
+                }
+                ParseEvent::Error(e) => issues.push(Issue::Parse(MessageKind::Request, e)),
+                ParseEvent::End { .. } | ParseEvent::Head { .. } => {}
             }
         }
         self.responses.close(ts, &mut events);
@@ -191,7 +199,15 @@ impl Http1Connection {
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue; // Interim response (100 Continue, 103 Early Hints).
                     }
-                    let request = self.pending.pop_front();
+                    let mut request = self.pending.pop_front();
+                    // Answered before its body was all sent (the server did not wait for it):
+                    // keep what the request parser has seen so far.
+                    if let Some(r) = request.as_mut()
+                        && r.body.is_none()
+                        && self.pending.is_empty()
+                    {
+                        r.body = self.requests.partial_body();
+                    }
                     if request.is_none() {
                         issues.push(Issue::UnpairedResponse);
                     }

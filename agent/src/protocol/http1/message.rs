@@ -101,6 +101,9 @@ enum State {
     Desync,
 }
 
+/// The last chunk and the blank line that end a chunked body without trailers.
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
 
@@ -136,6 +139,22 @@ impl MessageParser {
 
     pub fn is_desynced(&self) -> bool {
         self.state == State::Desync
+    }
+
+    /// The body of the message in progress, if the parser is inside one (marked incomplete).
+    pub fn partial_body(&self) -> Option<Body> {
+        match self.state {
+            State::Length(_)
+            | State::UntilClose
+            | State::ChunkSize
+            | State::ChunkData(_)
+            | State::ChunkDataEnd
+            | State::Trailers => Some(Body {
+                complete: false,
+                ..self.body.clone()
+            }),
+            _ => None,
+        }
     }
 
     /// Feeds the captured bytes of one syscall. `framing` decides each message's body framing
@@ -219,6 +238,17 @@ impl MessageParser {
             State::Head => {
                 self.head_buf.clear();
                 self.desync(ParseError::GapInFraming, out);
+            }
+            // A writer that sends each chunk in one syscall ends it with the chunk's CRLF, and
+            // often the last chunk with the terminating `0 CRLF CRLF` too: both are the only
+            // bytes that can follow, so the framing survives a gap that covers them.
+            State::ChunkData(remaining) if len == remaining + 2 => {
+                self.body.len += remaining;
+                self.state = State::ChunkSize;
+            }
+            State::ChunkData(remaining) if len == remaining + 2 + LAST_CHUNK.len() as u64 => {
+                self.body.len += remaining;
+                self.finish(ts, out);
             }
             State::Length(remaining) | State::ChunkData(remaining) => {
                 // The gap runs past this message: end it with what is known, then resync.

@@ -1,0 +1,44 @@
+//! `cargo xtask test`: everything CI runs. Set up, lint, unit tests, then the integration tests
+//! in tests/ (root: they load the real probes), one at a time since each runs an agent that
+//! sees the whole host.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{lint, setup, shell};
+
+/// Programs the integration tests drive: (program, Debian package).
+const TEST_PROGRAMS: &[(&str, &str)] = &[("curl", "curl"), ("python3", "python3")];
+
+pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+    setup::run()?;
+    shell::ensure_debian_programs(TEST_PROGRAMS)?;
+    lint::run()?;
+    let root = shell::workspace_root();
+    let mut unit = Command::new("cargo");
+    unit.current_dir(&root)
+        .args(["test", "--workspace", "--exclude", "sightline-tests"]);
+    if let Some(filter) = filter {
+        unit.arg(filter);
+    }
+    shell::run(&mut unit)?;
+    if !shell::is_root() {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    shell::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["build", "--package", "sightline"]),
+    )?;
+    let mut integration = Command::new("cargo");
+    integration
+        .current_dir(&root)
+        .args(["test", "--package", "sightline-tests", "--"])
+        .arg("--test-threads=1")
+        .env("SIGHTLINE_BIN", root.join("target/debug/sightline"));
+    if let Some(filter) = filter {
+        integration.arg(filter);
+    }
+    shell::run(&mut integration)
+}
