@@ -26,6 +26,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // Parsed once at start; boxing buys nothing.
 pub enum Command {
     /// Capture API calls and show them (the default).
     Run(RunArgs),

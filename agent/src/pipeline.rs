@@ -136,10 +136,10 @@ async fn process(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                if let Some(dump) = dump.as_mut() {
-                    if let Err(error) = dump.write(&event) {
-                        tracing::warn!(%error, "writing the event dump failed");
-                    }
+                if let Some(dump) = dump.as_mut()
+                    && let Err(error) = dump.write(&event)
+                {
+                    tracing::warn!(%error, "writing the event dump failed");
                 }
                 tracker.handle(event, &mut out);
                 if events.is_empty() && let Some(dump) = dump.as_mut() {

@@ -16,6 +16,8 @@ pub fn run() -> anyhow::Result<()> {
     shell::run(Command::new("cargo").current_dir(&root).args([
         "clippy",
         "--workspace",
+        "--exclude",
+        "agent-ebpf",
         "--all-targets",
         "--",
         "-D",

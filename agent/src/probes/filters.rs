@@ -115,7 +115,7 @@ fn map<'a, K: aya::Pod, V: aya::Pod>(
 fn map_error(name: &str, source: aya::maps::MapError) -> ProbeError {
     ProbeError::Map {
         name: name.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

@@ -76,7 +76,8 @@ impl LoadedProbes {
             .override_global("SIGHTLINE_OFFSETS", &offsets, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
             .map_max_entries("SCRATCH", possible_cpus()?)
-            .load(PROBES_OBJECT)?;
+            .load(PROBES_OBJECT)
+            .map_err(|e| ProbeError::Load(Box::new(e)))?;
         options.filters.apply(&mut ebpf)?;
         let mut loaded = Vec::new();
         for (program, category, tracepoint) in ATTACHMENTS {
@@ -88,12 +89,12 @@ impl LoadedProbes {
                 .try_into()
                 .map_err(|source| ProbeError::Program {
                     name: program.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             if !loaded.contains(program) {
                 prog.load().map_err(|source| ProbeError::Program {
                     name: program.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
                 loaded.push(program);
             }
@@ -102,7 +103,7 @@ impl LoadedProbes {
                     program: program.to_string(),
                     category: category.to_string(),
                     tracepoint: tracepoint.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         tracing::info!(
@@ -124,7 +125,7 @@ impl LoadedProbes {
             })?;
         RingBuf::try_from(map).map_err(|source| ProbeError::Map {
             name: "EVENTS".to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -138,7 +139,7 @@ impl LoadedProbes {
             })?;
         let array = PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
             name: "COUNTERS".to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(KernelCounters { array })
     }

@@ -16,7 +16,7 @@ pub enum ProbeError {
     #[error("reading kernel type information from {path}: {reason}")]
     Btf { path: String, reason: String },
     #[error("loading the eBPF programs failed: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("program {name} is missing from the eBPF object (build mismatch)")]
     MissingProgram { name: String },
     #[error("map {name} is missing from the eBPF object (build mismatch)")]
@@ -27,19 +27,19 @@ pub enum ProbeError {
         category: String,
         tracepoint: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("loading program {name} failed: {source}")]
     Program {
         name: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("map {name}: {source}")]
     Map {
         name: String,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("cgroup {path}: {source}")]
     Cgroup {

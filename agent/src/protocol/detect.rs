@@ -47,13 +47,22 @@ pub fn response_start(bytes: &[u8]) -> Verdict {
     if bytes[..n] != PREFIX[..n] {
         return Verdict::No;
     }
-    if bytes.len() < 13 {
-        return Verdict::NeedMore;
+    // "HTTP/1.x NNN": a digit, a space, three digits; judge the bytes that are there.
+    let expected = [
+        u8::is_ascii_digit as fn(&u8) -> bool,
+        |b: &u8| *b == b' ',
+        u8::is_ascii_digit,
+        u8::is_ascii_digit,
+        u8::is_ascii_digit,
+    ];
+    for (i, check) in expected.iter().enumerate() {
+        match bytes.get(PREFIX.len() + i) {
+            None => return Verdict::NeedMore,
+            Some(b) if !check(b) => return Verdict::No,
+            Some(_) => {}
+        }
     }
-    let digits_ok = bytes[7].is_ascii_digit()
-        && bytes[8] == b' '
-        && bytes[9..12].iter().all(u8::is_ascii_digit);
-    if digits_ok { Verdict::Yes } else { Verdict::No }
+    Verdict::Yes
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ pub struct Exchange {
 }
 
 struct Pending {
-    head: RequestHead,
+    /// `None` for a request that was there but could not be parsed: its response is dropped.
+    head: Option<RequestHead>,
     start_ts: u64,
     end_ts: u64,
     body: Option<Body>,
@@ -98,13 +99,20 @@ impl Http1Connection {
                     head: Head::Request(head),
                     start_ts,
                 } => self.pending.push_back(Pending {
-                    head,
+                    head: Some(head),
                     start_ts,
                     end_ts: start_ts,
                     body: None,
                     wire_len: 0,
                 }),
                 ParseEvent::Head { .. } => {}
+                ParseEvent::Lost => self.pending.push_back(Pending {
+                    head: None,
+                    start_ts: ts,
+                    end_ts: ts,
+                    body: Some(Body::default()),
+                    wire_len: 0,
+                }),
                 ParseEvent::End {
                     body,
                     wire_len,
@@ -143,7 +151,10 @@ impl Http1Connection {
                 let Head::Response(response) = head else {
                     return Ok(Framing::NoBody);
                 };
-                let method = pending.get(k).map(|p| p.head.method.as_str());
+                let method = pending
+                    .get(k)
+                    .and_then(|p| p.head.as_ref())
+                    .map(|h| h.method.as_str());
                 if response.status >= 200 || response.status == 101 {
                     k += 1;
                 }
@@ -171,15 +182,17 @@ impl Http1Connection {
                     issues.push(Issue::Parse(MessageKind::Request, ParseError::Truncated));
                 }
                 ParseEvent::Error(e) => issues.push(Issue::Parse(MessageKind::Request, e)),
-                ParseEvent::End { .. } | ParseEvent::Head { .. } => {}
+                ParseEvent::End { .. } | ParseEvent::Head { .. } | ParseEvent::Lost => {}
             }
         }
         self.responses.close(ts, &mut events);
         self.apply_response_events(&mut events, out, issues);
         self.events = events;
         while let Some(p) = self.pending.pop_front() {
-            if p.body.is_some() {
-                out.push(unanswered(p, "connection closed before a response"));
+            if p.body.is_some()
+                && let Some(exchange) = unanswered(p, "connection closed before a response")
+            {
+                out.push(exchange);
             }
         }
     }
@@ -212,7 +225,10 @@ impl Http1Connection {
                         issues.push(Issue::UnpairedResponse);
                     }
                     let tunnel = head.status == 101
-                        || (request.as_ref().is_some_and(|r| r.head.method == "CONNECT")
+                        || (request
+                            .as_ref()
+                            .and_then(|r| r.head.as_ref())
+                            .is_some_and(|h| h.method == "CONNECT")
                             && head.status < 300);
                     self.in_flight = Some(InFlight { request, head });
                     if tunnel {
@@ -228,12 +244,16 @@ impl Http1Connection {
                     let Some(in_flight) = self.in_flight.take() else {
                         continue; // End of an interim response.
                     };
+                    // No request (missed), or one we could not parse: nothing to pair with.
                     let Some(request) = in_flight.request else {
+                        continue;
+                    };
+                    let Some(request_head) = request.head else {
                         continue;
                     };
                     out.push(Exchange {
                         request_body: request.body.unwrap_or_default(),
-                        request: request.head,
+                        request: request_head,
                         request_wire_len: request.wire_len,
                         response: Some(in_flight.head),
                         response_body: body,
@@ -243,21 +263,26 @@ impl Http1Connection {
                         error: None,
                     });
                 }
+                // A response we could not parse answered the oldest waiting request.
+                ParseEvent::Lost => {
+                    self.pending.pop_front();
+                }
                 ParseEvent::Error(e) => issues.push(Issue::Parse(MessageKind::Response, e)),
             }
         }
         if self.pending.len() > MAX_PENDING
             && let Some(p) = self.pending.pop_front()
+            && let Some(exchange) = unanswered(p, "too many requests waiting for responses")
         {
-            out.push(unanswered(p, "too many requests waiting for responses"));
+            out.push(exchange);
         }
     }
 }
 
-fn unanswered(p: Pending, error: &'static str) -> Exchange {
-    Exchange {
+fn unanswered(p: Pending, error: &'static str) -> Option<Exchange> {
+    Some(Exchange {
         request_body: p.body.unwrap_or_default(),
-        request: p.head,
+        request: p.head?,
         request_wire_len: p.wire_len,
         response: None,
         response_body: Body::default(),
@@ -265,7 +290,7 @@ fn unanswered(p: Pending, error: &'static str) -> Exchange {
         start_ts: p.start_ts,
         end_ts: p.end_ts,
         error: Some(error),
-    }
+    })
 }
 
 /// Request bodies are delimited by their own headers; without them there is none.

@@ -83,6 +83,9 @@ pub enum ParseEvent {
         wire_len: u64,
         end_ts: u64,
     },
+    /// A message was there but could not be parsed (head too large or invalid, or not
+    /// captured): its answer must not be paired with another message.
+    Lost,
     Error(ParseError),
 }
 
@@ -234,9 +237,11 @@ impl MessageParser {
             }
             State::UntilClose => self.body.len += len,
             State::Desync => {}
-            State::Idle => self.desync(ParseError::GapInFraming, out),
-            State::Head => {
+            // Only a prefix of each syscall is captured, so uncaptured bytes at a message
+            // boundary are the start of another message.
+            State::Idle | State::Head => {
                 self.head_buf.clear();
+                out.push(ParseEvent::Lost);
                 self.desync(ParseError::GapInFraming, out);
             }
             // A writer that sends each chunk in one syscall ends it with the chunk's CRLF, and
@@ -332,6 +337,7 @@ impl MessageParser {
         let Some(end) = find_head_end(&self.head_buf, before.saturating_sub(3)) else {
             if self.head_buf.len() > self.limits.max_head_bytes {
                 self.head_buf.clear();
+                out.push(ParseEvent::Lost);
                 self.desync(ParseError::HeadTooLarge, out);
                 return rest.len();
             }
@@ -345,10 +351,12 @@ impl MessageParser {
         let head = match parsed {
             Parsed::Complete(head) => head,
             Parsed::Partial => {
+                out.push(ParseEvent::Lost);
                 self.desync(ParseError::InvalidHead("incomplete head".to_string()), out);
                 return rest.len();
             }
             Parsed::Invalid(reason) => {
+                out.push(ParseEvent::Lost);
                 self.desync(ParseError::InvalidHead(reason), out);
                 return rest.len();
             }

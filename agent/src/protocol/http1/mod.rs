@@ -10,3 +10,6 @@ pub mod message;
 pub use exchange::{Exchange, Http1Connection};
 pub use head::{Header, RequestHead, ResponseHead};
 pub use message::{Limits, MessageKind, ParseError};
+
+#[cfg(test)]
+mod tests;
