@@ -174,10 +174,32 @@ pub struct Program {
 
 impl Program {
     /// Starts `cmd` with piped stdout (Python unbuffered).
-    pub fn spawn(mut cmd: Command) -> Program {
+    pub fn spawn(cmd: Command) -> Program {
+        Self::spawn_with_stdin(cmd, Stdio::null())
+    }
+
+    /// Starts `cmd` with stdin piped too, to drive it with [`Program::send_line`].
+    pub fn spawn_interactive(cmd: Command) -> Program {
+        Self::spawn_with_stdin(cmd, Stdio::piped())
+    }
+
+    /// Writes a line to the program's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the program's stdin.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    fn spawn_with_stdin(mut cmd: Command, stdin: Stdio) -> Program {
         let mut child = cmd
             .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -30,7 +30,7 @@ pub fn api_call(
     let peer_process = ctx
         .table
         .peer_owner(&conn.sockets)
-        .map(|owner| ctx.processes.known(owner.tgid, &owner.comm));
+        .map(|owner| ctx.processes.info(owner.tgid, &owner.comm).0);
     let request = &exchange.request;
     let response = exchange.response.as_ref();
     ApiCall {

@@ -100,15 +100,6 @@ impl ProcessTable {
         (process_info(tgid, comm, path), evicted)
     }
 
-    /// What is known of `tgid` without touching /proc (peers).
-    pub fn known(&self, tgid: u32, comm: &str) -> ProcessInfo {
-        let path = self
-            .entries
-            .get(&tgid)
-            .and_then(|e| e.executable_path.clone());
-        process_info(tgid, comm, path)
-    }
-
     fn insert(&mut self, tgid: u32, entry: Entry) -> Option<Evicted> {
         let mut evicted = None;
         if self.entries.len() >= self.cap && !self.entries.contains_key(&tgid) {
@@ -191,7 +182,7 @@ mod tests {
         table.on_exit(1, 10);
         assert_eq!(table.on_exec(3, "/c"), Some(Evicted));
         assert_eq!(table.len(), 2);
-        assert_eq!(table.known(1, "a").executable_path, None);
+        assert_eq!(table.info(1, "a").0.executable_path, None);
         table.on_exit(2, 20);
         table.sweep(20 + EXIT_GRACE_NS);
         assert_eq!(table.len(), 1);

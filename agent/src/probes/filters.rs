@@ -1,8 +1,6 @@
 //! Turns the command line's process, cgroup and port filters into the kernel's filter maps and
 //! flag bits. Filtering in the kernel means an excluded process costs one map lookup, not a copy.
 
-use std::os::unix::fs::MetadataExt as _;
-
 use agent_common::config::{
     FILTER_CGROUPS_ANY, FILTER_CGROUPS_INCLUDE_ONLY, FILTER_EXCLUDE, FILTER_INCLUDE,
     FILTER_PIDS_ANY, FILTER_PIDS_INCLUDE_ONLY, FILTER_PORTS_ANY, FILTER_PORTS_INCLUDE_ONLY,
@@ -88,18 +86,19 @@ impl Filters {
     }
 }
 
-/// The cgroup v2 id of a cgroup directory is its inode number (what bpf_get_current_cgroup_id
-/// returns for tasks in it).
+/// The cgroup v2 id of a cgroup directory (absolute, or relative to the cgroup2 mount).
 pub fn cgroup_id(path: &str) -> Result<u64, ProbeError> {
-    let full = if path.starts_with('/') && std::path::Path::new(path).starts_with("/sys/fs/cgroup")
-    {
-        path.to_string()
-    } else {
-        format!("/sys/fs/cgroup/{}", path.trim_start_matches('/'))
-    };
-    std::fs::metadata(&full)
-        .map(|m| m.ino())
-        .map_err(|source| ProbeError::Cgroup { path: full, source })
+    let dir = crate::identity::cgroup::cgroup_dir(path).ok_or_else(|| ProbeError::Cgroup {
+        path: path.to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no cgroup2 hierarchy is mounted",
+        ),
+    })?;
+    crate::identity::cgroup::cgroup_id(&dir).map_err(|source| ProbeError::Cgroup {
+        path: dir.display().to_string(),
+        source,
+    })
 }
 
 fn map<'a, K: aya::Pod, V: aya::Pod>(

@@ -1,0 +1,57 @@
+//! Start-up checks: a missing privilege gives one clear line; tracefs is mounted when missing.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use sightline_tests::{Agent, agent_binary, calls_on_port, curl, keepalive_server};
+
+#[test]
+fn missing_privileges_give_one_clear_line() {
+    // The agent as an unprivileged user, with no capabilities at all.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(agent_binary())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "sightline: error: missing capabilities: sightline needs CAP_BPF and CAP_PERFMON"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"));
+}
+
+#[test]
+fn tracefs_is_mounted_when_missing() {
+    // Unmount every tracefs mount, as on a fresh host.
+    let umount = |path: &str| {
+        Command::new("umount")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    while umount("/sys/kernel/tracing") {}
+    umount("/sys/kernel/debug/tracing");
+    assert!(!std::path::Path::new("/sys/kernel/tracing/events").exists());
+
+    let (_server, port) = keepalive_server();
+    let mut agent = Agent::start(&[]);
+    assert!(std::path::Path::new("/sys/kernel/tracing/events").exists());
+    curl(&[&format!("http://127.0.0.1:{port}/traced")]);
+    agent.wait_for_calls("the call", |c| calls_on_port(c, "client", port).len() == 1);
+    let log = agent.stop();
+    assert!(log.contains("tracefs is not mounted; mounting it"), "{log}");
+}
