@@ -98,6 +98,20 @@ impl Agent {
         self.calls()
     }
 
+    /// Waits until `server` calls on `port` were written at the server end and `client` at the
+    /// client end, stops the agent (so everything it saw is written) and returns every call.
+    pub fn collect(&mut self, port: u16, server: usize, client: usize) -> Vec<Value> {
+        self.wait_for_calls(
+            &format!("{server} server and {client} client calls on port {port}"),
+            |c| {
+                calls_on_port(c, "server", port).len() >= server
+                    && calls_on_port(c, "client", port).len() >= client
+            },
+        );
+        self.stop();
+        self.calls()
+    }
+
     /// Polls `done` until true; fails with the agent's log when the agent died or it never happens.
     pub fn wait_until(&mut self, what: &str, done: impl Fn(&Agent) -> bool) {
         let start = Instant::now();
@@ -274,6 +288,14 @@ pub fn keepalive_server() -> (Program, u16) {
     ]));
     assert_eq!(server.line(), "ready");
     (server, port)
+}
+
+/// Runs a fixture script against `port`.
+pub fn python_fixture(name: &str, port: u16) -> Program {
+    Program::spawn(python(&[
+        fixture(name).to_str().unwrap(),
+        &port.to_string(),
+    ]))
 }
 
 /// `python3 args...`

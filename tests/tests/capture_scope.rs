@@ -33,11 +33,7 @@ fn connections_opened_before_the_agent_are_picked_up() {
     let client_name = client.executable_name();
     client.finish();
 
-    agent.wait_for_calls("the calls at both ends", |c| {
-        calls_on_port(c, "server", port).len() >= 2 && calls_on_port(c, "client", port).len() >= 3
-    });
-    agent.stop();
-    let calls = agent.calls();
+    let calls = agent.collect(port, 2, 3);
     let server_name = executable_name(server.pid());
     for (kind, pid, name, peer_pid, peer_name, expected) in [
         (

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, calls_on_port, curl, executable_name, fixture, free_port, keepalive_server,
-    python,
+    Agent, Program, calls_on_port, curl, executable_name, free_port, keepalive_server, python,
+    python_fixture,
 };
 
 /// The fields every call of a test is checked on.
@@ -78,11 +78,7 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
         &format!("http://127.0.0.1:{port}/missing?token=S3CR3T-T0K3N&page=2"),
     ]);
 
-    agent.wait_for_calls("two calls at each end", |c| {
-        calls_on_port(c, "server", port).len() >= 2 && calls_on_port(c, "client", port).len() >= 2
-    });
-    agent.stop();
-    let calls = agent.calls();
+    let calls = agent.collect(port, 2, 2);
     let server_calls = calls_on_port(&calls, "server", port);
     let client_calls = calls_on_port(&calls, "client", port);
     assert_eq!(server_calls.len(), 2, "{calls:#?}");
@@ -193,19 +189,12 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
 fn python_http_client_keep_alive_requests_on_one_connection() {
     let mut agent = Agent::start(&[]);
     let (server, port) = keepalive_server();
-    let mut client = Program::spawn(python(&[
-        fixture("keepalive_client.py").to_str().unwrap(),
-        &port.to_string(),
-    ]));
+    let mut client = python_fixture("keepalive_client.py", port);
     let client_port: u64 = client.line().parse().unwrap();
     let client_me = (client.pid(), client.executable_name());
     assert_eq!(client.finish(), ["200", "200", "201"]);
 
-    agent.wait_for_calls("three calls at each end", |c| {
-        calls_on_port(c, "server", port).len() >= 3 && calls_on_port(c, "client", port).len() >= 3
-    });
-    agent.stop();
-    let calls = agent.calls();
+    let calls = agent.collect(port, 3, 3);
     let server_id = (server.pid(), executable_name(server.pid()));
     let client_id = (client_me.0, client_me.1.as_str());
     let expected = [
@@ -249,10 +238,7 @@ fn python_http_client_keep_alive_requests_on_one_connection() {
 fn pipelined_requests_are_paired_in_order() {
     let mut agent = Agent::start(&[]);
     let (server, port) = keepalive_server();
-    let mut client = Program::spawn(python(&[
-        fixture("pipelined_client.py").to_str().unwrap(),
-        &port.to_string(),
-    ]));
+    let mut client = python_fixture("pipelined_client.py", port);
     let client_port: u64 = client.line().parse().unwrap();
     let client_me = (client.pid(), client.executable_name());
     assert_eq!(
@@ -260,11 +246,7 @@ fn pipelined_requests_are_paired_in_order() {
         ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found"]
     );
 
-    agent.wait_for_calls("two calls at each end", |c| {
-        calls_on_port(c, "server", port).len() >= 2 && calls_on_port(c, "client", port).len() >= 2
-    });
-    agent.stop();
-    let calls = agent.calls();
+    let calls = agent.collect(port, 2, 2);
     let server_name = executable_name(server.pid());
     let server_id = (server.pid(), server_name.as_str());
     let client_id = (client_me.0, client_me.1.as_str());
@@ -335,11 +317,7 @@ fn chunked_and_large_request_bodies() {
     ]);
     assert_eq!(out, "received 300000 bytes");
 
-    agent.wait_for_calls("two calls at each end", |c| {
-        calls_on_port(c, "server", port).len() >= 2 && calls_on_port(c, "client", port).len() >= 2
-    });
-    agent.stop();
-    let calls = agent.calls();
+    let calls = agent.collect(port, 2, 2);
     let server_name = executable_name(server.pid());
     let server_id = (server.pid(), server_name.as_str());
     let upload = Expected {
@@ -379,10 +357,7 @@ fn chunked_and_large_request_bodies() {
 fn bad_input_does_not_stop_capture() {
     let mut agent = Agent::start(&[]);
     let (server, port) = keepalive_server();
-    let mut bad = Program::spawn(python(&[
-        fixture("bad_input_client.py").to_str().unwrap(),
-        &port.to_string(),
-    ]));
+    let mut bad = python_fixture("bad_input_client.py", port);
     assert_eq!(bad.line(), "done");
     let _ = bad.finish();
     let (curl_pid, body) = curl(&[&format!("http://127.0.0.1:{port}/after")]);
