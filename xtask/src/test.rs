@@ -17,8 +17,14 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     lint::run()?;
     let root = shell::workspace_root();
     let mut unit = Command::new("cargo");
-    unit.current_dir(&root)
-        .args(["test", "--workspace", "--exclude", "sightline-tests"]);
+    unit.current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "sightline-tests",
+        "--exclude",
+        "agent-ebpf",
+    ]);
     if let Some(filter) = filter {
         unit.arg(filter);
     }
