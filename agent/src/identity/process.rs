@@ -182,7 +182,10 @@ mod tests {
         table.on_exit(1, 10);
         assert_eq!(table.on_exec(3, "/c"), Some(Evicted));
         assert_eq!(table.len(), 2);
-        assert!(!table.entries.contains_key(&1), "the exited process is the one forgotten");
+        assert!(
+            !table.entries.contains_key(&1),
+            "the exited process is the one forgotten"
+        );
         table.on_exit(2, 20);
         table.sweep(20 + EXIT_GRACE_NS);
         assert_eq!(table.len(), 1);
