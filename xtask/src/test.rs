@@ -28,7 +28,8 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(filter) = filter {
         unit.arg(filter);
     }
-    shell::run(&mut unit)?;
+    let mut totals = shell::TestTotals::default();
+    shell::run_tests(&mut unit, &mut totals)?;
     if !shell::is_root() {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
@@ -46,5 +47,8 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(filter) = filter {
         integration.arg(filter);
     }
-    shell::run(&mut integration)
+    let result = shell::run_tests(&mut integration, &mut totals);
+    // The plain closing line CI reads, whatever happened.
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    result
 }
