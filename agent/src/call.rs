@@ -106,3 +106,58 @@ impl ApiCall {
         }
     }
 }
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A server-side call with a credential in its query and headers.
+    pub fn sample() -> ApiCall {
+        ApiCall {
+            kind: SpanKind::Server,
+            start_unix_ns: 1_795_874_171_707_540_109,
+            end_unix_ns: 1_795_874_171_711_310_674,
+            method: "GET".into(),
+            path: "/users/42".into(),
+            query: Some("api_key=s3cr3t&page=2".into()),
+            host: Some("api.local:8080".into()),
+            user_agent: Some("curl/7.88.1".into()),
+            protocol_version: "1.1",
+            status: Some(200),
+            error: None,
+            request_headers: vec![Header {
+                name: "authorization".into(),
+                value: b"Bearer s3cr3t-token".to_vec(),
+            }],
+            response_headers: vec![],
+            request_size: MessageSize {
+                total: 79,
+                body: 0,
+                body_complete: true,
+            },
+            response_size: MessageSize {
+                total: 120,
+                body: 17,
+                body_complete: true,
+            },
+            request_body_sample: vec![],
+            response_body_sample: b"{\"ok\":true}".to_vec(),
+            local: Endpoint {
+                address: "127.0.0.1:8080".parse().unwrap(),
+                process: Some(ProcessInfo {
+                    pid: 10,
+                    executable_name: "api".into(),
+                    executable_path: Some("/usr/bin/api".into()),
+                    command: "api".into(),
+                }),
+            },
+            peer: Endpoint {
+                address: "10.0.0.9:41060".parse().unwrap(),
+                process: None,
+            },
+            thread_id: 11,
+            cgroup_id: 1,
+            joined_midstream: false,
+        }
+    }
+}

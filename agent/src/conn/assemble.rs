@@ -33,38 +33,56 @@ pub fn api_call(
         .map(|owner| ctx.processes.info(owner.tgid, &owner.comm).0);
     let request = &exchange.request;
     let response = exchange.response.as_ref();
+    let path = request.path().to_string();
+    let query = request.query().map(str::to_string);
+    let host = request.header("host");
+    let user_agent = request.header("user-agent");
+    // The version both ends speak: an HTTP/1.0 answer to an HTTP/1.1 request is HTTP/1.0.
+    let protocol_version = match response.map_or(request.minor_version, |r| {
+        r.minor_version.min(request.minor_version)
+    }) {
+        0 => "1.0",
+        _ => "1.1",
+    };
+    let status = response.map(|r| r.status);
+    // Move, not copy, what the exchange owns.
+    let Exchange {
+        request,
+        response,
+        request_body,
+        response_body,
+        request_wire_len,
+        response_wire_len,
+        start_ts,
+        end_ts,
+        error,
+    } = exchange;
     ApiCall {
         kind,
-        start_unix_ns: ctx.clock.to_unix_ns(exchange.start_ts),
-        end_unix_ns: ctx.clock.to_unix_ns(exchange.end_ts.max(exchange.start_ts)),
-        method: request.method.clone(),
-        path: request.path().to_string(),
-        query: request.query().map(str::to_string),
-        host: request.header("host"),
-        user_agent: request.header("user-agent"),
-        // The version both ends speak: an HTTP/1.0 answer to an HTTP/1.1 request is HTTP/1.0.
-        protocol_version: match response.map_or(request.minor_version, |r| {
-            r.minor_version.min(request.minor_version)
-        }) {
-            0 => "1.0",
-            _ => "1.1",
-        },
-        status: response.map(|r| r.status),
-        error: exchange.error.map(str::to_string),
-        request_headers: request.headers.clone(),
-        response_headers: response.map(|r| r.headers.clone()).unwrap_or_default(),
+        start_unix_ns: ctx.clock.to_unix_ns(start_ts),
+        end_unix_ns: ctx.clock.to_unix_ns(end_ts.max(start_ts)),
+        method: request.method,
+        path,
+        query,
+        host,
+        user_agent,
+        protocol_version,
+        status,
+        error: error.map(str::to_string),
+        request_headers: request.headers,
+        response_headers: response.map(|r| r.headers).unwrap_or_default(),
         request_size: MessageSize {
-            total: exchange.request_wire_len,
-            body: exchange.request_body.len,
-            body_complete: exchange.request_body.complete,
+            total: request_wire_len,
+            body: request_body.len,
+            body_complete: request_body.complete,
         },
         response_size: MessageSize {
-            total: exchange.response_wire_len,
-            body: exchange.response_body.len,
-            body_complete: exchange.response_body.complete,
+            total: response_wire_len,
+            body: response_body.len,
+            body_complete: response_body.complete,
         },
-        request_body_sample: exchange.request_body.sample,
-        response_body_sample: exchange.response_body.sample,
+        request_body_sample: request_body.sample,
+        response_body_sample: response_body.sample,
         local: Endpoint {
             address: conn.sockets.local,
             process: Some(local_process),

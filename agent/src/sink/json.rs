@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use serde_json::{Map, Value, json};
+use std::net::IpAddr;
 
 use super::{Sink, fields};
-use crate::call::{ApiCall, ProcessInfo};
+use crate::call::ApiCall;
 
 pub struct JsonLines<W: Write + Send> {
     out: W,
@@ -20,7 +20,7 @@ impl<W: Write + Send> JsonLines<W> {
 
 impl<W: Write + Send> Sink for JsonLines<W> {
     fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, &to_json(call))?;
+        serde_json::to_writer(&mut self.out, &view(call))?;
         self.out.write_all(b"\n")
     }
 
@@ -29,98 +29,194 @@ impl<W: Write + Send> Sink for JsonLines<W> {
     }
 }
 
-/// The JSON object for a call.
-pub fn to_json(call: &ApiCall) -> Value {
-    let mut m = Map::new();
-    let mut put = |key: &str, value: Value| {
-        if !value.is_null() {
-            m.insert(key.to_string(), value);
-        }
-    };
+/// The JSON object for a call: a borrowed view serialised directly (no intermediate map), with
+/// OpenTelemetry semantic-convention names. Unknown values are left out.
+#[derive(serde::Serialize)]
+struct JsonCall<'a> {
+    timestamp: String,
+    start_time_unix_nano: u64,
+    end_time_unix_nano: u64,
+    duration_ns: u64,
+    #[serde(rename = "span.kind")]
+    span_kind: &'static str,
+    #[serde(rename = "http.request.method")]
+    method: &'a str,
+    #[serde(rename = "url.scheme")]
+    scheme: &'static str,
+    #[serde(rename = "url.path")]
+    path: &'a str,
+    #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(
+        rename = "http.response.status_code",
+        skip_serializing_if = "Option::is_none"
+    )]
+    status: Option<u16>,
+    #[serde(rename = "error.type", skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(rename = "server.address")]
+    server_address: String,
+    #[serde(rename = "server.port")]
+    server_port: u16,
+    #[serde(rename = "client.address")]
+    client_address: IpAddr,
+    #[serde(rename = "client.port")]
+    client_port: u16,
+    #[serde(rename = "network.local.address")]
+    local_address: IpAddr,
+    #[serde(rename = "network.local.port")]
+    local_port: u16,
+    #[serde(rename = "network.peer.address")]
+    peer_address: IpAddr,
+    #[serde(rename = "network.peer.port")]
+    peer_port: u16,
+    #[serde(rename = "network.transport")]
+    transport: &'static str,
+    #[serde(rename = "network.type")]
+    network_type: &'static str,
+    #[serde(rename = "network.protocol.name")]
+    protocol_name: &'static str,
+    #[serde(rename = "network.protocol.version")]
+    protocol_version: &'static str,
+    #[serde(
+        rename = "user_agent.original",
+        skip_serializing_if = "Option::is_none"
+    )]
+    user_agent: Option<&'a str>,
+    #[serde(rename = "http.request.size")]
+    request_size: u64,
+    #[serde(rename = "http.request.body.size")]
+    request_body_size: u64,
+    #[serde(rename = "http.response.size", skip_serializing_if = "Option::is_none")]
+    response_size: Option<u64>,
+    #[serde(
+        rename = "http.response.body.size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    response_body_size: Option<u64>,
+    #[serde(rename = "process.pid", skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    #[serde(
+        rename = "process.executable.name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    executable_name: Option<&'a str>,
+    #[serde(
+        rename = "process.executable.path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    executable_path: Option<&'a str>,
+    #[serde(rename = "thread.id")]
+    thread_id: u32,
+    #[serde(rename = "peer.process.pid", skip_serializing_if = "Option::is_none")]
+    peer_pid: Option<u32>,
+    #[serde(
+        rename = "peer.process.executable.name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    peer_executable_name: Option<&'a str>,
+    #[serde(
+        rename = "peer.process.executable.path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    peer_executable_path: Option<&'a str>,
+    #[serde(rename = "sightline.cgroup.id")]
+    cgroup_id: u64,
+    #[serde(rename = "sightline.capture.body_complete")]
+    body_complete: bool,
+    #[serde(rename = "sightline.connection.joined_midstream")]
+    joined_midstream: bool,
+}
+
+fn view(call: &ApiCall) -> JsonCall<'_> {
     let (server_address, server_port) = fields::server_address(call);
     let client = call.client().address;
-    put(
-        "timestamp",
-        json!(
-            humantime::format_rfc3339_nanos(
-                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(call.start_unix_ns)
-            )
-            .to_string()
-        ),
-    );
-    put("start_time_unix_nano", json!(call.start_unix_ns));
-    put("end_time_unix_nano", json!(call.end_unix_ns));
-    put("duration_ns", json!(call.duration_ns()));
-    put("span.kind", json!(call.kind.name()));
-    put("http.request.method", json!(call.method));
-    put("url.scheme", json!("http"));
-    put("url.path", json!(call.path));
-    put("url.query", json!(fields::safe_query(call)));
-    put("http.response.status_code", json!(call.status));
-    put("error.type", json!(call.error));
-    put("server.address", json!(server_address));
-    put("server.port", json!(server_port));
-    put("client.address", json!(client.ip().to_string()));
-    put("client.port", json!(client.port()));
-    put(
-        "network.local.address",
-        json!(call.local.address.ip().to_string()),
-    );
-    put("network.local.port", json!(call.local.address.port()));
-    put(
-        "network.peer.address",
-        json!(call.peer.address.ip().to_string()),
-    );
-    put("network.peer.port", json!(call.peer.address.port()));
-    put("network.transport", json!("tcp"));
-    put(
-        "network.type",
-        json!(if call.local.address.is_ipv4() {
+    let local = call.local.process.as_ref();
+    let peer = call.peer.process.as_ref();
+    JsonCall {
+        timestamp: humantime::format_rfc3339_nanos(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(call.start_unix_ns),
+        )
+        .to_string(),
+        start_time_unix_nano: call.start_unix_ns,
+        end_time_unix_nano: call.end_unix_ns,
+        duration_ns: call.duration_ns(),
+        span_kind: call.kind.name(),
+        method: &call.method,
+        scheme: "http",
+        path: &call.path,
+        query: fields::safe_query(call),
+        status: call.status,
+        error: call.error.as_deref(),
+        server_address,
+        server_port,
+        client_address: client.ip(),
+        client_port: client.port(),
+        local_address: call.local.address.ip(),
+        local_port: call.local.address.port(),
+        peer_address: call.peer.address.ip(),
+        peer_port: call.peer.address.port(),
+        transport: "tcp",
+        network_type: if call.local.address.is_ipv4() {
             "ipv4"
         } else {
             "ipv6"
-        }),
-    );
-    put("network.protocol.name", json!("http"));
-    put("network.protocol.version", json!(call.protocol_version));
-    put("user_agent.original", json!(call.user_agent));
-    put("http.request.size", json!(call.request_size.total));
-    put("http.request.body.size", json!(call.request_size.body));
-    put(
-        "http.response.size",
-        json!(call.status.map(|_| call.response_size.total)),
-    );
-    put(
-        "http.response.body.size",
-        json!(call.status.map(|_| call.response_size.body)),
-    );
-    if let Some(process) = &call.local.process {
-        process_fields(&mut put, "process", process);
+        },
+        protocol_name: "http",
+        protocol_version: call.protocol_version,
+        user_agent: call.user_agent.as_deref(),
+        request_size: call.request_size.total,
+        request_body_size: call.request_size.body,
+        response_size: call.status.map(|_| call.response_size.total),
+        response_body_size: call.status.map(|_| call.response_size.body),
+        pid: local.map(|p| p.pid),
+        executable_name: local.map(|p| p.executable_name.as_str()),
+        executable_path: local.and_then(|p| p.executable_path.as_deref()),
+        thread_id: call.thread_id,
+        peer_pid: peer.map(|p| p.pid),
+        peer_executable_name: peer.map(|p| p.executable_name.as_str()),
+        peer_executable_path: peer.and_then(|p| p.executable_path.as_deref()),
+        cgroup_id: call.cgroup_id,
+        body_complete: call.request_size.body_complete && call.response_size.body_complete,
+        joined_midstream: call.joined_midstream,
     }
-    put("thread.id", json!(call.thread_id));
-    if let Some(process) = &call.peer.process {
-        process_fields(&mut put, "peer.process", process);
-    }
-    put("sightline.cgroup.id", json!(call.cgroup_id));
-    put(
-        "sightline.capture.body_complete",
-        json!(call.request_size.body_complete && call.response_size.body_complete),
-    );
-    put(
-        "sightline.connection.joined_midstream",
-        json!(call.joined_midstream),
-    );
-    Value::Object(m)
 }
 
-fn process_fields(put: &mut impl FnMut(&str, Value), prefix: &str, p: &ProcessInfo) {
-    put(&format!("{prefix}.pid"), json!(p.pid));
-    put(
-        &format!("{prefix}.executable.name"),
-        json!(p.executable_name),
-    );
-    put(
-        &format!("{prefix}.executable.path"),
-        json!(p.executable_path),
-    );
+/// The JSON object for a call, as a value (tests and tools).
+pub fn to_json(call: &ApiCall) -> serde_json::Value {
+    serde_json::to_value(view(call)).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::tests::sample as call;
+
+    #[test]
+    fn writes_semantic_convention_keys_and_no_secrets() {
+        let mut out = Vec::new();
+        let mut sink = JsonLines::new(&mut out);
+        sink.write(&call()).unwrap();
+        sink.flush().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["timestamp"], "2026-11-28T13:56:11.707540109Z");
+        assert_eq!(v["duration_ns"], 3_770_565);
+        assert_eq!(v["span.kind"], "server");
+        assert_eq!(v["http.request.method"], "GET");
+        assert_eq!(v["url.path"], "/users/42");
+        assert_eq!(v["url.query"], "api_key=REDACTED&page=2");
+        assert_eq!(v["http.response.status_code"], 200);
+        assert_eq!(v["server.address"], "api.local");
+        assert_eq!(v["server.port"], 8080);
+        assert_eq!(v["client.address"], "10.0.0.9");
+        assert_eq!(v["client.port"], 41060);
+        assert_eq!(v["network.type"], "ipv4");
+        assert_eq!(v["http.response.body.size"], 17);
+        assert_eq!(v["process.executable.name"], "api");
+        assert!(v.get("peer.process.pid").is_none());
+        assert!(v.get("error.type").is_none());
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
 }

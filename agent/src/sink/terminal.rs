@@ -88,3 +88,17 @@ fn bytes(n: u64) -> String {
         _ => format!("{:.1}MiB", n as f64 / 1_048_576.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_readable_line_without_secrets() {
+        let text = line(&crate::call::tests::sample(), false);
+        assert_eq!(
+            text,
+            "13:56:11.707 SERVER api[10] <- 10.0.0.9:41060 api.local:8080  GET /users/42?api_key=REDACTED&page=2  200  3.8ms  0B/17B"
+        );
+    }
+}
