@@ -3,7 +3,7 @@
 use agent_common::event::{DataEvent, KERNEL_COUNTER_SLOTS, SockTuple};
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// Events to userspace. 16 MiB by default (`--ring-buffer-mib`).
@@ -44,9 +44,11 @@ pub struct PendingCall {
     pub buf_kind: u8,
 }
 
-/// Syscalls in flight on TCP sockets, between enter and exit.
+/// Syscalls in flight on TCP sockets, between enter and exit. LRU, and cleared when a thread
+/// exits: a thread killed inside a blocking read never reaches the exit tracepoint, and its
+/// entry must not stay forever.
 #[map]
-pub static PENDING: HashMap<u64, PendingCall> = HashMap::with_max_entries(16384, 0);
+pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// Process filters: tgid -> FILTER_INCLUDE or FILTER_EXCLUDE.
 #[map]

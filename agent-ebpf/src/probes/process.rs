@@ -13,7 +13,7 @@ use core::ffi::c_void;
 use crate::{
     config::settings,
     emit,
-    maps::{EVENTS, count},
+    maps::{EVENTS, PENDING, count},
 };
 
 /// sched_process_exec: `__data_loc char[] filename` at offset 8.
@@ -47,7 +47,8 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// sched_process_exit, reported once per process: when its main thread exits.
+/// sched_process_exit fires for every exiting thread: forget its pending syscall; report the
+/// process once, when its main thread exits.
 #[tracepoint]
 pub fn sched_exit(ctx: TracePointContext) -> u32 {
     let _ = try_sched_exit(&ctx);
@@ -56,6 +57,7 @@ pub fn sched_exit(ctx: TracePointContext) -> u32 {
 
 fn try_sched_exit(_ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let _ = PENDING.remove(pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != pid_tgid as u32 || tgid == settings().agent_tgid {
         return Ok(());
