@@ -49,41 +49,39 @@ impl Filters {
 
     /// Fills the kernel's filter maps. Excludes are written last so they win over includes.
     pub fn apply(&self, ebpf: &mut Ebpf) -> Result<(), ProbeError> {
-        let mut pids: HashMap<_, u32, u8> = map(ebpf, "PID_FILTER")?;
-        for (list, verdict) in [
-            (&self.pids, FILTER_INCLUDE),
-            (&self.exclude_pids, FILTER_EXCLUDE),
-        ] {
-            for pid in list {
-                pids.insert(pid, verdict, 0)
-                    .map_err(|source| map_error("PID_FILTER", source))?;
-            }
-        }
-        let mut cgroups: HashMap<_, u64, u8> = map(ebpf, "CGROUP_FILTER")?;
-        for (list, verdict) in [
-            (&self.cgroups, FILTER_INCLUDE),
-            (&self.exclude_cgroups, FILTER_EXCLUDE),
-        ] {
-            for path in list {
-                let id = cgroup_id(path)?;
-                cgroups
-                    .insert(id, verdict, 0)
-                    .map_err(|source| map_error("CGROUP_FILTER", source))?;
-            }
-        }
-        let mut ports: HashMap<_, u16, u8> = map(ebpf, "PORT_FILTER")?;
-        for (list, verdict) in [
-            (&self.ports, FILTER_INCLUDE),
-            (&self.exclude_ports, FILTER_EXCLUDE),
-        ] {
-            for port in list {
-                ports
-                    .insert(port, verdict, 0)
-                    .map_err(|source| map_error("PORT_FILTER", source))?;
-            }
-        }
-        Ok(())
+        fill(ebpf, "PID_FILTER", &self.pids, &self.exclude_pids)?;
+        let cgroups = |paths: &[String]| {
+            paths
+                .iter()
+                .map(|p| cgroup_id(p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        fill(
+            ebpf,
+            "CGROUP_FILTER",
+            &cgroups(&self.cgroups)?,
+            &cgroups(&self.exclude_cgroups)?,
+        )?;
+        fill(ebpf, "PORT_FILTER", &self.ports, &self.exclude_ports)
     }
+}
+
+/// Writes FILTER_INCLUDE for `include`, then FILTER_EXCLUDE for `exclude`, into a filter map.
+fn fill<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    include: &[K],
+    exclude: &[K],
+) -> Result<(), ProbeError> {
+    let mut filter: HashMap<_, K, u8> = map(ebpf, name)?;
+    for (keys, verdict) in [(include, FILTER_INCLUDE), (exclude, FILTER_EXCLUDE)] {
+        for key in keys {
+            filter
+                .insert(key, verdict, 0)
+                .map_err(|source| map_error(name, source))?;
+        }
+    }
+    Ok(())
 }
 
 /// The cgroup v2 id of a cgroup directory (absolute, or relative to the cgroup2 mount).

@@ -117,31 +117,31 @@ impl LoadedProbes {
 
     /// Takes the ring buffer out for the reader task.
     pub fn take_ring_buffer(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
-        let map = self
-            .ebpf
-            .take_map("EVENTS")
-            .ok_or_else(|| ProbeError::MissingMap {
-                name: "EVENTS".to_string(),
-            })?;
-        RingBuf::try_from(map).map_err(|source| ProbeError::Map {
-            name: "EVENTS".to_string(),
-            source: Box::new(source),
-        })
+        self.take("EVENTS")
     }
 
     /// Takes the per-CPU counters out, for the stats reporter.
     pub fn take_counters(&mut self) -> Result<KernelCounters, ProbeError> {
+        Ok(KernelCounters {
+            array: self.take("COUNTERS")?,
+        })
+    }
+
+    /// Takes a map out of the object as its typed form.
+    fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+        &mut self,
+        name: &str,
+    ) -> Result<T, ProbeError> {
         let map = self
             .ebpf
-            .take_map("COUNTERS")
+            .take_map(name)
             .ok_or_else(|| ProbeError::MissingMap {
-                name: "COUNTERS".to_string(),
+                name: name.to_string(),
             })?;
-        let array = PerCpuArray::try_from(map).map_err(|source| ProbeError::Map {
-            name: "COUNTERS".to_string(),
+        T::try_from(map).map_err(|source| ProbeError::Map {
+            name: name.to_string(),
             source: Box::new(source),
-        })?;
-        Ok(KernelCounters { array })
+        })
     }
 }
 
