@@ -355,3 +355,34 @@ fn signal(pid: u32, sig: i32) {
         libc::kill(pid as i32, sig);
     }
 }
+
+/// An nginx (Debian's) serving `root` on a free loopback port with keep-alive and sendfile, in
+/// the foreground, with its own temporary prefix.
+pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
+    let port = free_port();
+    let prefix = tempfile::tempdir().unwrap();
+    let conf = prefix.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log {p}/error.log;\npid {p}/nginx.pid;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  keepalive_timeout 30;\n\
+             client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n\
+             uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+            p = prefix.path().display(),
+            root = root.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-p").arg(prefix.path()).arg("-c").arg(&conf);
+    let server = Program::spawn(cmd);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < PATIENCE, "nginx did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port, prefix)
+}

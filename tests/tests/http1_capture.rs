@@ -451,3 +451,65 @@ fn port_filter_limits_capture() {
     assert!(calls.iter().all(|c| c["url.path"] == "/kept"), "{calls:#?}");
     assert_eq!(calls.len(), 2, "{calls:#?}");
 }
+
+#[test]
+fn nginx_static_files_over_sendfile_on_one_connection() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("big.bin"), vec![b'b'; 100_000]).unwrap();
+    std::fs::write(site.path().join("small.txt"), "small file\n").unwrap();
+    let (server, port, _prefix) = sightline_tests::nginx(site.path());
+    let mut agent = Agent::start(&[]);
+    // One curl, three URLs: curl reuses the connection; nginx sends the bodies with sendfile,
+    // whose bytes the probes count but cannot copy.
+    let base = format!("http://127.0.0.1:{port}");
+    let (curl_pid, body) = curl(&[
+        &format!("{base}/big.bin"),
+        &format!("{base}/small.txt"),
+        &format!("{base}/nope"),
+    ]);
+    assert!(body.starts_with(&"b".repeat(100_000)));
+    let calls = agent.collect(port, 3, 3);
+    let nginx_name = executable_name(server.pid());
+    for kind in ["server", "client"] {
+        let seen = calls_on_port(&calls, kind, port);
+        let summary: Vec<(&str, u64, u64)> = seen
+            .iter()
+            .map(|c| {
+                (
+                    c["url.path"].as_str().unwrap(),
+                    c["http.response.status_code"].as_u64().unwrap(),
+                    c["http.response.body.size"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary[..2],
+            [("/big.bin", 200, 100_000), ("/small.txt", 200, 11)],
+            "{kind}"
+        );
+        assert_eq!((summary[2].0, summary[2].1), ("/nope", 404), "{kind}");
+        let client_ports: Vec<&Value> = seen.iter().map(|c| &c["client.port"]).collect();
+        assert!(
+            client_ports.iter().all(|p| *p == client_ports[0]),
+            "one connection"
+        );
+        for call in seen {
+            let (me, peer) = if kind == "server" {
+                ((server.pid(), nginx_name.as_str()), (curl_pid, "curl"))
+            } else {
+                ((curl_pid, "curl"), (server.pid(), nginx_name.as_str()))
+            };
+            assert_eq!(call["process.pid"], me.0);
+            assert_eq!(call["process.executable.name"], me.1);
+            assert_eq!(call["peer.process.pid"], peer.0);
+            assert_eq!(call["peer.process.executable.name"], peer.1);
+        }
+    }
+    // The server's body bytes came from sendfile: counted, not copied.
+    assert!(
+        agent
+            .events()
+            .iter()
+            .any(|e| e["process.pid"] == server.pid() && e["op"] == "sendfile")
+    );
+}

@@ -9,7 +9,12 @@ use anyhow::bail;
 use crate::{lint, setup, shell};
 
 /// Programs the integration tests drive: (program, Debian package).
-const TEST_PROGRAMS: &[(&str, &str)] = &[("curl", "curl"), ("python3", "python3")];
+const TEST_PROGRAMS: &[(&str, &str)] = &[
+    ("curl", "curl"),
+    ("python3", "python3"),
+    ("nginx", "nginx-light"),
+    ("setpriv", "util-linux"),
+];
 
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     setup::run()?;
