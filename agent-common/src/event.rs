@@ -152,6 +152,10 @@ assert_size!(SockTuple, 40);
 /// event only says how many went by.
 pub const DATA_FLAG_NO_PAYLOAD: u8 = 1;
 
+/// Flag in [`DataEvent::flags`]: an earlier data event of this descriptor was lost (the ring
+/// buffer was full), so its byte stream has a hole of unknown size before this event.
+pub const DATA_FLAG_AFTER_LOSS: u8 = 2;
+
 /// Bytes moved on a TCP socket, with a bounded prefix of them.
 #[repr(C)]
 #[derive(Clone, Copy)]

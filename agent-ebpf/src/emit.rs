@@ -1,8 +1,8 @@
 //! Writing events into the ring buffer, with batched wakeups and counted drops.
 
 use agent_common::event::{
-    COMM_LEN, ConnEvent, DATA_EVENT_HEADER_LEN, DataEvent, EventHeader, EventKind, KernelCounter,
-    MAX_CAPTURE_BYTES, SockTuple,
+    COMM_LEN, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DataEvent, EventHeader,
+    EventKind, KernelCounter, MAX_CAPTURE_BYTES, SockTuple,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -13,7 +13,7 @@ use aya_ebpf::{
 
 use crate::{
     config::settings,
-    maps::{EVENTS, count},
+    maps::{EVENTS, LOSS_SEEN, LOST, count},
 };
 
 /// Wake the reader only when enough data waits; otherwise its timed poll collects it. This
@@ -59,16 +59,43 @@ pub fn conn_event(kind: EventKind, fd: i32, tuple: SockTuple) {
 
 /// Emits the data event assembled in `event`, with its first `captured` payload bytes.
 #[inline(always)]
-pub fn data_event(event: *const DataEvent, captured: u32) {
+pub fn data_event(event: &mut DataEvent, captured: u32) {
     let mut captured = captured as usize;
     if captured > MAX_CAPTURE_BYTES {
         captured = MAX_CAPTURE_BYTES;
     }
+    let key = ((event.header.tgid as u64) << 32) | (event.header.fd as u32 as u64);
+    let after_loss = loss_seen() && unsafe { LOST.get(key) }.is_some();
+    if after_loss {
+        event.flags |= DATA_FLAG_AFTER_LOSS;
+    }
     let bytes = unsafe {
-        core::slice::from_raw_parts(event as *const u8, DATA_EVENT_HEADER_LEN + captured)
+        core::slice::from_raw_parts(
+            event as *const DataEvent as *const u8,
+            DATA_EVENT_HEADER_LEN + captured,
+        )
     };
     match EVENTS.output::<[u8]>(bytes, wakeup_flags()) {
-        Ok(()) => count(KernelCounter::DataEvents),
-        Err(_) => count(KernelCounter::RingbufFullData),
+        Ok(()) => {
+            count(KernelCounter::DataEvents);
+            if after_loss {
+                let _ = LOST.remove(key);
+            }
+        }
+        Err(_) => {
+            count(KernelCounter::RingbufFullData);
+            let _ = LOST.insert(key, 1, 0);
+            if let Some(seen) = LOSS_SEEN.get_ptr_mut(0) {
+                unsafe { *seen = 1 };
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn loss_seen() -> bool {
+    match LOSS_SEEN.get(0) {
+        Some(seen) => *seen != 0,
+        None => false,
     }
 }

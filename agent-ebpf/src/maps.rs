@@ -69,3 +69,12 @@ pub fn count(counter: agent_common::event::KernelCounter) {
         unsafe { *slot += 1 };
     }
 }
+
+/// Descriptors (tgid << 32 | fd) whose data event could not be written: their next event
+/// carries DATA_FLAG_AFTER_LOSS so userspace resynchronises instead of misreading the stream.
+#[map]
+pub static LOST: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);
+
+/// Slot 0 is set once any data event was lost: until then `LOST` is never consulted.
+#[map]
+pub static LOSS_SEEN: Array<u32> = Array::with_max_entries(1, 0);

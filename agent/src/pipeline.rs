@@ -47,7 +47,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     };
     let mut probes = LoadedProbes::load(&config.probes)?;
     let ring = probes.take_ring_buffer()?;
-    let counters = probes.take_counters()?;
+    let counters = Arc::new(probes.take_counters()?);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
@@ -71,7 +71,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         .name("sightline-sink".to_string())
         .spawn(move || sink::run(call_rx, sinks, sink_stats))
         .map_err(PipelineError::Signals)?;
-    let reporter = tokio::spawn(report(stats.clone(), counters));
+    let reporter = tokio::spawn(report(stats.clone(), counters.clone()));
 
     tracing::info!("capture started");
     wait_for_signal().await?;
@@ -82,9 +82,8 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let _ = processor.await;
     let _ = writer.join();
     reporter.abort();
-    let counters = reporter.await.ok();
+    log_summary(&stats, Some(&counters));
     drop(probes); // Detaches every program.
-    log_summary(&stats, counters.as_ref());
     match read_result {
         Ok(Err(e)) => Err(PipelineError::Reader(e)),
         _ => Ok(()),
@@ -159,9 +158,8 @@ async fn process(
     }
 }
 
-/// Logs the counters periodically (at info when something was dropped), and hands the kernel
-/// counters back when aborted.
-async fn report(stats: Arc<Stats>, counters: KernelCounters) -> KernelCounters {
+/// Logs the counters periodically (as a warning when something was dropped).
+async fn report(stats: Arc<Stats>, counters: Arc<KernelCounters>) {
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.tick().await;
     let mut last_drops = 0;

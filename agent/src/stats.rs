@@ -26,6 +26,8 @@ counters! {
     events_read,
     /// Records that could not be decoded.
     events_undecodable,
+    /// Data events that follow a dropped one on the same descriptor.
+    events_after_loss,
     /// Events dropped because the capture queue was full.
     capture_queue_full,
     /// Calls dropped because the sink queue was full.
@@ -38,12 +40,17 @@ counters! {
     connections_evicted_idle,
     /// Connections whose bytes are not HTTP/1 (ignored).
     connections_not_http,
+    /// Connections whose byte stream had a hole (dropped events) and were resynchronised.
+    connections_resynced_after_loss,
     /// Times an HTTP stream lost framing and was resynchronised.
     http_parse_errors,
     /// Message heads larger than the header limit.
     http_header_too_large,
     /// Responses with no request to pair with (the request was not seen).
     http_unpaired_responses,
+    /// Requests in progress on connections the agent had to forget (evicted, or whose close was
+    /// lost): not reported, since whether they were answered is unknown.
+    calls_abandoned,
     /// API calls produced.
     calls_emitted,
     /// Calls dropped by a sink that failed to write.

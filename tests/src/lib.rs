@@ -171,9 +171,11 @@ impl Drop for Agent {
     }
 }
 
+/// The complete lines of a JSON-lines file (a last line still being written is left out).
 fn read_json_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
@@ -348,7 +350,8 @@ fn is_root() -> bool {
     }
 }
 
-fn signal(pid: u32, sig: i32) {
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
     #[allow(unsafe_code)]
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
@@ -385,4 +388,19 @@ pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (server, port, prefix)
+}
+
+/// A counter from the agent's final log line (`name=N`); fails when it is missing.
+pub fn counter(log: &str, name: &str) -> u64 {
+    let key = format!("{name}=");
+    let start = log
+        .rfind(&key)
+        .unwrap_or_else(|| panic!("no {name} in the log:\n{log}"))
+        + key.len();
+    log[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }

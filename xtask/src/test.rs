@@ -14,6 +14,7 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("python3", "python3"),
     ("nginx", "nginx-light"),
     ("setpriv", "util-linux"),
+    ("wrk", "wrk"),
 ];
 
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {

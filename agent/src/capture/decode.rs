@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use agent_common::event::{
-    AF_INET, AF_INET6, ConnEvent, DATA_EVENT_HEADER_LEN, DataOp, EventHeader, EventKind, ExecEvent,
-    SockTuple,
+    AF_INET, AF_INET6, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DataOp, EventHeader,
+    EventKind, ExecEvent, SockTuple,
 };
 
 use super::event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketPair, Task};
@@ -92,6 +92,7 @@ fn decode_data(record: &[u8], task: Task) -> Result<DataChunk, DecodeError> {
         op,
         total_len,
         payload: payload[..captured].to_vec(),
+        after_loss: rest[2] & DATA_FLAG_AFTER_LOSS != 0,
     })
 }
 
@@ -203,6 +204,13 @@ pub mod tests {
         assert_eq!(chunk.total_len, 100);
         assert_eq!(chunk.payload, b"GET / HTTP/1.1\r\n");
         assert_eq!(chunk.missing_len(), 100 - 16);
+        assert!(!chunk.after_loss);
+        let mut flagged = record.clone();
+        flagged[90] = DATA_FLAG_AFTER_LOSS;
+        let CaptureEvent::Data(chunk) = decode(&flagged).expect("decodes") else {
+            panic!("not data");
+        };
+        assert!(chunk.after_loss);
         assert_eq!(chunk.sockets.local.to_string(), "127.0.0.1:40000");
         assert_eq!(chunk.sockets.remote.to_string(), "127.0.0.2:8080");
     }

@@ -34,6 +34,7 @@ impl<W: Write + Send> EventDump<W> {
                 "captured_len": d.payload.len(),
                 "local": d.sockets.local.to_string(),
                 "remote": d.sockets.remote.to_string(),
+                "after_loss": d.after_loss,
             }),
             CaptureEvent::Conn {
                 fd, sockets, kind, ..

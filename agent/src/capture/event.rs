@@ -73,6 +73,9 @@ pub struct DataChunk {
     pub total_len: u32,
     /// The captured prefix (at most the capture size).
     pub payload: Vec<u8>,
+    /// An earlier data event of this descriptor was dropped (kernel ring buffer or capture
+    /// queue full): the stream has a hole of unknown size before these bytes.
+    pub after_loss: bool,
 }
 
 impl DataChunk {

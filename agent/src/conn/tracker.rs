@@ -22,6 +22,16 @@ use super::{
     table::{ConnKey, ConnTable, Connection, Protocol, Role},
 };
 
+/// How the agent lets go of a connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Its close (or its process's exit) was seen: requests left unanswered are reported.
+    Closed,
+    /// Evicted, or replaced without its close being seen: what was in progress is counted as
+    /// abandoned, not reported.
+    Forgotten,
+}
+
 /// Data syscalls a connection joined mid-way may carry before its protocol is recognised.
 const DETECT_CHUNKS: u32 = 16;
 
@@ -84,7 +94,11 @@ impl Tracker {
                     fd,
                 };
                 // A connect/accept on a descriptor we still track means we missed its close.
-                self.close(key, task.ts_ns, out);
+                let ending = match kind {
+                    ConnKind::Close => Ending::Closed,
+                    ConnKind::Connect | ConnKind::Accept => Ending::Forgotten,
+                };
+                self.close(key, task.ts_ns, ending, out);
                 let role = match kind {
                     ConnKind::Connect => Role::Client,
                     ConnKind::Accept => Role::Server,
@@ -100,7 +114,7 @@ impl Tracker {
             CaptureEvent::Exit { task } => {
                 // The kernel closes a dead process's sockets without a close() syscall.
                 for key in self.table.of_process(task.tgid) {
-                    self.close(key, task.ts_ns, out);
+                    self.close(key, task.ts_ns, Ending::Closed, out);
                 }
                 self.processes.on_exit(task.tgid, task.ts_ns);
             }
@@ -112,17 +126,10 @@ impl Tracker {
         let cutoff = now_ns.saturating_sub(self.limits.idle_timeout_ns);
         for key in self.table.idle_since(cutoff) {
             Stats::inc(&self.stats.connections_evicted_idle);
-            self.close(key, now_ns, out);
+            self.close(key, now_ns, Ending::Forgotten, out);
         }
         self.table.sweep_owners(now_ns);
         self.processes.sweep(now_ns);
-    }
-
-    /// Ends every connection (shutdown): bodies delimited by close end here.
-    pub fn close_all(&mut self, now_ns: u64, out: &mut Vec<ApiCall>) {
-        for key in self.table.keys() {
-            self.close(key, now_ns, out);
-        }
     }
 
     fn open(
@@ -138,7 +145,7 @@ impl Tracker {
             && let Some(victim) = self.table.oldest()
         {
             Stats::inc(&self.stats.connections_evicted_cap);
-            self.close(victim, task.ts_ns, out);
+            self.close(victim, task.ts_ns, Ending::Forgotten, out);
         }
         Stats::inc(&self.stats.connections_opened);
         self.table.insert(
@@ -156,14 +163,22 @@ impl Tracker {
         );
     }
 
-    fn close(&mut self, key: ConnKey, ts: u64, out: &mut Vec<ApiCall>) {
+    fn close(&mut self, key: ConnKey, ts: u64, ending: Ending, out: &mut Vec<ApiCall>) {
         let Some(mut conn) = self.table.remove(&key, ts) else {
             return;
         };
         if let Protocol::Http1(http) = &mut conn.protocol {
-            let mut exchanges = Vec::new();
-            http.on_close(ts, &mut exchanges, &mut self.issues);
-            self.emit(exchanges, key, &conn, out);
+            match ending {
+                Ending::Closed => {
+                    let mut exchanges = Vec::new();
+                    http.on_close(ts, &mut exchanges, &mut self.issues);
+                    self.emit(exchanges, key, &conn, out);
+                }
+                // The real end was not seen: saying "closed before a response" would be a guess.
+                Ending::Forgotten => {
+                    Stats::add(&self.stats.calls_abandoned, http.in_progress() as u64)
+                }
+            }
         }
         self.count_issues();
     }
@@ -176,13 +191,20 @@ impl Tracker {
         let known = self.table.get_mut(&key).map(|c| c.sockets);
         if !known.is_some_and(|k| k.same_connection(&chunk.sockets)) {
             // New to us (it predates the agent), or the descriptor was reused unseen.
-            self.close(key, chunk.task.ts_ns, out);
+            self.close(key, chunk.task.ts_ns, Ending::Forgotten, out);
             self.open(key, &chunk.task, chunk.sockets, Role::Unknown, false, out);
         }
         let Some(conn) = self.table.get_mut(&key) else {
             return;
         };
         conn.last_ts = chunk.task.ts_ns;
+        if chunk.after_loss && matches!(conn.protocol, Protocol::Http1(_)) {
+            // Bytes before these were dropped: whatever the parsers held may now pair the wrong
+            // messages. Start over as if joining this connection mid-way.
+            Stats::inc(&self.stats.connections_resynced_after_loss);
+            conn.protocol = Protocol::Detecting { chunks: 0 };
+            conn.seen_open = false;
+        }
         if let Protocol::Detecting { chunks } = conn.protocol {
             match detect_protocol(conn, &chunk, chunks, self.limits.http) {
                 Some(protocol) => {
@@ -311,5 +333,169 @@ fn detect_protocol(
     match verdict {
         Verdict::Yes | Verdict::NeedMore => http(),
         Verdict::No => give_up(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::event::SocketPair;
+
+    fn task(ts: u64) -> Task {
+        Task {
+            tgid: 100,
+            pid: 100,
+            comm: "server".into(),
+            cgroup_id: 1,
+            ts_ns: ts,
+        }
+    }
+
+    fn sockets() -> SocketPair {
+        SocketPair {
+            local: "127.0.0.1:8080".parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+        }
+    }
+
+    fn data(ts: u64, direction: Direction, bytes: &[u8], after_loss: bool) -> CaptureEvent {
+        CaptureEvent::Data(DataChunk {
+            task: task(ts),
+            fd: 5,
+            sockets: sockets(),
+            direction,
+            op: "test",
+            total_len: bytes.len() as u32,
+            payload: bytes.to_vec(),
+            after_loss,
+        })
+    }
+
+    fn tracker() -> (Tracker, Arc<Stats>) {
+        let stats = Arc::new(Stats::default());
+        let tracker = Tracker::new(
+            TrackerLimits::default(),
+            Clock::with_offset(0),
+            stats.clone(),
+            "/nonexistent",
+        );
+        (tracker, stats)
+    }
+
+    fn run(events: Vec<CaptureEvent>) -> (Vec<(String, Option<u16>)>, Arc<Stats>) {
+        let (mut tracker, stats) = tracker();
+        let mut out = Vec::new();
+        tracker.handle(
+            CaptureEvent::Conn {
+                task: task(1),
+                fd: 5,
+                sockets: sockets(),
+                kind: ConnKind::Accept,
+            },
+            &mut out,
+        );
+        for event in events {
+            tracker.handle(event, &mut out);
+        }
+        let calls = out.into_iter().map(|c| (c.path, c.status)).collect();
+        (calls, stats)
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    const GONE: &[u8] = b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n";
+
+    #[test]
+    fn a_server_connection_yields_calls() {
+        let (calls, stats) = run(vec![
+            data(2, Direction::Ingress, b"GET /a HTTP/1.1\r\n\r\n", false),
+            data(3, Direction::Egress, OK, false),
+        ]);
+        assert_eq!(calls, [("/a".to_string(), Some(200))]);
+        assert_eq!(
+            stats
+                .calls_emitted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn a_hole_in_the_stream_never_pairs_the_wrong_messages() {
+        // Two requests; the first response was dropped; the second arrives marked after_loss.
+        let (calls, stats) = run(vec![
+            data(
+                2,
+                Direction::Ingress,
+                b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            data(4, Direction::Egress, GONE, true),
+            data(5, Direction::Ingress, b"GET /third HTTP/1.1\r\n\r\n", false),
+            data(6, Direction::Egress, OK, false),
+        ]);
+        assert_eq!(calls, [("/third".to_string(), Some(200))]);
+        assert_eq!(
+            stats
+                .connections_resynced_after_loss
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn without_the_mark_the_same_hole_would_mispair() {
+        // The control case: the mark is what keeps /first from getting /second's 410.
+        let (calls, _) = run(vec![
+            data(
+                2,
+                Direction::Ingress,
+                b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            data(4, Direction::Egress, GONE, false),
+        ]);
+        assert_eq!(calls, [("/first".to_string(), Some(410))]);
+    }
+
+    #[test]
+    fn a_close_that_was_not_seen_abandons_requests_instead_of_guessing() {
+        // The descriptor is accepted again without its close ever being seen (dropped).
+        let (calls, stats) = run(vec![
+            data(
+                2,
+                Direction::Ingress,
+                b"GET /unanswered HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            CaptureEvent::Conn {
+                task: task(3),
+                fd: 5,
+                sockets: sockets(),
+                kind: ConnKind::Accept,
+            },
+        ]);
+        assert!(calls.is_empty(), "{calls:?}");
+        assert_eq!(
+            stats
+                .calls_abandoned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // A close that was seen reports the request without a response.
+        let (calls, _) = run(vec![
+            data(
+                2,
+                Direction::Ingress,
+                b"GET /unanswered HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            CaptureEvent::Conn {
+                task: task(3),
+                fd: 5,
+                sockets: sockets(),
+                kind: ConnKind::Close,
+            },
+        ]);
+        assert_eq!(calls, [("/unanswered".to_string(), None)]);
     }
 }

@@ -73,6 +73,11 @@ impl Http1Connection {
         }
     }
 
+    /// Requests seen and not yet answered (those whose answer is being read included).
+    pub fn in_progress(&self) -> usize {
+        self.pending.len() + usize::from(self.in_flight.is_some())
+    }
+
     /// True once the connection switched to another protocol.
     pub fn is_upgraded(&self) -> bool {
         self.upgraded
