@@ -379,7 +379,12 @@ pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new("nginx");
+    let binary = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let mut cmd = Command::new(binary);
     cmd.arg("-p").arg(prefix.path()).arg("-c").arg(&conf);
     let server = Program::spawn(cmd);
     let start = Instant::now();

@@ -69,11 +69,15 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Whether a program is on PATH.
+/// Whether a program is on PATH (or in the sbin directories, which a non-login PATH may lack).
 pub fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH")
+    let on_path = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false)
+        .unwrap_or(false);
+    on_path
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|dir| std::path::Path::new(dir).join(name).is_file())
 }
 
 /// The workspace root (xtask lives one level below it).
