@@ -272,6 +272,7 @@ impl Tracker {
         for issue in self.issues.drain(..) {
             match issue {
                 Issue::UnpairedResponse => Stats::inc(&self.stats.http_unpaired_responses),
+                Issue::TooManyPending => Stats::inc(&self.stats.calls_abandoned),
                 Issue::Parse(_, ParseError::HeadTooLarge) => {
                     Stats::inc(&self.stats.http_header_too_large);
                     Stats::inc(&self.stats.http_parse_errors);

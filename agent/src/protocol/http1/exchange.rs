@@ -48,6 +48,8 @@ struct InFlight {
 pub enum Issue {
     Parse(MessageKind, ParseError),
     UnpairedResponse,
+    /// More requests waited for responses than the cap: the oldest was forgotten.
+    TooManyPending,
 }
 
 /// HTTP/1 state of one connection, from one process's point of view.
@@ -131,6 +133,10 @@ impl Http1Connection {
                 }
                 ParseEvent::Error(e) => issues.push(Issue::Parse(MessageKind::Request, e)),
             }
+        }
+        while self.pending.len() > MAX_PENDING {
+            self.pending.pop_front();
+            issues.push(Issue::TooManyPending);
         }
         self.events = events;
     }

@@ -444,3 +444,20 @@ fn an_unparsable_response_is_not_given_to_the_next_request() {
     ]);
     assert_eq!(summary(&out), [call("GET", "/second", 404)]);
 }
+
+#[test]
+fn requests_without_responses_stay_bounded() {
+    let mut conn = Http1Connection::new(Limits::default());
+    let mut issues = Vec::new();
+    for ts in 0..1000 {
+        conn.on_request_bytes(GET, 0, ts, &mut issues);
+    }
+    assert!(conn.in_progress() <= 64, "{}", conn.in_progress());
+    assert_eq!(
+        issues
+            .iter()
+            .filter(|i| **i == Issue::TooManyPending)
+            .count(),
+        1000 - 64
+    );
+}
