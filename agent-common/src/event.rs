@@ -233,6 +233,14 @@ impl KernelCounter {
         Self::SocketLookupFailed,
     ];
 
+    /// Whether the counter counts lost events (as opposed to activity).
+    pub fn is_drop(self) -> bool {
+        matches!(
+            self,
+            Self::RingbufFullData | Self::RingbufFullControl | Self::PendingTableFull
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::RingbufFullData => "ringbuf_full_data",

@@ -1,7 +1,7 @@
 //! The API call: one request/response pair as one process saw it. Every later stage (identity,
 //! inventory, findings, sinks) works on this type.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use crate::protocol::http1::Header;
 
@@ -27,11 +27,9 @@ impl SpanKind {
 pub struct ProcessInfo {
     pub pid: u32,
     /// Base name of the executable (`process.executable.name`), else the command name.
-    pub executable_name: String,
+    pub executable_name: Arc<str>,
     /// Full path of the executable, when known.
-    pub executable_path: Option<String>,
-    /// The kernel's command name (comm) at the time of the call.
-    pub command: String,
+    pub executable_path: Option<Arc<str>>,
 }
 
 /// One end of a call.
@@ -148,7 +146,6 @@ pub mod tests {
                     pid: 10,
                     executable_name: "api".into(),
                     executable_path: Some("/usr/bin/api".into()),
-                    command: "api".into(),
                 }),
             },
             peer: Endpoint {

@@ -165,20 +165,13 @@ async fn report(stats: Arc<Stats>, counters: Arc<KernelCounters>) {
     let mut last_drops = 0;
     loop {
         tick.tick().await;
-        let kernel = counters.read();
-        let drops: u64 = kernel
+        let kernel_drops: u64 = counters
+            .read()
             .iter()
-            .filter(|(c, _)| {
-                c.name().starts_with("ringbuf_full") || c.name() == "pending_table_full"
-            })
+            .filter(|(c, _)| c.is_drop())
             .map(|(_, n)| n)
-            .sum::<u64>()
-            + stats
-                .capture_queue_full
-                .load(std::sync::atomic::Ordering::Relaxed)
-            + stats
-                .sink_queue_full
-                .load(std::sync::atomic::Ordering::Relaxed);
+            .sum();
+        let drops = kernel_drops + stats.drops();
         let summary = format_counters(&stats, Some(&counters));
         if drops > last_drops {
             tracing::warn!(counters = %summary, "events were dropped");

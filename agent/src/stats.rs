@@ -60,6 +60,14 @@ counters! {
 }
 
 impl Stats {
+    /// Events and calls the userspace stages dropped.
+    pub fn drops(&self) -> u64 {
+        [&self.capture_queue_full, &self.sink_queue_full]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

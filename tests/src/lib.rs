@@ -92,6 +92,15 @@ impl Agent {
         std::fs::read_to_string(self.dir.path().join("calls.jsonl")).unwrap_or_default()
     }
 
+    /// Everything the agent wrote: calls, the event dump and its log.
+    pub fn all_output(&self) -> String {
+        ["calls.jsonl", "events.jsonl", "stderr.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits until the calls satisfy `done`, then returns them.
     pub fn wait_for_calls(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         self.wait_until(what, |a| done(&a.calls()));
@@ -290,6 +299,44 @@ pub fn keepalive_server() -> (Program, u16) {
     ]));
     assert_eq!(server.line(), "ready");
     (server, port)
+}
+
+/// `python3 -m http.server` serving `dir` on a free port of `bind`, once it listens.
+pub fn python_http_server(dir: &Path, bind: &str) -> (Program, u16) {
+    let port = free_port();
+    let mut server = Program::spawn(python(&[
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        bind,
+        "--directory",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(server.line().starts_with("Serving HTTP"));
+    (server, port)
+}
+
+/// A fixture client run to completion: who it was, its connection's local port (its first
+/// line) and the rest of its output.
+pub struct ClientRun {
+    pub pid: u32,
+    pub executable_name: String,
+    pub local_port: u64,
+    pub output: Vec<String>,
+}
+
+/// Runs a fixture client script against `port` until it ends.
+pub fn run_client(name: &str, port: u16) -> ClientRun {
+    let mut client = python_fixture(name, port);
+    let local_port = client.line().parse().unwrap();
+    let (pid, executable_name) = (client.pid(), client.executable_name());
+    ClientRun {
+        pid,
+        executable_name,
+        local_port,
+        output: client.finish(),
+    }
 }
 
 /// Runs a fixture script against `port`.

@@ -81,19 +81,9 @@ fn connections_opened_before_the_agent_are_picked_up() {
 #[test]
 fn ipv6_loopback_calls() {
     let mut agent = Agent::start(&[]);
-    let port = sightline_tests::free_port();
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("v6.txt"), "over IPv6").unwrap();
-    let mut server = Program::spawn(python(&[
-        "-m",
-        "http.server",
-        &port.to_string(),
-        "--bind",
-        "::1",
-        "--directory",
-        site.path().to_str().unwrap(),
-    ]));
-    assert!(server.line().starts_with("Serving HTTP"));
+    let (server, port) = sightline_tests::python_http_server(site.path(), "::1");
     let (curl_pid, body) = curl(&["-g", &format!("http://[::1]:{port}/v6.txt")]);
     assert_eq!(body, "over IPv6");
     agent.wait_for_calls("both ends", |c| {

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, calls_on_port, curl, executable_name, free_port, keepalive_server, python,
-    python_fixture,
+    Agent, calls_on_port, curl, executable_name, keepalive_server, python_fixture,
+    python_http_server, run_client,
 };
 
 /// The fields every call of a test is checked on.
@@ -54,17 +54,7 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
     let site = tempfile::tempdir().unwrap();
     let content: Vec<u8> = (0..7777u32).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(site.path().join("hello.txt"), &content).unwrap();
-    let port = free_port();
-    let mut server = Program::spawn(python(&[
-        "-m",
-        "http.server",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--directory",
-        site.path().to_str().unwrap(),
-    ]));
-    assert!(server.line().starts_with("Serving HTTP"));
+    let (server, port) = python_http_server(site.path(), "127.0.0.1");
     let server_me = (server.pid(), server.executable_name());
 
     // The body goes to a pipe (curl's stdout): pipe writes must not be captured.
@@ -72,7 +62,12 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
     assert_eq!(body.as_bytes(), &content[..]);
     // The 404 goes to a file: file writes must not be captured either.
     let out = site.path().join("404.html");
+    // Credentials in the query, the Authorization and Cookie headers: none may leave the agent.
     let (curl_missing, _) = curl(&[
+        "-H",
+        "Authorization: Bearer S3CR3T-B3AR3R",
+        "-H",
+        "Cookie: session=S3CR3T-C00KI3",
         "-o",
         out.to_str().unwrap(),
         &format!("http://127.0.0.1:{port}/missing?token=S3CR3T-T0K3N&page=2"),
@@ -151,7 +146,9 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
     );
     // The query keeps its shape but not the credential.
     assert_eq!(server_calls[1]["url.query"], "token=REDACTED&page=2");
-    assert!(!agent.output_text().contains("S3CR3T"));
+    let everything = agent.all_output();
+    assert!(everything.contains("/missing"), "the outputs were read");
+    assert!(!everything.contains("S3CR3T"), "a secret left the agent");
 
     // File and pipe I/O is filtered in the kernel: every event of these processes is on a
     // socket of this server (the file read by the server and the pipe and file written by curl
@@ -189,14 +186,12 @@ fn curl_against_python_http_server_both_ends_and_no_file_io() {
 fn python_http_client_keep_alive_requests_on_one_connection() {
     let mut agent = Agent::start(&[]);
     let (server, port) = keepalive_server();
-    let mut client = python_fixture("keepalive_client.py", port);
-    let client_port: u64 = client.line().parse().unwrap();
-    let client_me = (client.pid(), client.executable_name());
-    assert_eq!(client.finish(), ["200", "200", "201"]);
+    let client = run_client("keepalive_client.py", port);
+    assert_eq!(client.output, ["200", "200", "201"]);
 
     let calls = agent.collect(port, 3, 3);
     let server_id = (server.pid(), executable_name(server.pid()));
-    let client_id = (client_me.0, client_me.1.as_str());
+    let client_id = (client.pid, client.executable_name.as_str());
     let expected = [
         Expected {
             method: "GET",
@@ -223,7 +218,7 @@ fn python_http_client_keep_alive_requests_on_one_connection() {
         for (call, e) in seen.iter().zip(&expected) {
             assert_call(call, kind, e, me, peer, port);
             assert_eq!(
-                call["client.port"], client_port,
+                call["client.port"], client.local_port,
                 "one connection for all three"
             );
             assert_eq!(call["network.protocol.version"], "1.1");
@@ -238,18 +233,13 @@ fn python_http_client_keep_alive_requests_on_one_connection() {
 fn pipelined_requests_are_paired_in_order() {
     let mut agent = Agent::start(&[]);
     let (server, port) = keepalive_server();
-    let mut client = python_fixture("pipelined_client.py", port);
-    let client_port: u64 = client.line().parse().unwrap();
-    let client_me = (client.pid(), client.executable_name());
-    assert_eq!(
-        client.finish(),
-        ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found"]
-    );
+    let client = run_client("pipelined_client.py", port);
+    assert_eq!(client.output, ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found"]);
 
     let calls = agent.collect(port, 2, 2);
     let server_name = executable_name(server.pid());
     let server_id = (server.pid(), server_name.as_str());
-    let client_id = (client_me.0, client_me.1.as_str());
+    let client_id = (client.pid, client.executable_name.as_str());
     let expected = [
         Expected {
             method: "GET",
@@ -270,7 +260,7 @@ fn pipelined_requests_are_paired_in_order() {
         assert_eq!(seen.len(), 2, "{kind}: {calls:#?}");
         for (call, e) in seen.iter().zip(&expected) {
             assert_call(call, kind, e, me, peer, port);
-            assert_eq!(call["client.port"], client_port);
+            assert_eq!(call["client.port"], client.local_port);
             assert_eq!(
                 call["http.response.body.size"],
                 format!("path {}", e.path).len()

@@ -22,41 +22,37 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn ensure_nightly() -> anyhow::Result<()> {
-    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
-    if toolchains.lines().any(|l| l.starts_with("nightly")) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing the nightly Rust toolchain (builds the eBPF programs)");
-    shell::run(Command::new("rustup").args([
-        "toolchain",
-        "install",
-        NIGHTLY,
-        "--profile",
-        "minimal",
-    ]))
-    .context("could not install the nightly toolchain")
+    ensure_rustup(
+        &["toolchain", "list"],
+        "nightly",
+        &["toolchain", "install", NIGHTLY, "--profile", "minimal"],
+        "the nightly Rust toolchain (builds the eBPF programs)",
+    )
 }
 
 fn ensure_rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        NIGHTLY,
-    ]))?;
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
+    ensure_rustup(
+        &["component", "list", "--installed", "--toolchain", NIGHTLY],
+        "rust-src",
+        &["component", "add", "rust-src", "--toolchain", NIGHTLY],
+        "rust-src for the nightly toolchain",
+    )
+}
+
+/// Runs `rustup install_args` unless a line of `rustup list_args` starts with `present`.
+fn ensure_rustup(
+    list_args: &[&str],
+    present: &str,
+    install_args: &[&str],
+    what: &str,
+) -> anyhow::Result<()> {
+    let listed = output(Command::new("rustup").args(list_args))?;
+    if listed.lines().any(|l| l.starts_with(present)) {
         return Ok(());
     }
-    eprintln!("xtask: adding rust-src to the nightly toolchain");
-    shell::run(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        NIGHTLY,
-    ]))
-    .context("could not add rust-src to the nightly toolchain")
+    eprintln!("xtask: installing {what}");
+    shell::run(Command::new("rustup").args(install_args))
+        .with_context(|| format!("could not install {what}"))
 }
 
 /// The nightly toolchain's libLLVM and its major version.

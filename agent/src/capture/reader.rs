@@ -66,16 +66,23 @@ impl Losses {
         }
     }
 
-    fn mark(&mut self, event: &mut CaptureEvent) {
-        if let CaptureEvent::Data(d) = event
-            && (self.overflowed || self.keys.contains(&(d.task.tgid, d.fd)))
-        {
-            d.after_loss = true;
+    /// Marks a data event of a descriptor that lost an earlier one; returns its key if so.
+    fn mark(&mut self, event: &mut CaptureEvent) -> Option<(u32, i32)> {
+        if self.keys.is_empty() && !self.overflowed {
+            return None;
         }
+        let CaptureEvent::Data(d) = event else {
+            return None;
+        };
+        let key = (d.task.tgid, d.fd);
+        (self.overflowed || self.keys.contains(&key)).then(|| {
+            d.after_loss = true;
+            key
+        })
     }
 
-    fn delivered(&mut self, tgid: u32, fd: i32) {
-        self.keys.remove(&(tgid, fd));
+    fn delivered(&mut self, key: (u32, i32)) {
+        self.keys.remove(&key);
         if self.keys.is_empty() {
             self.overflowed = false;
         }
@@ -95,18 +102,11 @@ fn drain(
                 if matches!(&event, CaptureEvent::Data(d) if d.after_loss) {
                     Stats::inc(&stats.events_after_loss);
                 }
-                let any_loss = !losses.keys.is_empty() || losses.overflowed;
-                if any_loss {
-                    losses.mark(&mut event);
-                }
-                let key = match &event {
-                    CaptureEvent::Data(d) if any_loss && d.after_loss => Some((d.task.tgid, d.fd)),
-                    _ => None,
-                };
+                let marked = losses.mark(&mut event);
                 match out.try_send(event) {
                     Ok(()) => {
-                        if let Some((tgid, fd)) = key {
-                            losses.delivered(tgid, fd);
+                        if let Some(key) = marked {
+                            losses.delivered(key);
                         }
                     }
                     Err(
@@ -123,5 +123,54 @@ fn drain(
                 tracing::debug!(%error, "undecodable ring buffer record");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::event::{DataChunk, Direction, SocketPair, Task};
+
+    fn data(fd: i32) -> CaptureEvent {
+        CaptureEvent::Data(DataChunk {
+            task: Task {
+                tgid: 7,
+                pid: 7,
+                comm: "x".into(),
+                cgroup_id: 1,
+                ts_ns: 1,
+            },
+            fd,
+            sockets: SocketPair {
+                local: "127.0.0.1:1".parse().unwrap(),
+                remote: "127.0.0.1:2".parse().unwrap(),
+            },
+            direction: Direction::Ingress,
+            op: "read",
+            total_len: 1,
+            payload: vec![b'x'],
+            after_loss: false,
+        })
+    }
+
+    fn marked(event: &CaptureEvent) -> bool {
+        matches!(event, CaptureEvent::Data(d) if d.after_loss)
+    }
+
+    #[test]
+    fn the_next_event_after_a_drop_is_marked_once() {
+        let mut losses = Losses::default();
+        let mut other = data(4);
+        assert_eq!(losses.mark(&mut other), None);
+        losses.record(&data(3));
+        let mut next = data(3);
+        assert_eq!(losses.mark(&mut next), Some((7, 3)));
+        assert!(marked(&next));
+        let mut other = data(4);
+        assert_eq!(losses.mark(&mut other), None);
+        assert!(!marked(&other));
+        losses.delivered((7, 3));
+        let mut later = data(3);
+        assert_eq!(losses.mark(&mut later), None);
     }
 }

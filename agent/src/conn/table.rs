@@ -83,6 +83,10 @@ impl ConnTable {
         self.conns.is_empty()
     }
 
+    pub fn get(&self, key: &ConnKey) -> Option<&Connection> {
+        self.conns.get(key)
+    }
+
     pub fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Connection> {
         self.conns.get_mut(key)
     }
@@ -140,10 +144,6 @@ impl ConnTable {
             .filter(|k| k.tgid == tgid)
             .copied()
             .collect()
-    }
-
-    pub fn keys(&self) -> Vec<ConnKey> {
-        self.conns.keys().copied().collect()
     }
 
     /// The local process at the other end of `sockets`, if any.

@@ -75,10 +75,6 @@ impl Tracker {
         }
     }
 
-    pub fn connections(&self) -> usize {
-        self.table.len()
-    }
-
     /// Handles one event; completed calls are appended to `out`.
     pub fn handle(&mut self, event: CaptureEvent, out: &mut Vec<ApiCall>) {
         match event {
@@ -172,7 +168,12 @@ impl Tracker {
                 Ending::Closed => {
                     let mut exchanges = Vec::new();
                     http.on_close(ts, &mut exchanges, &mut self.issues);
-                    self.emit(exchanges, key, &conn, out);
+                    let ctx = Context {
+                        table: &self.table,
+                        processes: &mut self.processes,
+                        clock: &self.clock,
+                    };
+                    emit(exchanges, key, &conn, ctx, &self.stats, out);
                 }
                 // The real end was not seen: saying "closed before a response" would be a guess.
                 Ending::Forgotten => {
@@ -241,31 +242,17 @@ impl Tracker {
         if http.is_upgraded() {
             conn.protocol = Protocol::Other;
         }
-        if !exchanges.is_empty() {
-            let conn_snapshot = self.table.get_mut(&key).map(|c| snapshot(c));
-            if let Some(conn) = conn_snapshot {
-                self.emit(exchanges, key, &conn, out);
-            }
+        if !exchanges.is_empty()
+            && let Some(conn) = self.table.get(&key)
+        {
+            let ctx = Context {
+                table: &self.table,
+                processes: &mut self.processes,
+                clock: &self.clock,
+            };
+            emit(exchanges, key, conn, ctx, &self.stats, out);
         }
         self.count_issues();
-    }
-
-    fn emit(
-        &mut self,
-        exchanges: Vec<crate::protocol::http1::Exchange>,
-        key: ConnKey,
-        conn: &Connection,
-        out: &mut Vec<ApiCall>,
-    ) {
-        let mut ctx = Context {
-            table: &self.table,
-            processes: &mut self.processes,
-            clock: &self.clock,
-        };
-        for exchange in exchanges {
-            out.push(assemble::api_call(exchange, key, conn, &mut ctx));
-            Stats::inc(&self.stats.calls_emitted);
-        }
     }
 
     fn count_issues(&mut self) {
@@ -283,17 +270,18 @@ impl Tracker {
     }
 }
 
-/// The fields of a connection that naming a call needs (its parser state stays in the table).
-fn snapshot(conn: &Connection) -> Connection {
-    Connection {
-        sockets: conn.sockets,
-        role: conn.role,
-        protocol: Protocol::Other,
-        last_ts: conn.last_ts,
-        seen_open: conn.seen_open,
-        comm: conn.comm.clone(),
-        cgroup_id: conn.cgroup_id,
-        thread_id: conn.thread_id,
+/// Turns exchanges of a connection into calls.
+fn emit(
+    exchanges: Vec<crate::protocol::http1::Exchange>,
+    key: ConnKey,
+    conn: &Connection,
+    mut ctx: Context<'_>,
+    stats: &Stats,
+    out: &mut Vec<ApiCall>,
+) {
+    for exchange in exchanges {
+        out.push(assemble::api_call(exchange, key, conn, &mut ctx));
+        Stats::inc(&stats.calls_emitted);
     }
 }
 
@@ -340,6 +328,8 @@ fn detect_protocol(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
+
     use crate::capture::event::SocketPair;
 
     fn task(ts: u64) -> Task {
@@ -412,50 +402,33 @@ mod tests {
             data(3, Direction::Egress, OK, false),
         ]);
         assert_eq!(calls, [("/a".to_string(), Some(200))]);
-        assert_eq!(
-            stats
-                .calls_emitted
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
+        assert_eq!(stats.calls_emitted.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn a_hole_in_the_stream_never_pairs_the_wrong_messages() {
-        // Two requests; the first response was dropped; the second arrives marked after_loss.
-        let (calls, stats) = run(vec![
-            data(
-                2,
-                Direction::Ingress,
-                b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
-                false,
-            ),
-            data(4, Direction::Egress, GONE, true),
-            data(5, Direction::Ingress, b"GET /third HTTP/1.1\r\n\r\n", false),
-            data(6, Direction::Egress, OK, false),
-        ]);
+        // Two requests; the first response was dropped; the second's arrives.
+        let two_requests = b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n";
+        let hole = |marked: bool| {
+            vec![
+                data(2, Direction::Ingress, two_requests, false),
+                data(4, Direction::Egress, GONE, marked),
+                data(5, Direction::Ingress, b"GET /third HTTP/1.1\r\n\r\n", false),
+                data(6, Direction::Egress, OK, false),
+            ]
+        };
+        // Marked after the loss (as kernel and reader do): resynchronised, nothing mispaired.
+        let (calls, stats) = run(hole(true));
         assert_eq!(calls, [("/third".to_string(), Some(200))]);
         assert_eq!(
             stats
                 .connections_resynced_after_loss
-                .load(std::sync::atomic::Ordering::Relaxed),
+                .load(Ordering::Relaxed),
             1
         );
-    }
-
-    #[test]
-    fn without_the_mark_the_same_hole_would_mispair() {
-        // The control case: the mark is what keeps /first from getting /second's 410.
-        let (calls, _) = run(vec![
-            data(
-                2,
-                Direction::Ingress,
-                b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
-                false,
-            ),
-            data(4, Direction::Egress, GONE, false),
-        ]);
-        assert_eq!(calls, [("/first".to_string(), Some(410))]);
+        // The control: unmarked, /first would get /second's 410.
+        let (calls, _) = run(hole(false));
+        assert_eq!(calls[0], ("/first".to_string(), Some(410)));
     }
 
     #[test]
@@ -476,12 +449,7 @@ mod tests {
             },
         ]);
         assert!(calls.is_empty(), "{calls:?}");
-        assert_eq!(
-            stats
-                .calls_abandoned
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
-        );
+        assert_eq!(stats.calls_abandoned.load(Ordering::Relaxed), 1);
         // A close that was seen reports the request without a response.
         let (calls, _) = run(vec![
             data(

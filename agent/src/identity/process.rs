@@ -3,7 +3,10 @@
 //! for processes that predate the agent. Bounded, with a grace period after exit because calls
 //! of a process can be completed after it exits.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use crate::call::ProcessInfo;
 
@@ -12,8 +15,26 @@ const EXIT_GRACE_NS: u64 = 30_000_000_000;
 
 #[derive(Clone, Debug)]
 struct Entry {
-    executable_path: Option<String>,
+    /// Shared with every call of the process, so naming a call copies no string.
+    executable_path: Option<Arc<str>>,
+    /// Base name of the path, computed once.
+    executable_name: Option<Arc<str>>,
     exited_at: Option<u64>,
+}
+
+impl Entry {
+    fn new(path: Option<String>) -> Self {
+        let name = path
+            .as_deref()
+            .and_then(|p| p.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .map(Arc::from);
+        Self {
+            executable_path: path.map(Arc::from),
+            executable_name: name,
+            exited_at: None,
+        }
+    }
 }
 
 pub struct ProcessTable {
@@ -51,13 +72,7 @@ impl ProcessTable {
         let path = self
             .read_exe(tgid)
             .or_else(|| (!filename.is_empty()).then(|| filename.to_string()));
-        self.insert(
-            tgid,
-            Entry {
-                executable_path: path,
-                exited_at: None,
-            },
-        )
+        self.insert(tgid, Entry::new(path))
     }
 
     pub fn on_exit(&mut self, tgid: u32, now_ns: u64) {
@@ -85,19 +100,17 @@ impl ProcessTable {
         let mut evicted = None;
         if !self.entries.contains_key(&tgid) {
             let path = self.read_exe(tgid);
-            evicted = self.insert(
-                tgid,
-                Entry {
-                    executable_path: path,
-                    exited_at: None,
-                },
-            );
+            evicted = self.insert(tgid, Entry::new(path));
         }
-        let path = self
-            .entries
-            .get(&tgid)
-            .and_then(|e| e.executable_path.clone());
-        (process_info(tgid, comm, path), evicted)
+        let entry = self.entries.get(&tgid);
+        let info = ProcessInfo {
+            pid: tgid,
+            executable_name: entry
+                .and_then(|e| e.executable_name.clone())
+                .unwrap_or_else(|| Arc::from(comm)),
+            executable_path: entry.and_then(|e| e.executable_path.clone()),
+        };
+        (info, evicted)
     }
 
     fn insert(&mut self, tgid: u32, entry: Entry) -> Option<Evicted> {
@@ -129,21 +142,6 @@ impl ProcessTable {
     }
 }
 
-fn process_info(pid: u32, comm: &str, path: Option<String>) -> ProcessInfo {
-    let name = path
-        .as_deref()
-        .and_then(|p| p.rsplit('/').next())
-        .filter(|n| !n.is_empty())
-        .unwrap_or(comm)
-        .to_string();
-    ProcessInfo {
-        pid,
-        executable_name: name,
-        executable_path: path,
-        command: comm.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +151,7 @@ mod tests {
         let mut table = ProcessTable::new(8, "/nonexistent");
         table.on_exec(4242, "/usr/bin/curl");
         let (info, _) = table.info(4242, "curl");
-        assert_eq!(info.executable_name, "curl");
+        assert_eq!(&*info.executable_name, "curl");
         assert_eq!(info.executable_path.as_deref(), Some("/usr/bin/curl"));
     }
 
@@ -161,7 +159,7 @@ mod tests {
     fn unknown_processes_fall_back_to_comm() {
         let mut table = ProcessTable::new(8, "/nonexistent");
         let (info, _) = table.info(7, "python3");
-        assert_eq!(info.executable_name, "python3");
+        assert_eq!(&*info.executable_name, "python3");
         assert_eq!(info.executable_path, None);
     }
 

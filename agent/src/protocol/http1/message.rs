@@ -135,15 +135,6 @@ impl MessageParser {
         }
     }
 
-    /// True between messages (nothing half parsed).
-    pub fn is_idle(&self) -> bool {
-        self.state == State::Idle
-    }
-
-    pub fn is_desynced(&self) -> bool {
-        self.state == State::Desync
-    }
-
     /// The body of the message in progress, if the parser is inside one (marked incomplete).
     pub fn partial_body(&self) -> Option<Body> {
         match self.state {
