@@ -34,6 +34,10 @@ pub enum EventKind {
     Exec = 5,
     /// A process (its whole thread group) exited ([`EventHeader`] only).
     Exit = 6,
+    /// A process mapped a file as executable code: a library loaded at start or by `dlopen`
+    /// ([`EventHeader`] only; `fd` is the mapped file's descriptor). Tells userspace to look
+    /// for TLS libraries in that process again.
+    ExecMapping = 7,
 }
 
 impl EventKind {
@@ -46,6 +50,7 @@ impl EventKind {
             4 => Self::Close,
             5 => Self::Exec,
             6 => Self::Exit,
+            7 => Self::ExecMapping,
             _ => return None,
         })
     }
@@ -74,6 +79,10 @@ pub enum DataOp {
     RecvMsg = 7,
     SendMsg = 8,
     SendFile = 9,
+    /// Plaintext returned by a TLS library's read (SSL_read, gnutls_record_recv, Go's Read).
+    TlsRead = 10,
+    /// Plaintext given to a TLS library's write.
+    TlsWrite = 11,
 }
 
 impl DataOp {
@@ -88,6 +97,8 @@ impl DataOp {
             7 => Self::RecvMsg,
             8 => Self::SendMsg,
             9 => Self::SendFile,
+            10 => Self::TlsRead,
+            11 => Self::TlsWrite,
             _ => return None,
         })
     }
@@ -103,6 +114,8 @@ impl DataOp {
             Self::RecvMsg => "recvmsg",
             Self::SendMsg => "sendmsg",
             Self::SendFile => "sendfile",
+            Self::TlsRead => "tls_read",
+            Self::TlsWrite => "tls_write",
         }
     }
 }
@@ -156,6 +169,42 @@ pub const DATA_FLAG_NO_PAYLOAD: u8 = 1;
 /// buffer was full), so its byte stream has a hole of unknown size before this event.
 pub const DATA_FLAG_AFTER_LOSS: u8 = 2;
 
+/// Flag in [`DataEvent::flags`]: the bytes are the plaintext of a TLS connection, taken inside
+/// the TLS library ([`DataEvent::tls_library`] says which).
+pub const DATA_FLAG_TLS: u8 = 4;
+
+/// TLS implementations the uprobes know, as carried in [`DataEvent::tls_library`] and in the
+/// uprobe attach cookie. Explicit ids, never reused.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsLibrary {
+    OpenSsl = 1,
+    BoringSsl = 2,
+    GnuTls = 3,
+    GoCryptoTls = 4,
+}
+
+impl TlsLibrary {
+    pub fn from_u8(raw: u8) -> Option<Self> {
+        Some(match raw {
+            1 => Self::OpenSsl,
+            2 => Self::BoringSsl,
+            3 => Self::GnuTls,
+            4 => Self::GoCryptoTls,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OpenSsl => "openssl",
+            Self::BoringSsl => "boringssl",
+            Self::GnuTls => "gnutls",
+            Self::GoCryptoTls => "go-crypto-tls",
+        }
+    }
+}
+
 /// Bytes moved on a TCP socket, with a bounded prefix of them.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -168,7 +217,9 @@ pub struct DataEvent {
     pub op: u8,
     /// `DATA_FLAG_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 5],
+    /// A [`TlsLibrary`] id when `flags` has [`DATA_FLAG_TLS`], else 0.
+    pub tls_library: u8,
+    pub _pad: [u8; 4],
     /// Bytes the syscall really moved (its return value).
     pub total_len: u32,
     /// Bytes of `payload` that are valid (at most the configured capture size).
@@ -218,26 +269,40 @@ pub enum KernelCounter {
     DataEvents = 4,
     /// Kernel memory reads that failed while resolving a socket.
     SocketLookupFailed = 5,
+    /// A TLS read or write whose socket could not be found (no nested socket syscall and no
+    /// descriptor remembered for the TLS object): its plaintext was not reported.
+    TlsNoSocket = 6,
+    /// A TLS call could not be remembered between entry and return: the table was full.
+    TlsTableFull = 7,
+    /// TLS reads and writes whose plaintext was reported.
+    TlsEvents = 8,
 }
 
 /// Number of slots in the `COUNTERS` array.
-pub const KERNEL_COUNTER_SLOTS: u32 = 8;
+pub const KERNEL_COUNTER_SLOTS: u32 = 16;
 
 impl KernelCounter {
-    pub const ALL: [KernelCounter; 6] = [
+    pub const ALL: [KernelCounter; 9] = [
         Self::RingbufFullData,
         Self::RingbufFullControl,
         Self::PendingTableFull,
         Self::PayloadTruncated,
         Self::DataEvents,
         Self::SocketLookupFailed,
+        Self::TlsNoSocket,
+        Self::TlsTableFull,
+        Self::TlsEvents,
     ];
 
     /// Whether the counter counts lost events (as opposed to activity).
     pub fn is_drop(self) -> bool {
         matches!(
             self,
-            Self::RingbufFullData | Self::RingbufFullControl | Self::PendingTableFull
+            Self::RingbufFullData
+                | Self::RingbufFullControl
+                | Self::PendingTableFull
+                | Self::TlsNoSocket
+                | Self::TlsTableFull
         )
     }
 
@@ -249,6 +314,9 @@ impl KernelCounter {
             Self::PayloadTruncated => "payload_truncated",
             Self::DataEvents => "data_events",
             Self::SocketLookupFailed => "socket_lookup_failed",
+            Self::TlsNoSocket => "tls_no_socket",
+            Self::TlsTableFull => "tls_table_full",
+            Self::TlsEvents => "tls_events",
         }
     }
 }

@@ -78,3 +78,59 @@ pub static LOST: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);
 /// Slot 0 is set once any data event was lost: until then `LOST` is never consulted.
 #[map]
 pub static LOSS_SEEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A TLS read or write between its entry and its return.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsCall {
+    /// The library's connection object (`SSL *`, `gnutls_session_t`, Go's `*tls.Conn`).
+    pub object: u64,
+    /// User address of the plaintext buffer.
+    pub buf: u64,
+    /// For SSL_read_ex/SSL_write_ex: user address of the `size_t` that receives the byte count.
+    pub len_out: u64,
+    pub ts_enter: u64,
+    /// Stack pointer at entry: the return with this frame (sp + 8 after `ret` pops the return
+    /// address) is this call's, not that of a nested call of the same function.
+    pub sp: u64,
+    /// The socket, once known: from a socket syscall nested in the call (C libraries) or from
+    /// the connection object (Go). -1 until then.
+    pub fd: i32,
+    pub direction: u8,
+    /// A `TlsLibrary` id.
+    pub library: u8,
+    /// 1 for the _ex variants (return 1 on success, count through `len_out`).
+    pub ex: u8,
+    pub _pad: u8,
+}
+
+/// C-library TLS calls in flight, keyed by pid_tgid: the library runs the socket syscall on
+/// the calling thread, which is how the call learns its descriptor without struct offsets.
+#[map]
+pub static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// Go TLS calls in flight, keyed by (tgid, goroutine): a goroutine may move between threads
+/// while it waits for the network, so the thread id is no key for Go.
+#[map]
+pub static GO_TLS_CALLS: LruHashMap<ObjectKey, TlsCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// (tgid, TLS object) -> descriptor, learned from earlier calls: an SSL_read served from the
+/// library's buffer makes no syscall, yet must be tied to its socket.
+#[map]
+pub static TLS_OBJECT_FDS: LruHashMap<ObjectKey, i32> = LruHashMap::with_max_entries(65536, 0);
+
+/// Descriptors (tgid << 32 | fd) whose plaintext comes from a TLS library -> the kernel address
+/// of their socket. The syscall probes skip these: their bytes are ciphertext. Keyed on the
+/// socket's address too, so a descriptor number reused for another socket (or a pid reused by
+/// another process) is never skipped by mistake.
+#[map]
+pub static TLS_FDS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// A process and one of its objects (a pointer in its address space).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ObjectKey {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub object: u64,
+}

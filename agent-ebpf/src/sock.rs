@@ -20,6 +20,13 @@ const SOCK_STREAM: u16 = 1;
 /// The TCP socket behind `fd` in the current process, or `None` when `fd` is anything else.
 #[inline(always)]
 pub fn tcp_socket(fd: i32) -> Result<Option<SockTuple>, i64> {
+    Ok(tcp_socket_at(fd)?.map(|(tuple, _)| tuple))
+}
+
+/// Like [`tcp_socket`], with the kernel address of the `struct sock` (identifies the socket
+/// itself, whatever descriptor number it has).
+#[inline(always)]
+pub fn tcp_socket_at(fd: i32) -> Result<Option<(SockTuple, u64)>, i64> {
     if fd < 0 {
         return Ok(None);
     }
@@ -53,7 +60,7 @@ pub fn tcp_socket(fd: i32) -> Result<Option<SockTuple>, i64> {
     if sk == 0 {
         return Ok(None);
     }
-    read_tuple(sk, &off)
+    Ok(read_tuple(sk, &off)?.map(|tuple| (tuple, sk)))
 }
 
 #[inline(always)]

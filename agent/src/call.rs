@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::protocol::http1::Header;
+pub use agent_common::event::TlsLibrary;
 
 /// Which end of the call the observing process was (OpenTelemetry span kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -81,6 +82,8 @@ pub struct ApiCall {
     pub cgroup_id: u64,
     /// The agent did not see the connection open (it predates the agent or was evicted).
     pub joined_midstream: bool,
+    /// The connection is TLS and this library gave its plaintext; `None` for plaintext TCP.
+    pub tls: Option<TlsLibrary>,
 }
 
 impl ApiCall {
@@ -155,6 +158,7 @@ pub mod tests {
             thread_id: 11,
             cgroup_id: 1,
             joined_midstream: false,
+            tls: None,
         }
     }
 }

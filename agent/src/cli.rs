@@ -9,6 +9,7 @@ use crate::{
     config::{OutputFormat, RunConfig},
     conn::TrackerLimits,
     probes::{ProbeOptions, filters::Filters},
+    tls::{AttachConfig, report::DEFAULT_REPORT_PATH},
 };
 
 #[derive(Debug, Parser)]
@@ -32,6 +33,28 @@ pub enum Command {
     Run(RunArgs),
     /// Check that this host can run the agent (privileges, kernel, BTF, tracefs), then exit.
     Check,
+    /// Show which processes' TLS traffic is captured, through which library, or why not (read
+    /// from the running agent's coverage report).
+    Tls(TlsArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct TlsArgs {
+    /// The coverage report the agent writes (its --tls-report).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_REPORT_PATH)]
+    pub report: PathBuf,
+    /// Also list processes with a TLS library but no TLS connection seen yet.
+    #[arg(long)]
+    pub all: bool,
+    /// Table for people, or the report as JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -75,6 +98,12 @@ pub struct RunArgs {
     /// Write one JSON line of metadata per kernel event to this file (diagnostics; no payloads).
     #[arg(long, value_name = "PATH")]
     pub dump_events: Option<PathBuf>,
+    /// Do not attach uprobes to TLS libraries (TLS connections are then only counted).
+    #[arg(long)]
+    pub no_tls: bool,
+    /// Where to keep the TLS coverage report that `sightline tls` reads.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_REPORT_PATH)]
+    pub tls_report: PathBuf,
 }
 
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
@@ -116,6 +145,10 @@ impl RunArgs {
             capture_queue: 65_536,
             sink_queue: 16_384,
             proc_root: "/proc".to_string(),
+            tls: (!self.no_tls).then(|| AttachConfig {
+                report_path: Some(self.tls_report),
+                ..AttachConfig::default()
+            }),
         }
     }
 }

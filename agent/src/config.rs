@@ -25,4 +25,6 @@ pub struct RunConfig {
     pub sink_queue: usize,
     /// Where the host's /proc is.
     pub proc_root: String,
+    /// TLS plaintext capture through uprobes; `None` when turned off.
+    pub tls: Option<crate::tls::AttachConfig>,
 }

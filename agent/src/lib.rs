@@ -17,3 +17,4 @@ pub mod probes;
 pub mod protocol;
 pub mod sink;
 pub mod stats;
+pub mod tls;

@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
             .map(|()| eprintln!("sightline: this host can run the agent"))
             .map_err(anyhow::Error::from),
         Some(Command::Run(args)) => run(args),
+        Some(Command::Tls(args)) => tls_report(&args),
         None => run(cli.run),
     };
     match result {
@@ -45,6 +46,23 @@ fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
         .thread_name("sightline")
         .build()?;
     runtime.block_on(sightline::pipeline::run(args.into_config()))?;
+    Ok(())
+}
+
+/// `sightline tls`: prints the running agent's TLS coverage report.
+fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
+    use sightline::tls::report;
+    let coverage = report::read(&args.report)?;
+    match args.format {
+        sightline::cli::ReportFormat::Json => {
+            let selected = report::selected(&coverage, args.all);
+            println!("{}", serde_json::to_string_pretty(&selected)?);
+        }
+        sightline::cli::ReportFormat::Table => {
+            let running = std::path::Path::new(&format!("/proc/{}", coverage.agent_pid)).exists();
+            print!("{}", report::render_table(&coverage, args.all, running));
+        }
+    }
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::{
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{self, Sink, json::JsonLines, terminal::Terminal},
     stats::Stats,
+    tls::{Attacher, Request as TlsRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum PipelineError {
     },
     #[error("watching for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("starting the TLS attach thread: {0}")]
+    TlsThread(#[source] std::io::Error),
     #[error("reading the ring buffer: {0}")]
     Reader(#[source] std::io::Error),
 }
@@ -48,6 +51,17 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let mut probes = LoadedProbes::load(&config.probes)?;
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
+    // The TLS attach thread owns the probes from here on and detaches them when it stops.
+    // Without TLS capture they stay here, attached until the end.
+    let (attacher, probes) = match config.tls.clone() {
+        Some(tls) => {
+            let stats = stats.clone();
+            let attacher = tokio::task::block_in_place(|| Attacher::start(probes, tls, stats))
+                .map_err(PipelineError::TlsThread)?;
+            (Some(Arc::new(attacher)), None)
+        }
+        None => (None, Some(probes)),
+    };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
@@ -65,7 +79,14 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         stats.clone(),
         &config.proc_root,
     );
-    let processor = tokio::spawn(process(event_rx, call_tx, tracker, dump, stats.clone()));
+    let processor = tokio::spawn(process(
+        event_rx,
+        call_tx,
+        tracker,
+        dump,
+        attacher.clone(),
+        stats.clone(),
+    ));
     let sink_stats = stats.clone();
     let writer = std::thread::Builder::new()
         .name("sightline-sink".to_string())
@@ -82,6 +103,9 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let _ = processor.await;
     let _ = writer.join();
     reporter.abort();
+    if let Some(attacher) = attacher.and_then(|a| Arc::into_inner(a)) {
+        tokio::task::block_in_place(|| attacher.stop());
+    }
     log_summary(&stats, Some(&counters));
     drop(probes); // Detaches every program.
     match read_result {
@@ -127,6 +151,7 @@ async fn process(
     calls: mpsc::Sender<ApiCall>,
     mut tracker: Tracker,
     mut dump: Option<EventDump<BufWriter<File>>>,
+    attacher: Option<Arc<Attacher>>,
     stats: Arc<Stats>,
 ) {
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
@@ -140,7 +165,15 @@ async fn process(
                 {
                     tracing::warn!(%error, "writing the event dump failed");
                 }
+                if let Some(attacher) = &attacher {
+                    forward_to_attacher(attacher, &event);
+                }
                 tracker.handle(event, &mut out);
+                if let Some(attacher) = &attacher {
+                    for observation in tracker.take_tls_observations() {
+                        attacher.send(TlsRequest::Observed(observation));
+                    }
+                }
                 if events.is_empty() && let Some(dump) = dump.as_mut() {
                     let _ = dump.flush();
                 }
@@ -155,6 +188,17 @@ async fn process(
     }
     if let Some(dump) = dump.as_mut() {
         let _ = dump.flush();
+    }
+}
+
+/// Program and library loads are what the TLS attach thread scans for; exits end bookkeeping.
+fn forward_to_attacher(attacher: &Attacher, event: &CaptureEvent) {
+    match event {
+        CaptureEvent::Exec { task, .. } | CaptureEvent::ExecMapping { task } => {
+            attacher.send(TlsRequest::Scan(task.tgid))
+        }
+        CaptureEvent::Exit { task } => attacher.send(TlsRequest::Exited(task.tgid)),
+        CaptureEvent::Data(_) | CaptureEvent::Conn { .. } => {}
     }
 }
 

@@ -57,15 +57,33 @@ counters! {
     sink_write_errors,
     /// Process-table entries evicted at its cap.
     processes_evicted_cap,
+    /// Connections recognised as TLS (records seen by the syscall probes, or plaintext from
+    /// the TLS probes).
+    connections_tls,
+    /// TLS connections whose plaintext came from the TLS probes.
+    connections_tls_plaintext,
+    /// Requests to the TLS attach thread dropped because its queue was full (the periodic
+    /// rescan catches up).
+    tls_requests_dropped,
+    /// Processes whose mappings were scanned for TLS libraries.
+    tls_process_scans,
+    /// Files inspected for TLS functions (each once).
+    tls_files_inspected,
+    /// Library files whose probes could not be attached.
+    tls_attach_failures,
 }
 
 impl Stats {
     /// Events and calls the userspace stages dropped.
     pub fn drops(&self) -> u64 {
-        [&self.capture_queue_full, &self.sink_queue_full]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+        [
+            &self.capture_queue_full,
+            &self.sink_queue_full,
+            &self.tls_requests_dropped,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

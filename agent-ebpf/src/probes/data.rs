@@ -13,12 +13,15 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 
-use super::args::{arg, ret};
+use super::{
+    args::{arg, ret},
+    tls,
+};
 use crate::{
     config::settings,
     emit, filter,
     maps::{BUF_IOVEC, BUF_NONE, BUF_PLAIN, PENDING, PendingCall, SCRATCH, count},
-    sock::tcp_socket,
+    sock::{tcp_socket, tcp_socket_at},
     user::user_at,
 };
 
@@ -53,14 +56,17 @@ pub fn enter(
         return Ok(());
     }
     let fd = arg(ctx, 0) as i32;
-    let tuple = match tcp_socket(fd) {
-        Ok(Some(tuple)) => tuple,
+    let (tuple, sk) = match tcp_socket_at(fd) {
+        Ok(Some(found)) => found,
         Ok(None) => return Ok(()),
         Err(e) => {
             count(KernelCounter::SocketLookupFailed);
             return Err(e);
         }
     };
+    if tls::is_ciphertext(pid_tgid, fd, sk) {
+        return Ok(());
+    }
     if !filter::ports_allowed(&tuple, &s) {
         return Ok(());
     }
@@ -129,6 +135,7 @@ pub fn exit(ctx: &TracePointContext) -> Result<(), i64> {
     event.direction = pending.direction;
     event.op = pending.op;
     event.flags = 0;
+    event.tls_library = 0;
     event.total_len = if ret > u32::MAX as i64 {
         u32::MAX
     } else {
@@ -169,8 +176,9 @@ fn connect_done(pending: &PendingCall, ret: i64) -> Result<(), i64> {
     Ok(())
 }
 
+/// Copies up to `want` bytes from a plain user buffer into the payload.
 #[inline(always)]
-fn copy_plain(event: &mut DataEvent, buf: u64, want: u32) -> u32 {
+pub fn copy_plain(event: &mut DataEvent, buf: u64, want: u32) -> u32 {
     let mut n = want as usize;
     if n > MAX_CAPTURE_BYTES {
         n = MAX_CAPTURE_BYTES;

@@ -1,7 +1,7 @@
 //! Syscall tracepoints on TCP sockets: connect, accept/accept4, the read and write families,
 //! sendfile and close. Every data syscall shares one exit program.
 
-use agent_common::event::{DataOp, Direction, EventKind, KernelCounter};
+use agent_common::event::{DataOp, Direction, EventHeader, EventKind, KernelCounter};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
@@ -11,11 +11,12 @@ use aya_ebpf::{
 use super::{
     args::{arg, ret},
     data::{self, Buffer},
+    tls,
 };
 use crate::{
     config::settings,
     emit, filter,
-    maps::{BUF_NONE, PendingCall, count},
+    maps::{BUF_NONE, EVENTS, PendingCall, count},
     sock::tcp_socket,
 };
 
@@ -154,10 +155,41 @@ fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let fd = arg(ctx, 0) as i32;
-    if let Some(tuple) = tcp_socket(fd)?
-        && filter::ports_allowed(&tuple, &s)
-    {
+    let Some(tuple) = tcp_socket(fd)? else {
+        return Ok(());
+    };
+    tls::forget_fd((bpf_get_current_pid_tgid() >> 32) as u32, fd);
+    if filter::ports_allowed(&tuple, &s) {
         emit::conn_event(EventKind::Close, fd, tuple);
     }
+    Ok(())
+}
+
+/// mmap with PROT_EXEC of a file: a program or library being loaded (at start, or later by
+/// dlopen). Userspace then looks at the process's mappings for TLS libraries to attach to.
+#[tracepoint]
+pub fn enter_mmap(ctx: TracePointContext) -> u32 {
+    let _ = try_enter_mmap(&ctx);
+    0
+}
+
+fn try_enter_mmap(ctx: &TracePointContext) -> Result<(), i64> {
+    const PROT_EXEC: u64 = 4;
+    let prot = arg(ctx, 2);
+    let fd = arg(ctx, 4) as i32;
+    if prot & PROT_EXEC == 0 || fd < 0 {
+        return Ok(());
+    }
+    if !filter::task_allowed((bpf_get_current_pid_tgid() >> 32) as u32, &settings()) {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<EventHeader>(0) else {
+        count(KernelCounter::RingbufFullControl);
+        return Ok(());
+    };
+    entry.write(emit::header(EventKind::ExecMapping, fd, unsafe {
+        bpf_ktime_get_ns()
+    }));
+    entry.submit(emit::wakeup_flags());
     Ok(())
 }

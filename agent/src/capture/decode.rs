@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use agent_common::event::{
-    AF_INET, AF_INET6, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DataOp, EventHeader,
-    EventKind, ExecEvent, SockTuple,
+    AF_INET, AF_INET6, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DATA_FLAG_TLS,
+    DataOp, EventHeader, EventKind, ExecEvent, SockTuple, TlsLibrary,
 };
 
 use super::event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketPair, Task};
@@ -23,6 +23,8 @@ pub enum DecodeError {
     PayloadLength { claimed: usize, present: usize },
     #[error("unknown direction {0}")]
     UnknownDirection(u8),
+    #[error("unknown TLS library id {0}")]
+    UnknownTlsLibrary(u8),
 }
 
 /// Decodes one ring-buffer record.
@@ -53,6 +55,7 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
             }
         }
         EventKind::Exit => CaptureEvent::Exit { task },
+        EventKind::ExecMapping => CaptureEvent::ExecMapping { task },
     })
 }
 
@@ -93,6 +96,11 @@ fn decode_data(record: &[u8], task: Task) -> Result<DataChunk, DecodeError> {
         total_len,
         payload: payload[..captured].to_vec(),
         after_loss: rest[2] & DATA_FLAG_AFTER_LOSS != 0,
+        tls: if rest[2] & DATA_FLAG_TLS != 0 {
+            Some(TlsLibrary::from_u8(rest[3]).ok_or(DecodeError::UnknownTlsLibrary(rest[3]))?)
+        } else {
+            None
+        },
     })
 }
 

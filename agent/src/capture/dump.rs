@@ -35,6 +35,7 @@ impl<W: Write + Send> EventDump<W> {
                 "local": d.sockets.local.to_string(),
                 "remote": d.sockets.remote.to_string(),
                 "after_loss": d.after_loss,
+                "tls": d.tls.map(|l| l.name()),
             }),
             CaptureEvent::Conn {
                 fd, sockets, kind, ..
@@ -46,6 +47,7 @@ impl<W: Write + Send> EventDump<W> {
             }),
             CaptureEvent::Exec { filename, .. } => json!({"kind": "exec", "filename": filename}),
             CaptureEvent::Exit { .. } => json!({"kind": "exit"}),
+            CaptureEvent::ExecMapping { .. } => json!({"kind": "exec_mapping"}),
         };
         if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
             v.extend(e.clone());

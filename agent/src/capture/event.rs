@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+pub use agent_common::event::TlsLibrary;
+
 /// The task that made a syscall.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
@@ -76,6 +78,8 @@ pub struct DataChunk {
     /// An earlier data event of this descriptor was dropped (kernel ring buffer or capture
     /// queue full): the stream has a hole of unknown size before these bytes.
     pub after_loss: bool,
+    /// The bytes are a TLS connection's plaintext, taken inside this library.
+    pub tls: Option<TlsLibrary>,
 }
 
 impl DataChunk {
@@ -120,13 +124,20 @@ pub enum CaptureEvent {
     Exit {
         task: Task,
     },
+    /// The process mapped a file as code (a library loaded, maybe by dlopen).
+    ExecMapping {
+        task: Task,
+    },
 }
 
 impl CaptureEvent {
     pub fn task(&self) -> &Task {
         match self {
             Self::Data(d) => &d.task,
-            Self::Conn { task, .. } | Self::Exec { task, .. } | Self::Exit { task } => task,
+            Self::Conn { task, .. }
+            | Self::Exec { task, .. }
+            | Self::Exit { task }
+            | Self::ExecMapping { task } => task,
         }
     }
 }

@@ -94,5 +94,6 @@ pub fn api_call(
         thread_id: conn.thread_id,
         cgroup_id: conn.cgroup_id,
         joined_midstream: !conn.seen_open,
+        tls: conn.tls,
     }
 }

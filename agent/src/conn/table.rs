@@ -3,7 +3,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::{capture::event::SocketPair, protocol::http1::Http1Connection};
+use crate::{
+    capture::event::{SocketPair, TlsLibrary},
+    protocol::http1::Http1Connection,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnKey {
@@ -27,6 +30,8 @@ pub enum Protocol {
         chunks: u32,
     },
     Http1(Box<Http1Connection>),
+    /// TLS records: ignored until (unless) the TLS probes deliver the plaintext.
+    Tls,
     /// Not HTTP/1: ignored.
     Other,
 }
@@ -43,6 +48,9 @@ pub struct Connection {
     pub cgroup_id: u64,
     /// Thread of the first request syscall of the call in progress.
     pub thread_id: u32,
+    /// Set once plaintext comes from a TLS library: from then on the syscall bytes of this
+    /// connection are ciphertext and ignored.
+    pub tls: Option<TlsLibrary>,
 }
 
 /// Who owns a socket pair on this host (for naming the peer of a local call).

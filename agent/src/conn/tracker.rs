@@ -15,6 +15,7 @@ use crate::{
         http1::{Http1Connection, Limits, exchange::Issue, message::ParseError},
     },
     stats::Stats,
+    tls::TlsObservation,
 };
 
 use super::{
@@ -61,6 +62,7 @@ pub struct Tracker {
     stats: Arc<Stats>,
     limits: TrackerLimits,
     issues: Vec<Issue>,
+    tls_observations: Vec<TlsObservation>,
 }
 
 impl Tracker {
@@ -72,7 +74,13 @@ impl Tracker {
             stats,
             limits,
             issues: Vec::new(),
+            tls_observations: Vec::new(),
         }
+    }
+
+    /// What was learned about TLS connections since the last call (for the coverage report).
+    pub fn take_tls_observations(&mut self) -> Vec<TlsObservation> {
+        std::mem::take(&mut self.tls_observations)
     }
 
     /// Handles one event; completed calls are appended to `out`.
@@ -107,6 +115,8 @@ impl Tracker {
                     Stats::inc(&self.stats.processes_evicted_cap);
                 }
             }
+            // The TLS attach thread's business (the pipeline forwards it there).
+            CaptureEvent::ExecMapping { .. } => {}
             CaptureEvent::Exit { task } => {
                 // The kernel closes a dead process's sockets without a close() syscall.
                 for key in self.table.of_process(task.tgid) {
@@ -155,6 +165,7 @@ impl Tracker {
                 comm: task.comm.clone(),
                 cgroup_id: task.cgroup_id,
                 thread_id: task.pid,
+                tls: None,
             },
         );
     }
@@ -199,6 +210,27 @@ impl Tracker {
             return;
         };
         conn.last_ts = chunk.task.ts_ns;
+        match (chunk.tls, conn.tls) {
+            (Some(library), None) => {
+                // Plaintext from the TLS probes: whatever the syscalls showed was ciphertext.
+                if !matches!(conn.protocol, Protocol::Tls) {
+                    Stats::inc(&self.stats.connections_tls);
+                }
+                Stats::inc(&self.stats.connections_tls_plaintext);
+                conn.tls = Some(library);
+                conn.protocol = Protocol::Detecting { chunks: 0 };
+                self.tls_observations.push(TlsObservation {
+                    tgid: key.tgid,
+                    comm: conn.comm.clone(),
+                    fd: key.fd,
+                    sockets: conn.sockets,
+                    plaintext: Some(library),
+                });
+            }
+            // Records of a connection whose plaintext the probes give: never parsed.
+            (None, Some(_)) => return,
+            _ => {}
+        }
         if chunk.after_loss && matches!(conn.protocol, Protocol::Http1(_)) {
             // Bytes before these were dropped: whatever the parsers held may now pair the wrong
             // messages. Start over as if joining this connection mid-way.
@@ -209,8 +241,19 @@ impl Tracker {
         if let Protocol::Detecting { chunks } = conn.protocol {
             match detect_protocol(conn, &chunk, chunks, self.limits.http) {
                 Some(protocol) => {
-                    if matches!(protocol, Protocol::Other) {
-                        Stats::inc(&self.stats.connections_not_http);
+                    match protocol {
+                        Protocol::Other => Stats::inc(&self.stats.connections_not_http),
+                        Protocol::Tls => {
+                            Stats::inc(&self.stats.connections_tls);
+                            self.tls_observations.push(TlsObservation {
+                                tgid: key.tgid,
+                                comm: conn.comm.clone(),
+                                fd: key.fd,
+                                sockets: conn.sockets,
+                                plaintext: None,
+                            });
+                        }
+                        _ => {}
                     }
                     conn.protocol = protocol;
                 }
@@ -295,6 +338,9 @@ fn detect_protocol(
 ) -> Option<Protocol> {
     let egress = chunk.direction == Direction::Egress;
     let data = &chunk.payload;
+    if chunk.tls.is_none() && detect::tls_record_start(data) {
+        return Some(Protocol::Tls);
+    }
     if conn.role == Role::Unknown {
         if detect::request_start(data) == Verdict::Yes {
             conn.role = if egress { Role::Client } else { Role::Server };

@@ -7,8 +7,12 @@ use agent_common::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{
+        TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
 };
+use std::path::Path;
 
 use super::{ProbeError, filters::Filters, offsets, preflight};
 
@@ -41,8 +45,26 @@ const ATTACHMENTS: &[(&str, &str, &str)] = &[
     ("exit_socket_io", "syscalls", "sys_exit_connect"),
     ("exit_accept", "syscalls", "sys_exit_accept"),
     ("exit_accept", "syscalls", "sys_exit_accept4"),
+    ("enter_mmap", "syscalls", "sys_enter_mmap"),
     ("sched_exec", "sched", "sched_process_exec"),
     ("sched_exit", "sched", "sched_process_exit"),
+];
+
+/// The TLS uprobe programs: loaded (verified) at start, attached later per library file by
+/// `crate::tls`.
+pub const TLS_PROGRAMS: &[&str] = &[
+    "tls_write_enter",
+    "tls_read_enter",
+    "tls_write_ex_enter",
+    "tls_read_ex_enter",
+    "tls_return",
+    "bio_write_enter",
+    "bio_read_enter",
+    "bio_write_ex_enter",
+    "bio_read_ex_enter",
+    "go_tls_write_enter",
+    "go_tls_read_enter",
+    "go_tls_return",
 ];
 
 /// How to load the probes.
@@ -106,6 +128,14 @@ impl LoadedProbes {
                     source: Box::new(source),
                 })?;
         }
+        for name in TLS_PROGRAMS {
+            uprobe(&mut ebpf, name)?
+                .load()
+                .map_err(|source| ProbeError::Program {
+                    name: name.to_string(),
+                    source: Box::new(source),
+                })?;
+        }
         tracing::info!(
             tracepoints = ATTACHMENTS.len(),
             capture_bytes = settings.capture_bytes,
@@ -127,6 +157,39 @@ impl LoadedProbes {
         })
     }
 
+    /// Attaches a TLS uprobe program to the instruction at `offset` in the file at `path`, for
+    /// every process that maps that file now or later. `cookie` reaches the program.
+    pub fn attach_uprobe(
+        &mut self,
+        program: &str,
+        path: &Path,
+        offset: u64,
+        cookie: u64,
+    ) -> Result<UProbeLinkId, ProbeError> {
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(cookie),
+        };
+        uprobe(&mut self.ebpf, program)?
+            .attach(point, path, UProbeScope::AllProcesses)
+            .map_err(|source| ProbeError::AttachUprobe {
+                program: program.to_string(),
+                path: path.display().to_string(),
+                offset,
+                source: Box::new(source),
+            })
+    }
+
+    /// Detaches one uprobe attachment.
+    pub fn detach_uprobe(&mut self, program: &str, link: UProbeLinkId) -> Result<(), ProbeError> {
+        uprobe(&mut self.ebpf, program)?
+            .detach(link)
+            .map_err(|source| ProbeError::Program {
+                name: program.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     /// Takes a map out of the object as its typed form.
     fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
         &mut self,
@@ -143,6 +206,18 @@ impl LoadedProbes {
             source: Box::new(source),
         })
     }
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::MissingProgram {
+            name: name.to_string(),
+        })?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            name: name.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Number of possible CPUs (ids run from 0 to this minus one), from sysfs.

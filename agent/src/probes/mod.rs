@@ -29,6 +29,14 @@ pub enum ProbeError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
+    #[error("attaching {program} to {path} at offset {offset:#x} failed: {source}")]
+    AttachUprobe {
+        program: String,
+        path: String,
+        offset: u64,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
     #[error("loading program {name} failed: {source}")]
     Program {
         name: String,

@@ -40,6 +40,12 @@ pub fn request_start(bytes: &[u8]) -> Verdict {
     }
 }
 
+/// Does `bytes` start with a TLS record header: content type 20-23 (change_cipher_spec, alert,
+/// handshake, application_data), then version 3.0 to 3.4? Such bytes are never HTTP/1.
+pub fn tls_record_start(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
+}
+
 /// Does `bytes` start with a status line (`HTTP/1.x NNN`)?
 pub fn response_start(bytes: &[u8]) -> Verdict {
     const PREFIX: &[u8] = b"HTTP/1.";
@@ -68,6 +74,16 @@ pub fn response_start(bytes: &[u8]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_tls_records() {
+        // A ClientHello's record header, an application-data record, and things that are not.
+        assert!(tls_record_start(&[0x16, 0x03, 0x01, 0x02, 0x00]));
+        assert!(tls_record_start(&[0x17, 0x03, 0x03]));
+        assert!(!tls_record_start(&[0x16, 0x03]));
+        assert!(!tls_record_start(b"GET / HTTP/1.1"));
+        assert!(!tls_record_start(&[0x16, 0x02, 0x00]));
+    }
 
     #[test]
     fn recognises_request_lines() {

@@ -43,6 +43,9 @@ struct JsonCall<'a> {
     method: &'a str,
     #[serde(rename = "url.scheme")]
     scheme: &'static str,
+    tls: bool,
+    #[serde(rename = "tls.library", skip_serializing_if = "Option::is_none")]
+    tls_library: Option<&'static str>,
     #[serde(rename = "url.path")]
     path: &'a str,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
@@ -143,7 +146,9 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         duration_ns: call.duration_ns(),
         span_kind: call.kind.name(),
         method: &call.method,
-        scheme: "http",
+        scheme: if call.tls.is_some() { "https" } else { "http" },
+        tls: call.tls.is_some(),
+        tls_library: call.tls.map(|l| l.name()),
         path: &call.path,
         query: fields::safe_query(call),
         status: call.status,

@@ -56,8 +56,9 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         (None, Some(e)) => paint(&format!("({e})"), "33", color),
         (None, None) => "-".to_string(),
     };
+    let scheme = if call.tls.is_some() { "https://" } else { "" };
     format!(
-        "{time} {kind} {me} {arrow} {peer} {host}:{port}  {} {target}  {status}  {:.1}ms  {}/{}",
+        "{time} {kind} {me} {arrow} {peer} {scheme}{host}:{port}  {} {target}  {status}  {:.1}ms  {}/{}",
         call.method,
         call.duration_ns() as f64 / 1e6,
         bytes(call.request_size.body),

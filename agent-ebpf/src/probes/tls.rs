@@ -1,0 +1,384 @@
+//! Uprobes inside TLS libraries: the plaintext of encrypted connections.
+//!
+//! - C libraries (OpenSSL, BoringSSL, GnuTLS): a uprobe at the entry of the read/write function
+//!   remembers the buffer per thread; the socket syscall the library makes inside the call, on
+//!   the same thread, tells which descriptor the call is about (see [`is_ciphertext`]); the
+//!   uretprobe copies what was really read or written. No per-version struct offsets.
+//! - Go crypto/tls: no uretprobes (the runtime moves goroutine stacks, which breaks their
+//!   trampolines); userspace finds the functions' RET instructions and puts a plain uprobe on
+//!   each. Calls are keyed by goroutine (register r14 in Go's register ABI), and the descriptor
+//!   is read from the `*tls.Conn` through fields whose layout has not changed since Go 1.9.
+//!
+//! Each plaintext chunk goes out as a [`DataEvent`] with [`DATA_FLAG_TLS`], with the socket's
+//! addresses, so it joins the same connection as the syscall events; the descriptor is then
+//! marked in `TLS_FDS` and the syscall probes drop its ciphertext.
+//!
+//! The register names are x86_64's; the Go probes are only built for that architecture.
+
+use agent_common::event::{DATA_FLAG_TLS, DataOp, Direction, EventKind, KernelCounter, TlsLibrary};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+        generated::bpf_get_attach_cookie,
+    },
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+
+use super::data::copy_plain;
+use crate::{
+    config::settings,
+    emit, filter,
+    maps::{GO_TLS_CALLS, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS, TlsCall, count},
+    sock::tcp_socket_at,
+    user::user_at,
+};
+
+/// Called by the syscall probes for every data syscall on a TCP socket: whether its bytes are
+/// TLS records whose plaintext the uprobes report. Inside a TLS call of the same thread, the
+/// syscall also tells that call its descriptor.
+#[inline(always)]
+pub fn is_ciphertext(pid_tgid: u64, fd: i32, sk: u64) -> bool {
+    if let Some(call) = TLS_CALLS.get_ptr_mut(pid_tgid) {
+        let call = unsafe { &mut *call };
+        if call.fd < 0 {
+            call.fd = fd;
+        }
+        return true;
+    }
+    let key = fd_key((pid_tgid >> 32) as u32, fd);
+    match unsafe { TLS_FDS.get(key) } {
+        Some(known) => *known == sk,
+        None => false,
+    }
+}
+
+/// Forgets a descriptor's TLS mark when it is closed.
+#[inline(always)]
+pub fn forget_fd(tgid: u32, fd: i32) {
+    let _ = TLS_FDS.remove(fd_key(tgid, fd));
+}
+
+#[inline(always)]
+fn fd_key(tgid: u32, fd: i32) -> u64 {
+    ((tgid as u64) << 32) | (fd as u32 as u64)
+}
+
+/// SSL_write(ssl, buf, num), gnutls_record_send(session, data, size).
+#[uprobe]
+pub fn tls_write_enter(ctx: ProbeContext) -> u32 {
+    c_enter(&ctx, Direction::Egress, false);
+    0
+}
+
+/// SSL_read(ssl, buf, num), gnutls_record_recv(session, data, size).
+#[uprobe]
+pub fn tls_read_enter(ctx: ProbeContext) -> u32 {
+    c_enter(&ctx, Direction::Ingress, false);
+    0
+}
+
+/// SSL_write_ex(ssl, buf, num, size_t *written).
+#[uprobe]
+pub fn tls_write_ex_enter(ctx: ProbeContext) -> u32 {
+    c_enter(&ctx, Direction::Egress, true);
+    0
+}
+
+/// SSL_read_ex(ssl, buf, num, size_t *readbytes).
+#[uprobe]
+pub fn tls_read_ex_enter(ctx: ProbeContext) -> u32 {
+    c_enter(&ctx, Direction::Ingress, true);
+    0
+}
+
+/// BIO_write(bio, data, dlen) in libcrypto: reported only for SSL BIOs (`BIO_f_ssl`), whose
+/// writes reach the TLS layer without SSL_write (OpenSSL's own BIO calls internal functions).
+#[uprobe]
+pub fn bio_write_enter(ctx: ProbeContext) -> u32 {
+    if ssl_bio(&ctx) {
+        c_enter(&ctx, Direction::Egress, false);
+    }
+    0
+}
+
+/// BIO_read(bio, data, dlen) on an SSL BIO.
+#[uprobe]
+pub fn bio_read_enter(ctx: ProbeContext) -> u32 {
+    if ssl_bio(&ctx) {
+        c_enter(&ctx, Direction::Ingress, false);
+    }
+    0
+}
+
+/// BIO_write_ex(bio, data, dlen, size_t *written) on an SSL BIO.
+#[uprobe]
+pub fn bio_write_ex_enter(ctx: ProbeContext) -> u32 {
+    if ssl_bio(&ctx) {
+        c_enter(&ctx, Direction::Egress, true);
+    }
+    0
+}
+
+/// BIO_read_ex(bio, data, dlen, size_t *readbytes) on an SSL BIO.
+#[uprobe]
+pub fn bio_read_ex_enter(ctx: ProbeContext) -> u32 {
+    if ssl_bio(&ctx) {
+        c_enter(&ctx, Direction::Ingress, true);
+    }
+    0
+}
+
+/// `BIO_TYPE_SSL`: (7 | BIO_TYPE_FILTER), the same in OpenSSL 1.1, 3.x and BoringSSL.
+const BIO_TYPE_SSL: i32 = 0x0207;
+
+/// Whether the BIO in the first argument is an SSL BIO: `bio->method->type`, where the offset
+/// of `method` in `struct bio_st` (0 in OpenSSL 1.1, 8 in 3.x, after `libctx`) comes in the
+/// cookie's second byte; `type` is the first field of `BIO_METHOD` in every version.
+#[inline(always)]
+fn ssl_bio(ctx: &ProbeContext) -> bool {
+    let bio: u64 = ctx.arg(0).unwrap_or(0);
+    let method_offset = (unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } >> 8) & 0xff;
+    let Ok(method) = user_at::<u64>(bio + method_offset) else {
+        return false;
+    };
+    matches!(user_at::<i32>(method), Ok(BIO_TYPE_SSL))
+}
+
+/// The return of any of the C functions above.
+#[uretprobe]
+pub fn tls_return(ctx: RetProbeContext) -> u32 {
+    let _ = c_return(&ctx);
+    0
+}
+
+#[inline(always)]
+fn c_enter(ctx: &ProbeContext, direction: Direction, ex: bool) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !filter::task_allowed((pid_tgid >> 32) as u32, &settings()) {
+        return;
+    }
+    let object: u64 = ctx.arg(0).unwrap_or(0);
+    let buf: u64 = ctx.arg(1).unwrap_or(0);
+    let len_out: u64 = if ex { ctx.arg(3).unwrap_or(0) } else { 0 };
+    let call = TlsCall {
+        object,
+        buf,
+        len_out,
+        ts_enter: unsafe { bpf_ktime_get_ns() },
+        sp: unsafe { (*ctx.regs).rsp },
+        fd: -1,
+        direction: direction as u8,
+        library: cookie_library(ctx),
+        ex: ex as u8,
+        _pad: 0,
+    };
+    // A nested call (a library calling its own public function) overwrites the outer one, so
+    // only the innermost reports and nothing is reported twice.
+    if TLS_CALLS.insert(pid_tgid, &call, 0).is_err() {
+        count(KernelCounter::TlsTableFull);
+    }
+}
+
+#[inline(always)]
+fn c_return(ctx: &RetProbeContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = (unsafe { TLS_CALLS.get(pid_tgid) }).copied() else {
+        return Ok(());
+    };
+    // The return of a nested call of the same function (an SSL BIO reading through the socket
+    // BIO): not this call's.
+    if unsafe { (*ctx.regs).rsp } != call.sp + 8 {
+        return Ok(());
+    }
+    let _ = TLS_CALLS.remove(pid_tgid);
+    let tgid = (pid_tgid >> 32) as u32;
+    let fd = object_fd(tgid, call.object, call.fd);
+    let ret: i64 = ctx.ret();
+    // OpenSSL's functions return int (the upper half of rax is garbage: -1 must not read as
+    // 4294967295); gnutls_record_recv/send return ssize_t.
+    let ret = if call.library == TlsLibrary::GnuTls as u8 {
+        ret
+    } else {
+        ret as i32 as i64
+    };
+    let moved = if call.ex != 0 {
+        if ret != 1 {
+            return Ok(());
+        }
+        user_at::<u64>(call.len_out)? as i64
+    } else {
+        ret
+    };
+    if moved <= 0 {
+        return Ok(());
+    }
+    if fd < 0 {
+        count(KernelCounter::TlsNoSocket);
+        return Ok(());
+    }
+    emit_plaintext(tgid, fd, &call, moved as u64)
+}
+
+/// The call's descriptor if a nested syscall told it (and remember it for the object), else
+/// the one remembered for the object, else -1.
+#[inline(always)]
+fn object_fd(tgid: u32, object: u64, fd: i32) -> i32 {
+    let key = ObjectKey {
+        tgid,
+        _pad: 0,
+        object,
+    };
+    if fd >= 0 {
+        let _ = TLS_OBJECT_FDS.insert(&key, &fd, 0);
+        return fd;
+    }
+    match unsafe { TLS_OBJECT_FDS.get(&key) } {
+        Some(known) => *known,
+        None => -1,
+    }
+}
+
+/// The `TlsLibrary` userspace put in the attach cookie.
+#[inline(always)]
+fn cookie_library<C: EbpfContext>(ctx: &C) -> u8 {
+    // The low byte; the next one is the BIO method offset (see `ssl_bio`).
+    (unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } & 0xff) as u8
+}
+
+/// Go: `func (c *Conn) Write(b []byte) (int, error)`; c in rax, b's pointer and length in rbx
+/// and rcx (register ABI, Go 1.17+).
+#[uprobe]
+pub fn go_tls_write_enter(ctx: ProbeContext) -> u32 {
+    let _ = go_enter(&ctx, Direction::Egress);
+    0
+}
+
+/// Go: `func (c *Conn) Read(b []byte) (int, error)`.
+#[uprobe]
+pub fn go_tls_read_enter(ctx: ProbeContext) -> u32 {
+    let _ = go_enter(&ctx, Direction::Ingress);
+    0
+}
+
+/// Attached to every RET instruction of Go's (*Conn).Read and (*Conn).Write: n is in rax.
+#[uprobe]
+pub fn go_tls_return(ctx: ProbeContext) -> u32 {
+    let _ = go_return(&ctx);
+    0
+}
+
+#[inline(always)]
+fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !filter::task_allowed(tgid, &settings()) {
+        return Ok(());
+    }
+    let regs = unsafe { &*ctx.regs };
+    let conn = regs.rax;
+    let call = TlsCall {
+        object: conn,
+        buf: regs.rbx,
+        len_out: 0,
+        ts_enter: unsafe { bpf_ktime_get_ns() },
+        sp: regs.rsp,
+        fd: go_conn_fd(conn)?,
+        direction: direction as u8,
+        library: TlsLibrary::GoCryptoTls as u8,
+        ex: 0,
+        _pad: 0,
+    };
+    let key = ObjectKey {
+        tgid,
+        _pad: 0,
+        object: regs.r14,
+    };
+    if GO_TLS_CALLS.insert(&key, &call, 0).is_err() {
+        count(KernelCounter::TlsTableFull);
+    }
+    Ok(())
+}
+
+/// The descriptor under a `*tls.Conn`: `tls.Conn.conn` is a `net.Conn` interface at offset 0
+/// (its data word at 8) holding a `*net.TCPConn`, whose first field is the `*netFD`; the netFD
+/// starts with a `poll.FD`, whose `Sysfd` follows the 16-byte `fdMutex`.
+#[inline(always)]
+fn go_conn_fd(conn: u64) -> Result<i32, i64> {
+    let tcp_conn: u64 = user_at(conn + 8)?;
+    let net_fd: u64 = user_at(tcp_conn)?;
+    let sysfd: i64 = user_at(net_fd + 16)?;
+    Ok(sysfd as i32)
+}
+
+#[inline(always)]
+fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let regs = unsafe { &*ctx.regs };
+    let key = ObjectKey {
+        tgid,
+        _pad: 0,
+        object: regs.r14,
+    };
+    let Some(call) = (unsafe { GO_TLS_CALLS.get(&key) }).copied() else {
+        return Ok(());
+    };
+    let _ = GO_TLS_CALLS.remove(&key);
+    let moved = regs.rax as i64;
+    if moved <= 0 {
+        return Ok(());
+    }
+    emit_plaintext(tgid, call.fd, &call, moved as u64)
+}
+
+/// Sends `moved` plaintext bytes of `call` as a data event on the socket behind `fd`.
+#[inline(always)]
+fn emit_plaintext(tgid: u32, fd: i32, call: &TlsCall, moved: u64) -> Result<(), i64> {
+    let s = settings();
+    let Some((tuple, sk)) = tcp_socket_at(fd)? else {
+        count(KernelCounter::TlsNoSocket);
+        return Ok(());
+    };
+    if !filter::ports_allowed(&tuple, &s) {
+        return Ok(());
+    }
+    let _ = TLS_FDS.insert(fd_key(tgid, fd), sk, 0);
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = SCRATCH.get_ptr_mut(cpu) else {
+        return Ok(());
+    };
+    let event = unsafe { &mut *event };
+    let ingress = call.direction == Direction::Ingress as u8;
+    let ts = if ingress {
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        call.ts_enter
+    };
+    event.header = emit::header(EventKind::Data, fd, ts);
+    event.tuple = tuple;
+    event.direction = call.direction;
+    event.op = if ingress {
+        DataOp::TlsRead as u8
+    } else {
+        DataOp::TlsWrite as u8
+    };
+    event.flags = DATA_FLAG_TLS;
+    event.tls_library = call.library;
+    event.total_len = if moved > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        moved as u32
+    };
+    let mut want = event.total_len;
+    if want > s.capture_bytes {
+        want = s.capture_bytes;
+        count(KernelCounter::PayloadTruncated);
+    }
+    let captured = copy_plain(event, call.buf, want);
+    event.captured_len = captured;
+    count(KernelCounter::TlsEvents);
+    emit::data_event(event, captured);
+    Ok(())
+}

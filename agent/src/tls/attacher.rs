@@ -1,0 +1,446 @@
+//! The attach worker: a thread that finds TLS libraries in processes and attaches the uprobes,
+//! once per library file (identified by device and inode), so that every process mapping the
+//! file, now or later, in a container or not, is covered.
+//!
+//! Work arrives as requests: scan a process (it executed a program or mapped a library as
+//! code), a process exited, or the tracker saw a TLS connection (for the coverage report).
+//! Scans wait a short delay so that the dynamic loader's burst of mappings costs one scan;
+//! each file is inspected once and the result cached, so a process spawning thousands of
+//! children costs a /proc/PID/maps read per child, in arrival order, and cannot hold the others
+//! back for long. A full rescan now and then recovers from dropped requests.
+
+use std::{
+    collections::{HashMap, HashSet},
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::PathBuf,
+    sync::{
+        Arc,
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
+};
+
+use agent_common::event::TlsLibrary;
+use aya::programs::uprobe::UProbeLinkId;
+
+use super::{
+    coverage::{Coverage, LibraryReport, TlsObservation},
+    elf::{self, Inspection, Unsupported},
+    procmaps::{self, MappedFile},
+};
+use crate::{probes::LoadedProbes, stats::Stats};
+
+/// Work for the attach thread.
+#[derive(Debug)]
+pub enum Request {
+    /// Look at this process's mappings again.
+    Scan(u32),
+    Exited(u32),
+    Observed(TlsObservation),
+}
+
+#[derive(Clone, Debug)]
+pub struct AttachConfig {
+    pub proc_root: String,
+    /// Where the coverage report is written (atomically), if anywhere.
+    pub report_path: Option<PathBuf>,
+    /// Wait this long after a request before scanning, to batch the loader's mappings.
+    pub scan_delay: Duration,
+    /// Every process is scanned again this often.
+    pub rescan_interval: Duration,
+    /// A library no process maps any more is detached after this long.
+    pub detach_after: Duration,
+    pub queue_len: usize,
+}
+
+impl Default for AttachConfig {
+    fn default() -> Self {
+        Self {
+            proc_root: "/proc".to_string(),
+            report_path: None,
+            scan_delay: Duration::from_millis(20),
+            rescan_interval: Duration::from_secs(60),
+            detach_after: Duration::from_secs(600),
+            queue_len: 65_536,
+        }
+    }
+}
+
+/// How often the coverage report is refreshed (when it changed).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Inspected files remembered; the cache is emptied beyond this.
+const MAX_INSPECTED: usize = 16_384;
+/// Processes remembered in the coverage report.
+const MAX_COVERAGE_PROCESSES: usize = 8192;
+/// Exited processes stay in the coverage report this long.
+const COVERAGE_RETENTION: Duration = Duration::from_secs(600);
+
+/// Handle on the attach thread. Dropping the sender (in `stop`) ends it; the thread owns the
+/// loaded probes and detaches everything as it ends.
+pub struct Attacher {
+    requests: SyncSender<Request>,
+    thread: JoinHandle<()>,
+    stats: Arc<Stats>,
+}
+
+impl Attacher {
+    /// Starts the thread and returns once every running process has been scanned once.
+    pub fn start(
+        probes: LoadedProbes,
+        config: AttachConfig,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Self> {
+        let (requests, receiver) = sync_channel(config.queue_len);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let worker_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("sightline-tls".to_string())
+            .spawn(move || {
+                let mut worker = Worker::new(probes, config, worker_stats);
+                worker.scan_all();
+                let _ = ready_tx.send(());
+                worker.run(receiver);
+            })?;
+        let _ = ready_rx.recv();
+        Ok(Self {
+            requests,
+            thread,
+            stats,
+        })
+    }
+
+    /// Queues a request; a full queue drops it (counted) and the next full rescan catches up.
+    pub fn send(&self, request: Request) {
+        if let Err(TrySendError::Full(_)) = self.requests.try_send(request) {
+            Stats::inc(&self.stats.tls_requests_dropped);
+        }
+    }
+
+    /// Ends the thread, which detaches every probe.
+    pub fn stop(self) {
+        drop(self.requests);
+        let _ = self.thread.join();
+    }
+}
+
+/// A file as the kernel identifies it (uprobes attach to an inode), plus its change time so a
+/// file rewritten in place is inspected again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    ctime_ns: i64,
+}
+
+struct AttachedFile {
+    library: TlsLibrary,
+    /// The path the file was first found at, as its process saw it.
+    path: String,
+    links: Vec<(&'static str, UProbeLinkId)>,
+    error: Option<String>,
+    users: HashSet<u32>,
+    unused_since: Option<Instant>,
+}
+
+struct Worker {
+    probes: LoadedProbes,
+    config: AttachConfig,
+    stats: Arc<Stats>,
+    inspected: HashMap<FileId, Arc<Inspection>>,
+    attached: HashMap<FileId, AttachedFile>,
+    /// Attached files each process maps.
+    process_files: HashMap<u32, Vec<FileId>>,
+    /// Processes to scan, with when.
+    due: HashMap<u32, Instant>,
+    coverage: Coverage,
+    own_pid: u32,
+}
+
+impl Worker {
+    fn new(probes: LoadedProbes, config: AttachConfig, stats: Arc<Stats>) -> Self {
+        Self {
+            probes,
+            config,
+            stats,
+            inspected: HashMap::new(),
+            attached: HashMap::new(),
+            process_files: HashMap::new(),
+            due: HashMap::new(),
+            coverage: Coverage::new(MAX_COVERAGE_PROCESSES, COVERAGE_RETENTION),
+            own_pid: std::process::id(),
+        }
+    }
+
+    fn run(&mut self, requests: Receiver<Request>) {
+        let mut next_report = Instant::now();
+        let mut next_rescan = Instant::now() + self.config.rescan_interval;
+        loop {
+            let now = Instant::now();
+            let next_due = self.due.values().min().copied();
+            let wake = [Some(next_report), Some(next_rescan), next_due]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now);
+            match requests.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(request) => self.handle(request),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            self.scan_due(now);
+            if now >= next_rescan {
+                self.scan_all();
+                self.detach_unused(now);
+                next_rescan = now + self.config.rescan_interval;
+            }
+            if now >= next_report {
+                self.coverage.sweep(now);
+                self.write_report();
+                next_report = now + REPORT_INTERVAL;
+            }
+        }
+        self.write_report();
+        tracing::debug!(files = self.attached.len(), "detaching TLS probes");
+    }
+
+    fn handle(&mut self, request: Request) {
+        match request {
+            Request::Scan(pid) => {
+                let at = Instant::now() + self.config.scan_delay;
+                self.due.entry(pid).or_insert(at);
+            }
+            Request::Exited(pid) => {
+                self.due.remove(&pid);
+                self.forget_process(pid);
+                self.coverage.exited(pid, Instant::now());
+            }
+            Request::Observed(observation) => self.coverage.observe(observation),
+        }
+    }
+
+    fn scan_due(&mut self, now: Instant) {
+        let mut ready: Vec<(Instant, u32)> = self
+            .due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(pid, at)| (*at, *pid))
+            .collect();
+        ready.sort();
+        for (_, pid) in ready {
+            self.due.remove(&pid);
+            self.scan(pid);
+        }
+    }
+
+    fn scan_all(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.config.proc_root) else {
+            return;
+        };
+        let pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        for pid in pids {
+            self.scan(pid);
+        }
+    }
+
+    /// Reads the process's code mappings, attaches to new TLS libraries, updates coverage.
+    fn scan(&mut self, pid: u32) {
+        if pid == self.own_pid {
+            return;
+        }
+        let proc_root = self.config.proc_root.clone();
+        let Ok(files) = procmaps::executable_files(&proc_root, pid) else {
+            return; // Gone already, or a kernel thread.
+        };
+        Stats::inc(&self.stats.tls_process_scans);
+        let mut mapped = Vec::new();
+        let mut unsupported: Option<Unsupported> = None;
+        for file in &files {
+            let host_path = file.host_path(&proc_root, pid);
+            let Some(id) = file_id(&host_path) else {
+                continue;
+            };
+            match &*self.inspection(id, &host_path) {
+                Inspection::Tls { .. } => {
+                    self.attach(id, file, &host_path);
+                    mapped.push(id);
+                }
+                Inspection::Unsupported(kind) => unsupported = unsupported.or(Some(*kind)),
+                Inspection::None => {}
+            }
+        }
+        self.forget_process(pid);
+        let mut libraries = Vec::new();
+        for id in &mapped {
+            if let Some(file) = self.attached.get_mut(id) {
+                file.users.insert(pid);
+                file.unused_since = None;
+                libraries.push(LibraryReport {
+                    library: file.library.name().to_string(),
+                    path: file.path.clone(),
+                    attached: file.error.is_none(),
+                    error: file.error.clone(),
+                });
+            }
+        }
+        self.process_files.insert(pid, mapped);
+        let executable = executable_name(&proc_root, pid);
+        self.coverage
+            .scanned(pid, executable, libraries, unsupported);
+    }
+
+    fn inspection(&mut self, id: FileId, path: &std::path::Path) -> Arc<Inspection> {
+        if let Some(known) = self.inspected.get(&id) {
+            return known.clone();
+        }
+        let result = match elf::inspect_file(path) {
+            Ok(inspection) => inspection,
+            Err(error) => {
+                tracing::debug!(%error, "not inspectable");
+                Inspection::None
+            }
+        };
+        if self.inspected.len() >= MAX_INSPECTED {
+            self.inspected.clear();
+        }
+        Stats::inc(&self.stats.tls_files_inspected);
+        let result = Arc::new(result);
+        self.inspected.insert(id, result.clone());
+        result
+    }
+
+    /// Attaches to a TLS file once; an error is kept (and reported) rather than retried.
+    fn attach(&mut self, id: FileId, file: &MappedFile, host_path: &std::path::Path) {
+        if self.attached.contains_key(&id) {
+            return;
+        }
+        let Inspection::Tls { library, points } = &*self.inspected[&id] else {
+            return;
+        };
+        let mut links = Vec::new();
+        let mut error = None;
+        // Attach through a descriptor of our own: the process whose root led to the file may
+        // exit meanwhile, taking /proc/PID/root with it.
+        let opened = match std::fs::File::open(host_path) {
+            Ok(opened) => opened,
+            Err(e) => return tracing::debug!(path = %file.path, error = %e, "file gone"),
+        };
+        let stable_path = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+        for point in points {
+            match self
+                .probes
+                .attach_uprobe(point.program, &stable_path, point.offset, point.cookie)
+            {
+                Ok(link) => links.push((point.program, link)),
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(error) = &error {
+            tracing::warn!(path = %file.path, %error, "attaching TLS probes failed");
+            Stats::inc(&self.stats.tls_attach_failures);
+            for (program, link) in links.drain(..) {
+                let _ = self.probes.detach_uprobe(program, link);
+            }
+        } else {
+            tracing::info!(
+                library = library.name(),
+                path = %file.path,
+                probes = links.len(),
+                "TLS probes attached"
+            );
+        }
+        self.attached.insert(
+            id,
+            AttachedFile {
+                library: *library,
+                path: file.path.clone(),
+                links,
+                error,
+                users: HashSet::new(),
+                unused_since: None,
+            },
+        );
+    }
+
+    fn forget_process(&mut self, pid: u32) {
+        let now = Instant::now();
+        for id in self.process_files.remove(&pid).unwrap_or_default() {
+            if let Some(file) = self.attached.get_mut(&id) {
+                file.users.remove(&pid);
+                if file.users.is_empty() {
+                    file.unused_since = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Detaches libraries that no process has mapped for a while (kept a while so that short
+    /// programs run again and again, like curl, stay covered from their first call).
+    fn detach_unused(&mut self, now: Instant) {
+        let grace = self.config.detach_after;
+        let stale: Vec<FileId> = self
+            .attached
+            .iter()
+            .filter(|(_, f)| {
+                f.unused_since
+                    .is_some_and(|at| now.duration_since(at) >= grace)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(file) = self.attached.remove(&id) {
+                tracing::info!(path = %file.path, "TLS probes detached: no process maps it");
+                for (program, link) in file.links {
+                    let _ = self.probes.detach_uprobe(program, link);
+                }
+            }
+            self.inspected.remove(&id);
+        }
+    }
+
+    fn write_report(&mut self) {
+        let Some(path) = &self.config.report_path else {
+            return;
+        };
+        if !self.coverage.take_dirty() {
+            return;
+        }
+        let written_at = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let report = self.coverage.report(self.own_pid, written_at);
+        if let Err(error) = super::report::write_atomically(path, &report) {
+            tracing::warn!(path = %path.display(), %error, "writing the TLS coverage report failed");
+        }
+    }
+}
+
+fn file_id(path: &std::path::Path) -> Option<FileId> {
+    let meta = std::fs::metadata(path).ok()?;
+    meta.is_file().then(|| FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+    })
+}
+
+/// The process's executable file name, or its command name when the link is unreadable.
+fn executable_name(proc_root: &str, pid: u32) -> String {
+    std::fs::read_link(format!("{proc_root}/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| {
+            std::fs::read_to_string(format!("{proc_root}/{pid}/comm"))
+                .ok()
+                .map(|s| s.trim_end().to_string())
+        })
+        .unwrap_or_default()
+}
