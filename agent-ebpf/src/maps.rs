@@ -126,6 +126,12 @@ pub static TLS_OBJECT_FDS: LruHashMap<ObjectKey, i32> = LruHashMap::with_max_ent
 #[map]
 pub static TLS_FDS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
 
+/// pid_tgid -> the TCP socket the thread last read from. Programs that run TLS over memory
+/// BIOs (Node.js) read the ciphertext themselves and only then call SSL_read on the same
+/// thread, with no socket syscall inside: this ties such a read to its socket.
+#[map]
+pub static LAST_SOCKET_READ: LruHashMap<u64, i32> = LruHashMap::with_max_entries(16384, 0);
+
 /// A process and one of its objects (a pointer in its address space).
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -15,6 +15,12 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("nginx", "nginx-light"),
     ("setpriv", "util-linux"),
     ("wrk", "wrk"),
+    // TLS capture tests: OpenSSL's CLI, GnuTLS's client, Go, Node.js and Java.
+    ("openssl", "openssl"),
+    ("gnutls-cli", "gnutls-bin"),
+    ("go", "golang-go"),
+    ("node", "nodejs"),
+    ("java", "default-jdk-headless"),
 ];
 
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {

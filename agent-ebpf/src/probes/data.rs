@@ -20,7 +20,9 @@ use super::{
 use crate::{
     config::settings,
     emit, filter,
-    maps::{BUF_IOVEC, BUF_NONE, BUF_PLAIN, PENDING, PendingCall, SCRATCH, count},
+    maps::{
+        BUF_IOVEC, BUF_NONE, BUF_PLAIN, LAST_SOCKET_READ, PENDING, PendingCall, SCRATCH, count,
+    },
     sock::{tcp_socket, tcp_socket_at},
     user::user_at,
 };
@@ -64,6 +66,9 @@ pub fn enter(
             return Err(e);
         }
     };
+    if direction == Direction::Ingress {
+        let _ = LAST_SOCKET_READ.insert(pid_tgid, fd, 0);
+    }
     if tls::is_ciphertext(pid_tgid, fd, sk) {
         return Ok(());
     }

@@ -13,7 +13,7 @@ use core::ffi::c_void;
 use crate::{
     config::settings,
     emit,
-    maps::{EVENTS, PENDING, TLS_CALLS, count},
+    maps::{EVENTS, LAST_SOCKET_READ, PENDING, TLS_CALLS, count},
 };
 
 /// sched_process_exec: `__data_loc char[] filename` at offset 8.
@@ -59,6 +59,7 @@ fn try_sched_exit(_ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let _ = PENDING.remove(pid_tgid);
     let _ = TLS_CALLS.remove(pid_tgid);
+    let _ = LAST_SOCKET_READ.remove(pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
     if tgid != pid_tgid as u32 || tgid == settings().agent_tgid {
         return Ok(());

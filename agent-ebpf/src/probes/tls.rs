@@ -30,7 +30,10 @@ use super::data::copy_plain;
 use crate::{
     config::settings,
     emit, filter,
-    maps::{GO_TLS_CALLS, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS, TlsCall, count},
+    maps::{
+        GO_TLS_CALLS, LAST_SOCKET_READ, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS,
+        TlsCall, count,
+    },
     sock::tcp_socket_at,
     user::user_at,
 };
@@ -90,6 +93,22 @@ pub fn tls_write_ex_enter(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn tls_read_ex_enter(ctx: ProbeContext) -> u32 {
     c_enter(&ctx, Direction::Ingress, true);
+    0
+}
+
+/// SSL_do_handshake(ssl), SSL_connect(ssl), SSL_accept(ssl): a memory-BIO program (Node.js)
+/// runs these right after reading the peer's handshake bytes from the socket, on the same
+/// thread; that read names the socket of the TLS object before its first write.
+#[uprobe]
+pub fn tls_handshake_enter(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let object: u64 = ctx.arg(0).unwrap_or(0);
+    if object_fd(tgid, object, -1) < 0
+        && let Some(last) = unsafe { LAST_SOCKET_READ.get(pid_tgid) }
+    {
+        object_fd(tgid, object, *last);
+    }
     0
 }
 
@@ -194,7 +213,16 @@ fn c_return(ctx: &RetProbeContext) -> Result<(), i64> {
     }
     let _ = TLS_CALLS.remove(pid_tgid);
     let tgid = (pid_tgid >> 32) as u32;
-    let fd = object_fd(tgid, call.object, call.fd);
+    let mut fd = object_fd(tgid, call.object, call.fd);
+    if fd < 0 {
+        // No socket syscall inside the call and none remembered: a memory-BIO program. Learn
+        // the socket from the thread's last socket read, which fed this call's handshake or
+        // records (also on failed reads: they happen during the handshake, before the first
+        // request is written; a client's first write may itself finish the handshake).
+        if let Some(last) = unsafe { LAST_SOCKET_READ.get(pid_tgid) } {
+            fd = object_fd(tgid, call.object, *last);
+        }
+    }
     let ret: i64 = ctx.ret();
     // OpenSSL's functions return int (the upper half of rax is garbage: -1 must not read as
     // 4294967295); gnutls_record_recv/send return ssize_t.

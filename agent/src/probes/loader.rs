@@ -58,6 +58,7 @@ pub const TLS_PROGRAMS: &[&str] = &[
     "tls_write_ex_enter",
     "tls_read_ex_enter",
     "tls_return",
+    "tls_handshake_enter",
     "bio_write_enter",
     "bio_read_enter",
     "bio_write_ex_enter",

@@ -70,6 +70,11 @@ const SSL_FUNCTIONS: &[(&str, &str)] = &[
     ("SSL_read_ex", "tls_read_ex_enter"),
 ];
 
+/// Handshake functions: an entry probe only, which ties the TLS object to its socket in
+/// memory-BIO programs (see the kernel side's `tls_handshake_enter`).
+const SSL_HANDSHAKE_FUNCTIONS: &[&str] = &["SSL_do_handshake", "SSL_connect", "SSL_accept"];
+const SSL_HANDSHAKE_PROGRAM: &str = "tls_handshake_enter";
+
 /// libcrypto's BIO functions, probed for SSL BIOs (`BIO_f_ssl`): OpenSSL's SSL BIO calls the
 /// TLS layer through internal functions, so programs built on it (openssl s_server -www, for
 /// one) never call SSL_read or SSL_write.
@@ -165,7 +170,9 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
             .iter()
             .chain(GNUTLS_FUNCTIONS)
             .chain(BIO_FUNCTIONS)
-            .any(|(function, _)| *function == name);
+            .map(|(function, _)| function)
+            .chain(SSL_HANDSHAKE_FUNCTIONS)
+            .any(|function| *function == name);
         if wanted && !found.iter().any(|(n, _)| *n == name) {
             found.push((name, symbol.address()));
         }
@@ -210,6 +217,19 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
             offset,
             cookie,
         });
+    }
+    if library != TlsLibrary::GnuTls {
+        for function in SSL_HANDSHAKE_FUNCTIONS {
+            if let Some((_, address)) = found.iter().find(|(n, _)| n == function)
+                && let Some(offset) = file_offset(&elf, *address)
+            {
+                points.push(AttachPoint {
+                    program: SSL_HANDSHAKE_PROGRAM,
+                    offset,
+                    cookie: library as u64,
+                });
+            }
+        }
     }
     Ok(if points.is_empty() {
         Inspection::None
@@ -339,7 +359,10 @@ mod tests {
                 "tls_write_ex_enter",
                 "tls_return",
                 "tls_read_ex_enter",
-                "tls_return"
+                "tls_return",
+                "tls_handshake_enter",
+                "tls_handshake_enter",
+                "tls_handshake_enter"
             ]
         );
         // Each offset points at the function's first bytes: endbr64 or a push, never zero.
