@@ -55,6 +55,8 @@ impl Agent {
             .arg(dir.path().join("calls.jsonl"))
             .arg("--dump-events")
             .arg(dir.path().join("events.jsonl"))
+            .arg("--tls-report")
+            .arg(dir.path().join("tls.json"))
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -71,6 +73,11 @@ impl Agent {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The directory where the agent writes its outputs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     pub fn stderr(&self) -> String {
@@ -99,6 +106,38 @@ impl Agent {
             .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The TLS coverage report, as `sightline tls --all --format json` prints it: one object per
+    /// process.
+    pub fn tls_report(&self) -> Vec<Value> {
+        let out = Command::new(agent_binary())
+            .args(["tls", "--all", "--format", "json", "--report"])
+            .arg(self.dir.path().join("tls.json"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Vec::new(); // Not written yet.
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The coverage report's entry for `pid`, if any.
+    pub fn tls_process(&self, pid: u32) -> Option<Value> {
+        self.tls_report().into_iter().find(|p| p["pid"] == pid)
+    }
+
+    /// Waits until the TLS probes are attached to a `library` file that `pid` maps: a program
+    /// whose TLS library file is new to the agent is covered after this short, bounded delay.
+    pub fn wait_tls_ready(&mut self, pid: u32, library: &str) {
+        self.wait_until(&format!("TLS probes on {library} for pid {pid}"), |a| {
+            a.tls_process(pid).is_some_and(|p| {
+                p["libraries"].as_array().is_some_and(|l| {
+                    l.iter()
+                        .any(|l| l["library"] == library && l["attached"] == true)
+                })
+            })
+        });
     }
 
     /// Waits until the calls satisfy `done`, then returns them.
@@ -409,7 +448,20 @@ pub fn signal(pid: u32, sig: i32) {
 /// An nginx (Debian's) serving `root` on a free loopback port with keep-alive and sendfile, in
 /// the foreground, with its own temporary prefix.
 pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
+    nginx_with_tls(root, None)
+}
+
+/// Like [`nginx`], over TLS with `tls`'s certificate when given.
+pub fn nginx_with_tls(root: &Path, tls: Option<&Certificate>) -> (Program, u16, tempfile::TempDir) {
     let port = free_port();
+    let listen = match tls {
+        Some(c) => format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            c.cert.display(),
+            c.key.display()
+        ),
+        None => format!("listen 127.0.0.1:{port};"),
+    };
     let prefix = tempfile::tempdir().unwrap();
     let conf = prefix.path().join("nginx.conf");
     std::fs::write(
@@ -420,7 +472,7 @@ pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
              http {{\n  access_log off;\n  sendfile on;\n  keepalive_timeout 30;\n\
              client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n\
              uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n  }}\n}}\n",
+             server {{\n    {listen}\n    root {root};\n  }}\n}}\n",
             p = prefix.path().display(),
             root = root.display(),
         ),
@@ -434,12 +486,48 @@ pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
     let mut cmd = Command::new(binary);
     cmd.arg("-p").arg(prefix.path()).arg("-c").arg(&conf);
     let server = Program::spawn(cmd);
+    wait_for_port(port);
+    (server, port, prefix)
+}
+
+/// A self-signed certificate and its key for 127.0.0.1, made with the openssl CLI.
+pub struct Certificate {
+    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certificate() -> Certificate {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req failed");
+    Certificate {
+        _dir: dir,
+        cert,
+        key,
+    }
+}
+
+/// Waits until something listens on the loopback `port`.
+pub fn wait_for_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < PATIENCE, "nginx did not start listening");
+        assert!(start.elapsed() < PATIENCE, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (server, port, prefix)
 }
 
 /// A counter from the agent's final log line (`name=N`); fails when it is missing.

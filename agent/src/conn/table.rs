@@ -30,8 +30,11 @@ pub enum Protocol {
         chunks: u32,
     },
     Http1(Box<Http1Connection>),
-    /// TLS records: ignored until (unless) the TLS probes deliver the plaintext.
-    Tls,
+    /// TLS records: ignored until (unless) the TLS probes deliver the plaintext. `directions`
+    /// has bit 0 once records went out, bit 1 once records came in.
+    Tls {
+        directions: u8,
+    },
     /// Not HTTP/1: ignored.
     Other,
 }

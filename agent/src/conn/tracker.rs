@@ -213,7 +213,7 @@ impl Tracker {
         match (chunk.tls, conn.tls) {
             (Some(library), None) => {
                 // Plaintext from the TLS probes: whatever the syscalls showed was ciphertext.
-                if !matches!(conn.protocol, Protocol::Tls) {
+                if !matches!(conn.protocol, Protocol::Tls { .. }) {
                     Stats::inc(&self.stats.connections_tls);
                 }
                 Stats::inc(&self.stats.connections_tls_plaintext);
@@ -243,16 +243,7 @@ impl Tracker {
                 Some(protocol) => {
                     match protocol {
                         Protocol::Other => Stats::inc(&self.stats.connections_not_http),
-                        Protocol::Tls => {
-                            Stats::inc(&self.stats.connections_tls);
-                            self.tls_observations.push(TlsObservation {
-                                tgid: key.tgid,
-                                comm: conn.comm.clone(),
-                                fd: key.fd,
-                                sockets: conn.sockets,
-                                plaintext: None,
-                            });
-                        }
+                        Protocol::Tls { .. } => Stats::inc(&self.stats.connections_tls),
                         _ => {}
                     }
                     conn.protocol = protocol;
@@ -262,6 +253,25 @@ impl Tracker {
                     return;
                 }
             }
+        }
+        if let Protocol::Tls { directions } = &mut conn.protocol {
+            // A TLS connection for the coverage report once records went both ways: a
+            // handshake, not a port probe answered with an alert.
+            let before = *directions;
+            *directions |= match chunk.direction {
+                Direction::Egress => 1,
+                Direction::Ingress => 2,
+            };
+            if *directions == 3 && before != 3 {
+                self.tls_observations.push(TlsObservation {
+                    tgid: key.tgid,
+                    comm: conn.comm.clone(),
+                    fd: key.fd,
+                    sockets: conn.sockets,
+                    plaintext: None,
+                });
+            }
+            return;
         }
         let requests_are_egress = conn.role == Role::Client;
         let Protocol::Http1(http) = &mut conn.protocol else {
@@ -339,7 +349,7 @@ fn detect_protocol(
     let egress = chunk.direction == Direction::Egress;
     let data = &chunk.payload;
     if chunk.tls.is_none() && detect::tls_record_start(data) {
-        return Some(Protocol::Tls);
+        return Some(Protocol::Tls { directions: 0 });
     }
     if conn.role == Role::Unknown {
         if detect::request_start(data) == Verdict::Yes {

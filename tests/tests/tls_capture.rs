@@ -1,0 +1,637 @@
+//! TLS plaintext captured end to end with the real uprobes: curl against `openssl s_server` and
+//! nginx, Python, Node.js and Go (built here, unstripped and stripped) clients and servers,
+//! GnuTLS's client, a libssl loaded with dlopen after the agent started, and a Java client the
+//! coverage report must name as not covered. Every call is checked at both ends, exactly, with
+//! no duplicate from the ciphertext the syscall probes also see.
+#![allow(clippy::unwrap_used)]
+
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+use serde_json::Value;
+use sightline_tests::{
+    Agent, Certificate, Program, calls_on_port, certificate, counter, curl, fixture, free_port,
+    nginx_with_tls, python, wait_for_port,
+};
+
+/// The calls of one side on `port` for `path`.
+fn calls_for<'a>(calls: &'a [Value], kind: &str, port: u16, path: &str) -> Vec<&'a Value> {
+    calls_on_port(calls, kind, port)
+        .into_iter()
+        .filter(|c| c["url.path"] == path)
+        .collect()
+}
+
+/// Exactly one call of `kind` for `path`, with the expected fields; returns it.
+fn one_call<'a>(
+    calls: &'a [Value],
+    kind: &str,
+    port: u16,
+    path: &str,
+    status: u64,
+    library: &str,
+    pid: u32,
+) -> &'a Value {
+    let found = calls_for(calls, kind, port, path);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {kind} call for {path} on port {port}, got {found:#?}\nall calls: {calls:#?}"
+    );
+    let call = found[0];
+    let context = || format!("{kind} call {call:#}");
+    assert_eq!(call["http.request.method"], "GET", "{}", context());
+    assert_eq!(call["http.response.status_code"], status, "{}", context());
+    assert_eq!(call["tls"], true, "{}", context());
+    assert_eq!(call["tls.library"], library, "{}", context());
+    assert_eq!(call["url.scheme"], "https", "{}", context());
+    assert_eq!(call["process.pid"], pid, "{}", context());
+    assert_eq!(call["server.port"], port, "{}", context());
+    call
+}
+
+/// The calls on `port` are exactly `expected` (kind, path) pairs: nothing parsed twice, nothing
+/// made of ciphertext.
+fn assert_only(calls: &[Value], port: u16, expected: &[(&str, &str)]) {
+    let mut seen: Vec<(String, String)> = ["server", "client"]
+        .iter()
+        .flat_map(|kind| {
+            calls_on_port(calls, kind, port).into_iter().map(|c| {
+                (
+                    kind.to_string(),
+                    c["url.path"].as_str().unwrap_or("").to_string(),
+                )
+            })
+        })
+        .collect();
+    seen.sort();
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, p)| (k.to_string(), p.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want, "calls on port {port}: {calls:#?}");
+}
+
+/// The coverage report says `pid`'s TLS connections were captured through `library` (read
+/// after the agent stopped, when its last report is written).
+fn assert_covered(agent: &Agent, pid: u32, library: &str) {
+    let report = agent
+        .tls_process(pid)
+        .unwrap_or_else(|| panic!("pid {pid} missing from {:#?}", agent.tls_report()));
+    assert_eq!(report["status"], "captured", "{report:#}");
+    assert_eq!(
+        report["captured_by"],
+        serde_json::json!([library]),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["captured_connections"], report["tls_connections"],
+        "{report:#}"
+    );
+}
+
+fn python_tls_server(cert: &Certificate) -> (Program, u16) {
+    let port = free_port();
+    let mut server = Program::spawn(python(&[
+        fixture("tls/server.py").to_str().unwrap(),
+        &port.to_string(),
+        cert.cert.to_str().unwrap(),
+        cert.key.to_str().unwrap(),
+    ]));
+    assert_eq!(server.line(), "ready");
+    wait_for_port(port);
+    (server, port)
+}
+
+#[test]
+fn curl_against_openssl_s_server_both_ends() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let port = free_port();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert.cert)
+        .arg("-key")
+        .arg(&cert.key);
+    let server = Program::spawn(cmd);
+    wait_for_port(port);
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    let (client_pid, body) = curl(&["-k", &format!("https://127.0.0.1:{port}/s-server/path")]);
+    assert!(
+        body.contains("s_server"),
+        "s_server -www answers with its status page"
+    );
+    let calls = agent.collect(port, 1, 1);
+    // s_server -www reads through an SSL BIO: caught by the BIO probes, not SSL_read.
+    let server_call = one_call(
+        &calls,
+        "server",
+        port,
+        "/s-server/path",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    assert_eq!(server_call["peer.process.pid"], client_pid);
+    assert_eq!(server_call["network.protocol.version"], "1.0");
+    let client_call = one_call(
+        &calls,
+        "client",
+        port,
+        "/s-server/path",
+        200,
+        "openssl",
+        client_pid,
+    );
+    assert_eq!(client_call["process.executable.name"], "curl");
+    assert_eq!(client_call["peer.process.pid"], server.pid());
+    assert_eq!(client_call["http.response.body.size"], body.len() as u64);
+    assert_only(
+        &calls,
+        port,
+        &[("server", "/s-server/path"), ("client", "/s-server/path")],
+    );
+    assert_covered(&agent, server.pid(), "openssl");
+    assert_covered(&agent, client_pid, "openssl");
+    let log = agent.stderr();
+    assert_eq!(
+        counter(&log, "connections_not_http"),
+        0,
+        "ciphertext is recognised as TLS"
+    );
+    assert_eq!(counter(&log, "kernel.tls_no_socket"), 0);
+}
+
+#[test]
+fn curl_against_nginx_over_tls_keepalive() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
+    let (server, port, _prefix) = nginx_with_tls(site.path(), Some(&cert));
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    // Two requests on one keep-alive connection: a file and a 404.
+    let base = format!("https://127.0.0.1:{port}");
+    let (client_pid, body) = curl(&[
+        "-k",
+        &format!("{base}/hello.txt"),
+        "-o",
+        "/dev/null",
+        &format!("{base}/missing"),
+    ]);
+    assert!(body.contains("404"), "nginx's 404 page: {body}");
+    let calls = agent.collect(port, 2, 2);
+    let nginx_pid = server.pid();
+    let hello = one_call(
+        &calls,
+        "server",
+        port,
+        "/hello.txt",
+        200,
+        "openssl",
+        nginx_pid,
+    );
+    assert_eq!(hello["http.response.body.size"], 15);
+    assert_eq!(hello["network.protocol.version"], "1.1");
+    one_call(
+        &calls, "server", port, "/missing", 404, "openssl", nginx_pid,
+    );
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/hello.txt",
+        200,
+        "openssl",
+        client_pid,
+    );
+    one_call(
+        &calls, "client", port, "/missing", 404, "openssl", client_pid,
+    );
+    let client_ports: Vec<&Value> = calls_on_port(&calls, "client", port)
+        .iter()
+        .map(|c| &c["network.local.port"])
+        .collect();
+    assert_eq!(
+        client_ports[0], client_ports[1],
+        "one keep-alive connection"
+    );
+    assert_only(
+        &calls,
+        port,
+        &[
+            ("server", "/hello.txt"),
+            ("server", "/missing"),
+            ("client", "/hello.txt"),
+            ("client", "/missing"),
+        ],
+    );
+    assert_covered(&agent, nginx_pid, "openssl");
+}
+
+#[test]
+fn python_https_client_and_server() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    let mut statuses = Vec::new();
+    let mut client_pids = Vec::new();
+    for path in ["/py/ok", "/missing"] {
+        let client = Program::spawn(python(&[
+            fixture("tls/client.py").to_str().unwrap(),
+            &format!("https://127.0.0.1:{port}{path}"),
+        ]));
+        client_pids.push(client.pid());
+        statuses.push(client.finish().join(""));
+    }
+    assert_eq!(statuses, ["200", "404"]);
+    let calls = agent.collect(port, 2, 2);
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/py/ok",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/missing",
+        404,
+        "openssl",
+        server.pid(),
+    );
+    let client = one_call(
+        &calls,
+        "client",
+        port,
+        "/py/ok",
+        200,
+        "openssl",
+        client_pids[0],
+    );
+    assert_eq!(client["http.response.body.size"], 19);
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/missing",
+        404,
+        "openssl",
+        client_pids[1],
+    );
+    assert_covered(&agent, server.pid(), "openssl");
+    assert_covered(&agent, client_pids[0], "openssl");
+}
+
+#[test]
+fn nodejs_https_client_and_server() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let port = free_port();
+    let mut cmd = Command::new("node");
+    cmd.arg(fixture("tls/server.js"))
+        .arg(port.to_string())
+        .arg(&cert.cert)
+        .arg(&cert.key);
+    let mut server = Program::spawn(cmd);
+    assert_eq!(server.line(), "ready");
+    // Node.js carries its own OpenSSL inside the node executable (or uses the system libssl).
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    let mut client_pids = Vec::new();
+    for path in ["/node/ok", "/missing"] {
+        let mut cmd = Command::new("node");
+        cmd.arg(fixture("tls/client.js"))
+            .arg(format!("https://127.0.0.1:{port}{path}"));
+        let client = Program::spawn(cmd);
+        client_pids.push(client.pid());
+        let expected = if path == "/missing" { "404" } else { "200" };
+        assert_eq!(client.finish(), [expected]);
+    }
+    let calls = agent.collect(port, 2, 2);
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/node/ok",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/missing",
+        404,
+        "openssl",
+        server.pid(),
+    );
+    let client = one_call(
+        &calls,
+        "client",
+        port,
+        "/node/ok",
+        200,
+        "openssl",
+        client_pids[0],
+    );
+    assert_eq!(client["process.executable.name"], "node");
+    assert_eq!(client["http.response.body.size"], 17);
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/missing",
+        404,
+        "openssl",
+        client_pids[1],
+    );
+    assert_only(
+        &calls,
+        port,
+        &[
+            ("server", "/node/ok"),
+            ("server", "/missing"),
+            ("client", "/node/ok"),
+            ("client", "/missing"),
+        ],
+    );
+    assert_covered(&agent, server.pid(), "openssl");
+    assert_covered(&agent, client_pids[0], "openssl");
+}
+
+/// The Go fixture built with Debian's Go, once with symbols and once stripped (-s -w).
+fn go_binaries() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go-tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let build = |name: &str, flags: &[&str]| {
+            let out = dir.join(name);
+            let status = Command::new("go")
+                .arg("build")
+                .args(flags)
+                .arg("-o")
+                .arg(&out)
+                .arg(fixture("tls/tls.go"))
+                .env("GOCACHE", dir.join("cache"))
+                .env("GOPATH", dir.join("gopath"))
+                .env("GOFLAGS", "-mod=mod")
+                .env("GO111MODULE", "off")
+                .status()
+                .unwrap();
+            assert!(status.success(), "go build failed");
+            out
+        };
+        (
+            build("tls-go", &[]),
+            build("tls-go-stripped", &["-ldflags=-s -w"]),
+        )
+    })
+}
+
+fn go_round(binary: &PathBuf) {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let port = free_port();
+    let mut cmd = Command::new(binary);
+    cmd.arg("server")
+        .arg(port.to_string())
+        .arg(&cert.cert)
+        .arg(&cert.key);
+    let mut server = Program::spawn(cmd);
+    assert_eq!(server.line(), "ready");
+    wait_for_port(port);
+    agent.wait_tls_ready(server.pid(), "go-crypto-tls");
+
+    let mut client_pids = Vec::new();
+    for path in ["/go/ok", "/missing"] {
+        let mut cmd = Command::new(binary);
+        cmd.arg("client")
+            .arg(format!("https://127.0.0.1:{port}{path}"));
+        let mut client = Program::spawn_interactive(cmd);
+        assert_eq!(client.line(), "waiting");
+        client_pids.push(client.pid());
+        client.send_line("go");
+        let expected = if path == "/missing" { "404" } else { "200" };
+        assert_eq!(client.finish(), [expected]);
+    }
+    let calls = agent.collect(port, 2, 2);
+    let lib = "go-crypto-tls";
+    one_call(&calls, "server", port, "/go/ok", 200, lib, server.pid());
+    one_call(&calls, "server", port, "/missing", 404, lib, server.pid());
+    let client = one_call(&calls, "client", port, "/go/ok", 200, lib, client_pids[0]);
+    assert_eq!(client["http.response.body.size"], 15);
+    assert_eq!(client["peer.process.pid"], server.pid());
+    one_call(&calls, "client", port, "/missing", 404, lib, client_pids[1]);
+    assert_only(
+        &calls,
+        port,
+        &[
+            ("server", "/go/ok"),
+            ("server", "/missing"),
+            ("client", "/go/ok"),
+            ("client", "/missing"),
+        ],
+    );
+    assert_covered(&agent, server.pid(), lib);
+    assert_covered(&agent, client_pids[0], lib);
+}
+
+#[test]
+fn go_https_client_and_server_with_symbols() {
+    go_round(&go_binaries().0);
+}
+
+#[test]
+fn go_https_client_and_server_stripped() {
+    let stripped = &go_binaries().1;
+    let symbols = Command::new("nm").arg(stripped).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&symbols.stderr).contains("no symbols"),
+        "the stripped build has no symbol table"
+    );
+    go_round(stripped);
+}
+
+#[test]
+fn gnutls_client_against_python_server() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let mut cmd = Command::new("gnutls-cli");
+    cmd.args([
+        "--insecure",
+        "--logfile=/dev/null",
+        "--port",
+        &port.to_string(),
+        "127.0.0.1",
+    ]);
+    let mut client = Program::spawn_interactive(cmd);
+    let client_pid = client.pid();
+    // libgnutls may be new to this agent: the request goes once its probes are in.
+    agent.wait_tls_ready(client_pid, "gnutls");
+    client.send_line("GET /gnutls HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r");
+    let calls = agent.wait_for_calls("the gnutls-cli call at both ends", |c| {
+        calls_for(c, "client", port, "/gnutls").len() == 1
+            && calls_for(c, "server", port, "/gnutls").len() == 1
+    });
+    drop(client);
+    agent.stop(); // Writes the final coverage report.
+    one_call(&calls, "client", port, "/gnutls", 200, "gnutls", client_pid);
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/gnutls",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    assert_covered(&agent, client_pid, "gnutls");
+}
+
+#[test]
+fn libssl_loaded_with_dlopen_after_start() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    // A private copy of libssl and libcrypto: files (inodes) the agent has never seen, which
+    // the client loads with dlopen (import ssl) long after it started.
+    let private = tempfile::tempdir().unwrap();
+    for lib in ["libssl.so.3", "libcrypto.so.3"] {
+        std::fs::copy(
+            PathBuf::from("/usr/lib/x86_64-linux-gnu").join(lib),
+            private.path().join(lib),
+        )
+        .unwrap();
+    }
+    let mut cmd = python(&[
+        fixture("tls/client.py").to_str().unwrap(),
+        &format!("https://127.0.0.1:{port}/dlopened"),
+        "--wait",
+    ]);
+    cmd.env("LD_LIBRARY_PATH", private.path());
+    let mut client = Program::spawn_interactive(cmd);
+    assert_eq!(client.line(), "waiting");
+    let client_pid = client.pid();
+    let private_libssl = private.path().join("libssl.so.3");
+    let maps = std::fs::read_to_string(format!("/proc/{client_pid}/maps")).unwrap();
+    assert!(
+        !maps.contains("libssl"),
+        "libssl is not loaded before the import"
+    );
+    client.send_line("import");
+    assert_eq!(client.line(), "loaded");
+    let maps = std::fs::read_to_string(format!("/proc/{client_pid}/maps")).unwrap();
+    assert!(
+        maps.contains(private_libssl.to_str().unwrap()),
+        "the private copy was loaded"
+    );
+    agent.wait_until("the TLS probes on the dlopened libssl", |a| {
+        a.tls_process(client_pid).is_some_and(|p| {
+            p["libraries"].as_array().is_some_and(|libs| {
+                libs.iter()
+                    .any(|l| l["path"] == private_libssl.to_str().unwrap() && l["attached"] == true)
+            })
+        })
+    });
+    client.send_line("go");
+    assert_eq!(client.finish(), ["200"]);
+    let calls = agent.collect(port, 1, 1);
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/dlopened",
+        200,
+        "openssl",
+        client_pid,
+    );
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/dlopened",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    assert_covered(&agent, client_pid, "openssl");
+}
+
+#[test]
+fn java_client_is_reported_as_not_covered() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let mut cmd = Command::new("java");
+    cmd.arg(fixture("tls/TlsClient.java"))
+        .arg(format!("https://127.0.0.1:{port}/from-java"));
+    let client = Program::spawn(cmd);
+    let java_pid = client.pid();
+    assert_eq!(client.finish(), ["200"]);
+
+    // The server end is captured; the Java end cannot be, and the report says why.
+    let calls = agent.wait_for_calls("the server end of the Java call", |c| {
+        calls_for(c, "server", port, "/from-java").len() == 1
+    });
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/from-java",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    agent.wait_until("the Java client in the coverage report", |a| {
+        a.tls_process(java_pid)
+            .is_some_and(|p| p["tls_connections"].as_u64() >= Some(1))
+    });
+    let report = agent.tls_process(java_pid).unwrap();
+    assert_eq!(report["status"], "not_captured", "{report:#}");
+    assert_eq!(report["captured_connections"], 0, "{report:#}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Java's own TLS (JSSE)"),
+        "{report:#}"
+    );
+    agent.stop();
+    let calls = agent.calls();
+    assert!(
+        calls_on_port(&calls, "client", port).is_empty(),
+        "no call is made of Java's ciphertext: {calls:#?}"
+    );
+    // The table for people says the same.
+    let table = Command::new(sightline_tests::agent_binary())
+        .args(["tls", "--report"])
+        .arg(agent.dir().join("tls.json"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&java_pid.to_string()))
+        .unwrap_or_else(|| panic!("no row for java in\n{table}"));
+    assert!(
+        row.contains("not captured") && row.contains("JSSE"),
+        "{row}"
+    );
+}
