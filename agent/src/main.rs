@@ -52,17 +52,19 @@ fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
 /// `sightline tls`: prints the running agent's TLS coverage report.
 fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
     use sightline::tls::report;
+    use std::io::Write as _;
     let coverage = report::read(&args.report)?;
-    match args.format {
+    let text = match args.format {
         sightline::cli::ReportFormat::Json => {
             let selected = report::selected(&coverage, args.all);
-            println!("{}", serde_json::to_string_pretty(&selected)?);
+            serde_json::to_string_pretty(&selected)? + "\n"
         }
         sightline::cli::ReportFormat::Table => {
             let running = std::path::Path::new(&format!("/proc/{}", coverage.agent_pid)).exists();
-            print!("{}", report::render_table(&coverage, args.all, running));
+            report::render_table(&coverage, args.all, running)
         }
-    }
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }
 

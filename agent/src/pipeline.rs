@@ -103,7 +103,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let _ = processor.await;
     let _ = writer.join();
     reporter.abort();
-    if let Some(attacher) = attacher.and_then(|a| Arc::into_inner(a)) {
+    if let Some(attacher) = attacher.and_then(Arc::into_inner) {
         tokio::task::block_in_place(|| attacher.stop());
     }
     log_summary(&stats, Some(&counters));

@@ -195,7 +195,7 @@ fn c_enter(ctx: &ProbeContext, direction: Direction, ex: bool) {
     };
     // A nested call (a library calling its own public function) overwrites the outer one, so
     // only the innermost reports and nothing is reported twice.
-    if TLS_CALLS.insert(pid_tgid, &call, 0).is_err() {
+    if TLS_CALLS.insert(pid_tgid, call, 0).is_err() {
         count(KernelCounter::TlsTableFull);
     }
 }
@@ -259,10 +259,10 @@ fn object_fd(tgid: u32, object: u64, fd: i32) -> i32 {
         object,
     };
     if fd >= 0 {
-        let _ = TLS_OBJECT_FDS.insert(&key, &fd, 0);
+        let _ = TLS_OBJECT_FDS.insert(key, fd, 0);
         return fd;
     }
-    match unsafe { TLS_OBJECT_FDS.get(&key) } {
+    match unsafe { TLS_OBJECT_FDS.get(key) } {
         Some(known) => *known,
         None => -1,
     }
@@ -323,7 +323,7 @@ fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
         _pad: 0,
         object: regs.r14,
     };
-    if GO_TLS_CALLS.insert(&key, &call, 0).is_err() {
+    if GO_TLS_CALLS.insert(key, call, 0).is_err() {
         count(KernelCounter::TlsTableFull);
     }
     Ok(())
@@ -350,10 +350,10 @@ fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
         _pad: 0,
         object: regs.r14,
     };
-    let Some(call) = (unsafe { GO_TLS_CALLS.get(&key) }).copied() else {
+    let Some(call) = (unsafe { GO_TLS_CALLS.get(key) }).copied() else {
         return Ok(());
     };
-    let _ = GO_TLS_CALLS.remove(&key);
+    let _ = GO_TLS_CALLS.remove(key);
     let moved = regs.rax as i64;
     if moved <= 0 {
         return Ok(());

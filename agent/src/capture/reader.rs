@@ -147,6 +147,7 @@ mod tests {
             },
             direction: Direction::Ingress,
             op: "read",
+            tls: None,
             total_len: 1,
             payload: vec![b'x'],
             after_loss: false,

@@ -386,7 +386,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    use crate::capture::event::SocketPair;
+    use crate::capture::event::{SocketPair, TlsLibrary};
 
     fn task(ts: u64) -> Task {
         Task {
@@ -415,7 +415,70 @@ mod tests {
             total_len: bytes.len() as u32,
             payload: bytes.to_vec(),
             after_loss,
+            tls: None,
         })
+    }
+
+    fn plaintext(ts: u64, direction: Direction, bytes: &[u8]) -> CaptureEvent {
+        let CaptureEvent::Data(mut chunk) = data(ts, direction, bytes, false) else {
+            unreachable!()
+        };
+        chunk.tls = Some(TlsLibrary::OpenSsl);
+        CaptureEvent::Data(chunk)
+    }
+
+    /// A TLS record header and a few bytes of its (encrypted) body.
+    const RECORD: &[u8] = &[0x17, 0x03, 0x03, 0x00, 0x20, 0xde, 0xad, 0xbe, 0xef];
+    const CLIENT_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+
+    #[test]
+    fn tls_plaintext_makes_calls_and_the_ciphertext_is_never_parsed() {
+        let (mut tracker, stats) = tracker();
+        let mut out = Vec::new();
+        let events = vec![
+            data(2, Direction::Ingress, CLIENT_HELLO, false),
+            data(3, Direction::Egress, RECORD, false),
+            plaintext(4, Direction::Ingress, b"GET /secure HTTP/1.1\r\n\r\n"),
+            // The same request's records, had the kernel not dropped them: ignored.
+            data(5, Direction::Ingress, RECORD, false),
+            data(
+                6,
+                Direction::Ingress,
+                b"GET /ciphertext HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            plaintext(7, Direction::Egress, OK),
+        ];
+        for event in events {
+            tracker.handle(event, &mut out);
+        }
+        let calls: Vec<(&str, Option<u16>, Option<TlsLibrary>)> = out
+            .iter()
+            .map(|c| (c.path.as_str(), c.status, c.tls))
+            .collect();
+        assert_eq!(calls, [("/secure", Some(200), Some(TlsLibrary::OpenSsl))]);
+        assert_eq!(stats.connections_tls.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.connections_tls_plaintext.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.connections_not_http.load(Ordering::Relaxed), 0);
+        // Records both ways, then plaintext: one TLS connection, captured.
+        let seen: Vec<Option<TlsLibrary>> = tracker
+            .take_tls_observations()
+            .into_iter()
+            .map(|o| o.plaintext)
+            .collect();
+        assert_eq!(seen, [None, Some(TlsLibrary::OpenSsl)]);
+    }
+
+    #[test]
+    fn records_one_way_only_are_no_tls_connection_for_the_report() {
+        // A port probe answered with an alert: never a TLS connection that went uncaptured.
+        let (mut tracker, _) = tracker();
+        let mut out = Vec::new();
+        tracker.handle(
+            data(2, Direction::Egress, &[0x15, 0x03, 0x03, 0x00, 0x02], false),
+            &mut out,
+        );
+        assert!(tracker.take_tls_observations().is_empty());
     }
 
     fn tracker() -> (Tracker, Arc<Stats>) {
