@@ -9,7 +9,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
         TracePoint, UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
 use std::path::Path;
@@ -159,24 +159,44 @@ impl LoadedProbes {
     }
 
     /// Attaches a TLS uprobe program to the instruction at `offset` in the file at `path`, for
-    /// every process that maps that file now or later. `cookie` reaches the program.
+    /// every process that maps that file now or later, or only for process `pid`. `cookie`
+    /// reaches the program.
     pub fn attach_uprobe(
         &mut self,
         program: &str,
         path: &Path,
         offset: u64,
         cookie: u64,
+        pid: Option<u32>,
     ) -> Result<UProbeLinkId, ProbeError> {
         let point = UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(offset),
             cookie: Some(cookie),
         };
+        let scope = match pid.and_then(std::num::NonZeroU32::new) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
         uprobe(&mut self.ebpf, program)?
-            .attach(point, path, UProbeScope::AllProcesses)
+            .attach(point, path, scope)
             .map_err(|source| ProbeError::AttachUprobe {
                 program: program.to_string(),
                 path: path.display().to_string(),
                 offset,
+                source: Box::new(source),
+            })
+    }
+
+    /// Takes one uprobe attachment out of its program: dropping it detaches it, on any thread.
+    pub fn take_uprobe_link(
+        &mut self,
+        program: &str,
+        link: UProbeLinkId,
+    ) -> Result<UProbeLink, ProbeError> {
+        uprobe(&mut self.ebpf, program)?
+            .take_link(link)
+            .map_err(|source| ProbeError::Program {
+                name: program.to_string(),
                 source: Box::new(source),
             })
     }

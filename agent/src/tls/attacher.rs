@@ -124,6 +124,9 @@ impl Attacher {
     }
 }
 
+/// Uprobe attachments, with the program each belongs to.
+type Links = Vec<(&'static str, UProbeLinkId)>;
+
 /// A file as the kernel identifies it (uprobes attach to an inode), plus its change time so a
 /// file rewritten in place is inspected again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,7 +140,7 @@ struct AttachedFile {
     library: TlsLibrary,
     /// The path the file was first found at, as its process saw it.
     path: String,
-    links: Vec<(&'static str, UProbeLinkId)>,
+    links: Links,
     error: Option<String>,
     users: HashSet<u32>,
     unused_since: Option<Instant>,
@@ -151,6 +154,8 @@ struct Worker {
     attached: HashMap<FileId, AttachedFile>,
     /// Attached files each process maps.
     process_files: HashMap<u32, Vec<FileId>>,
+    /// BIO probes attached for one process only (processes that use SSL BIOs), by file.
+    process_links: HashMap<u32, Vec<(FileId, Links)>>,
     /// Processes to scan, with when.
     due: HashMap<u32, Instant>,
     coverage: Coverage,
@@ -166,6 +171,7 @@ impl Worker {
             inspected: HashMap::new(),
             attached: HashMap::new(),
             process_files: HashMap::new(),
+            process_links: HashMap::new(),
             due: HashMap::new(),
             coverage: Coverage::new(MAX_COVERAGE_PROCESSES, COVERAGE_RETENTION),
             own_pid: std::process::id(),
@@ -214,6 +220,7 @@ impl Worker {
             Request::Exited(pid) => {
                 self.due.remove(&pid);
                 self.forget_process(pid);
+                self.detach_process_links(pid);
                 self.coverage.exited(pid, Instant::now());
             }
             Request::Observed(observation) => self.coverage.observe(observation),
@@ -259,18 +266,29 @@ impl Worker {
         Stats::inc(&self.stats.tls_process_scans);
         let mut mapped = Vec::new();
         let mut unsupported: Option<Unsupported> = None;
+        let mut uses_ssl_bio = false;
+        let mut bio_files = Vec::new();
         for file in &files {
             let host_path = file.host_path(&proc_root, pid);
             let Some(id) = file_id(&host_path) else {
                 continue;
             };
             match &*self.inspection(id, &host_path) {
-                Inspection::Tls { .. } => {
+                Inspection::Tls { bio_points, .. } => {
                     self.attach(id, file, &host_path);
                     mapped.push(id);
+                    if !bio_points.is_empty() {
+                        bio_files.push((id, host_path));
+                    }
                 }
+                Inspection::SslBioUser => uses_ssl_bio = true,
                 Inspection::Unsupported(kind) => unsupported = unsupported.or(Some(*kind)),
                 Inspection::None => {}
+            }
+        }
+        if uses_ssl_bio {
+            for (id, host_path) in bio_files {
+                self.attach_for_process(pid, id, &host_path);
             }
         }
         self.forget_process(pid);
@@ -318,36 +336,20 @@ impl Worker {
         if self.attached.contains_key(&id) {
             return;
         }
-        let Inspection::Tls { library, points } = &*self.inspected[&id] else {
+        let inspection = self.inspected[&id].clone();
+        let Inspection::Tls {
+            library, points, ..
+        } = &*inspection
+        else {
             return;
         };
-        let mut links = Vec::new();
-        let mut error = None;
-        // Attach through a descriptor of our own: the process whose root led to the file may
-        // exit meanwhile, taking /proc/PID/root with it.
-        let opened = match std::fs::File::open(host_path) {
-            Ok(opened) => opened,
-            Err(e) => return tracing::debug!(path = %file.path, error = %e, "file gone"),
+        let (links, error) = match self.attach_points(host_path, points, None) {
+            Ok(links) => (links, None),
+            Err(error) => (Vec::new(), Some(error)),
         };
-        let stable_path = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
-        for point in points {
-            match self
-                .probes
-                .attach_uprobe(point.program, &stable_path, point.offset, point.cookie)
-            {
-                Ok(link) => links.push((point.program, link)),
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
         if let Some(error) = &error {
             tracing::warn!(path = %file.path, %error, "attaching TLS probes failed");
             Stats::inc(&self.stats.tls_attach_failures);
-            for (program, link) in links.drain(..) {
-                let _ = self.probes.detach_uprobe(program, link);
-            }
         } else {
             tracing::info!(
                 library = library.name(),
@@ -367,6 +369,84 @@ impl Worker {
                 unused_since: None,
             },
         );
+    }
+
+    /// Attaches `points` of the file, for every process or only for `pid`; all or none.
+    fn attach_points(
+        &mut self,
+        host_path: &std::path::Path,
+        points: &[elf::AttachPoint],
+        pid: Option<u32>,
+    ) -> Result<Links, String> {
+        // Through a descriptor of our own: the process whose root led to the file may exit
+        // meanwhile, taking /proc/PID/root with it.
+        let opened = std::fs::File::open(host_path).map_err(|e| e.to_string())?;
+        let stable_path = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+        let mut links = Vec::new();
+        for point in points {
+            match self.probes.attach_uprobe(
+                point.program,
+                &stable_path,
+                point.offset,
+                point.cookie,
+                pid,
+            ) {
+                Ok(link) => links.push((point.program, link)),
+                Err(e) => {
+                    for (program, link) in links {
+                        let _ = self.probes.detach_uprobe(program, link);
+                    }
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(links)
+    }
+
+    /// The BIO probes of a file, for one process that uses SSL BIOs (once per process).
+    fn attach_for_process(&mut self, pid: u32, id: FileId, host_path: &std::path::Path) {
+        if self
+            .process_links
+            .get(&pid)
+            .is_some_and(|files| files.iter().any(|(f, _)| *f == id))
+        {
+            return;
+        }
+        let inspection = self.inspected[&id].clone();
+        let Inspection::Tls { bio_points, .. } = &*inspection else {
+            return;
+        };
+        match self.attach_points(host_path, bio_points, Some(pid)) {
+            Ok(links) => {
+                tracing::info!(
+                    pid,
+                    probes = links.len(),
+                    "TLS BIO probes attached for a process using SSL BIOs"
+                );
+                self.process_links.entry(pid).or_default().push((id, links));
+            }
+            Err(error) => {
+                tracing::warn!(pid, %error, "attaching TLS BIO probes failed");
+                Stats::inc(&self.stats.tls_attach_failures);
+            }
+        }
+    }
+
+    /// Detaches a process's own probes, on a thread of their own: the kernel waits for a grace
+    /// period per uprobe it removes, which must not hold up attaching for others.
+    fn detach_process_links(&mut self, pid: u32) {
+        let Some(files) = self.process_links.remove(&pid) else {
+            return;
+        };
+        let mut links = Vec::new();
+        for (program, link) in files.into_iter().flat_map(|(_, links)| links) {
+            if let Ok(link) = self.probes.take_uprobe_link(program, link) {
+                links.push(link);
+            }
+        }
+        let _ = std::thread::Builder::new()
+            .name("sightline-detach".to_string())
+            .spawn(move || drop(links));
     }
 
     fn forget_process(&mut self, pid: u32) {

@@ -50,11 +50,17 @@ impl Unsupported {
 /// What a file holds, as far as TLS goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Inspection {
-    /// TLS functions to probe.
+    /// TLS functions to probe: `points` for every process that maps the file; `bio_points`
+    /// (libcrypto's BIO functions) only in processes that use SSL BIOs, because they fire on
+    /// every BIO call of every OpenSSL program and each uprobe hit costs a trap.
     Tls {
         library: TlsLibrary,
         points: Vec<AttachPoint>,
+        bio_points: Vec<AttachPoint>,
     },
+    /// A program or library that calls `BIO_f_ssl` from a shared libssl: its process needs the
+    /// BIO probes.
+    SslBioUser,
     /// A TLS implementation that cannot be probed.
     Unsupported(Unsupported),
     /// Nothing TLS.
@@ -148,8 +154,12 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
     let mut openssl_3 = false;
     let mut openssl_crypto = false;
     let mut rustls = false;
+    let mut imports_ssl_bio = false;
     for symbol in elf.dynamic_symbols().chain(elf.symbols()) {
         let Ok(name) = symbol.name() else { continue };
+        if name == "BIO_f_ssl" && symbol.is_undefined() {
+            imports_ssl_bio = true;
+        }
         if name.starts_with("BORINGSSL_") {
             boringssl = true;
         }
@@ -190,11 +200,14 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
         (library, &[SSL_FUNCTIONS, BIO_FUNCTIONS])
     } else if rustls {
         return Ok(Inspection::Unsupported(Unsupported::Rustls));
+    } else if imports_ssl_bio {
+        return Ok(Inspection::SslBioUser);
     } else {
         return Ok(Inspection::None);
     };
     let method_offset: u64 = if openssl_3 { 8 } else { 0 };
     let mut points = Vec::new();
+    let mut bio_points = Vec::new();
     for (function, program) in tables.iter().flat_map(|t| t.iter()) {
         let is_bio = function.starts_with("BIO_");
         if is_bio && !bio {
@@ -207,12 +220,13 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
             continue;
         };
         let cookie = library as u64 | if is_bio { method_offset << 8 } else { 0 };
-        points.push(AttachPoint {
+        let list = if is_bio { &mut bio_points } else { &mut points };
+        list.push(AttachPoint {
             program,
             offset,
             cookie,
         });
-        points.push(AttachPoint {
+        list.push(AttachPoint {
             program: C_RETURN_PROGRAM,
             offset,
             cookie,
@@ -231,10 +245,14 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
             }
         }
     }
-    Ok(if points.is_empty() {
+    Ok(if points.is_empty() && bio_points.is_empty() {
         Inspection::None
     } else {
-        Inspection::Tls { library, points }
+        Inspection::Tls {
+            library,
+            points,
+            bio_points,
+        }
     })
 }
 
@@ -296,6 +314,7 @@ fn inspect_go(
     Ok(Inspection::Tls {
         library: TlsLibrary::GoCryptoTls,
         points,
+        bio_points: Vec::new(),
     })
 }
 
@@ -344,9 +363,15 @@ mod tests {
         let Some(path) = system_libssl() else {
             panic!("libssl.so.3 is not installed");
         };
-        let Inspection::Tls { library, points } = inspect_file(&path).unwrap() else {
+        let Inspection::Tls {
+            library,
+            points,
+            bio_points,
+        } = inspect_file(&path).unwrap()
+        else {
             panic!("libssl not recognised");
         };
+        assert!(bio_points.is_empty(), "libssl has no BIO_read");
         assert_eq!(library, TlsLibrary::OpenSsl);
         let programs: Vec<&str> = points.iter().map(|p| p.program).collect();
         assert_eq!(
@@ -372,11 +397,20 @@ mod tests {
     #[test]
     fn finds_the_bio_functions_in_libcrypto_3() {
         let path = Path::new("/usr/lib/x86_64-linux-gnu/libcrypto.so.3");
-        let Inspection::Tls { library, points } = inspect_file(path).unwrap() else {
+        let Inspection::Tls {
+            library,
+            points,
+            bio_points,
+        } = inspect_file(path).unwrap()
+        else {
             panic!("libcrypto not recognised");
         };
         assert_eq!(library, TlsLibrary::OpenSsl);
-        let entries: Vec<(&str, u64)> = points
+        assert!(
+            points.is_empty(),
+            "BIO probes are only attached per process"
+        );
+        let entries: Vec<(&str, u64)> = bio_points
             .iter()
             .filter(|p| p.program != C_RETURN_PROGRAM)
             .map(|p| (p.program, p.cookie))
@@ -391,6 +425,18 @@ mod tests {
                 ("bio_write_ex_enter", cookie),
                 ("bio_read_ex_enter", cookie)
             ]
+        );
+    }
+
+    #[test]
+    fn the_openssl_cli_uses_ssl_bios_and_curl_does_not() {
+        assert_eq!(
+            inspect_file(Path::new("/usr/bin/openssl")).unwrap(),
+            Inspection::SslBioUser
+        );
+        assert_eq!(
+            inspect_file(Path::new("/usr/bin/curl")).unwrap(),
+            Inspection::None
         );
     }
 
