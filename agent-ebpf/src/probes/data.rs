@@ -69,7 +69,7 @@ pub fn enter(
     if direction == Direction::Ingress {
         let _ = LAST_SOCKET_READ.insert(pid_tgid, fd, 0);
     }
-    if tls::is_ciphertext(pid_tgid, fd, sk) {
+    if tls::is_ciphertext(pid_tgid, fd, sk, ts_enter) {
         return Ok(());
     }
     if !filter::ports_allowed(&tuple, &s) {

@@ -38,17 +38,24 @@ use crate::{
     user::user_at,
 };
 
+/// A TLS call older than this no longer claims its thread's socket syscalls: its return was
+/// probably never seen (the thread left it abnormally), and it must not hide the thread's
+/// traffic for good. Library calls reach their first socket syscall within microseconds.
+const TLS_CALL_CLAIM_NS: u64 = 1_000_000_000;
+
 /// Called by the syscall probes for every data syscall on a TCP socket: whether its bytes are
 /// TLS records whose plaintext the uprobes report. Inside a TLS call of the same thread, the
 /// syscall also tells that call its descriptor.
 #[inline(always)]
-pub fn is_ciphertext(pid_tgid: u64, fd: i32, sk: u64) -> bool {
+pub fn is_ciphertext(pid_tgid: u64, fd: i32, sk: u64, now: u64) -> bool {
     if let Some(call) = TLS_CALLS.get_ptr_mut(pid_tgid) {
         let call = unsafe { &mut *call };
-        if call.fd < 0 {
-            call.fd = fd;
+        if now.saturating_sub(call.ts_enter) < TLS_CALL_CLAIM_NS {
+            if call.fd < 0 {
+                call.fd = fd;
+            }
+            return true;
         }
-        return true;
     }
     let key = fd_key((pid_tgid >> 32) as u32, fd);
     match unsafe { TLS_FDS.get(key) } {
