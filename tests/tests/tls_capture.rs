@@ -90,6 +90,43 @@ fn assert_covered(agent: &Agent, pid: u32, library: &str) {
     );
 }
 
+/// The usual exchange of the client/server tests: one client asked for `ok_path` (200) and a
+/// second for `/missing` (404). Checks all four calls, and that there is nothing else; returns
+/// the first client's call for more checks.
+fn assert_ok_and_missing<'a>(
+    calls: &'a [Value],
+    port: u16,
+    ok_path: &str,
+    library: &str,
+    server_pid: u32,
+    client_pids: &[u32],
+) -> &'a Value {
+    one_call(calls, "server", port, ok_path, 200, library, server_pid);
+    one_call(calls, "server", port, "/missing", 404, library, server_pid);
+    let client = one_call(calls, "client", port, ok_path, 200, library, client_pids[0]);
+    assert_eq!(client["peer.process.pid"], server_pid, "{client:#}");
+    one_call(
+        calls,
+        "client",
+        port,
+        "/missing",
+        404,
+        library,
+        client_pids[1],
+    );
+    assert_only(
+        calls,
+        port,
+        &[
+            ("server", ok_path),
+            ("server", "/missing"),
+            ("client", ok_path),
+            ("client", "/missing"),
+        ],
+    );
+    client
+}
+
 fn python_tls_server(cert: &Certificate) -> (Program, u16) {
     let port = free_port();
     let mut server = Program::spawn(python(&[
@@ -251,43 +288,15 @@ fn python_https_client_and_server() {
     }
     assert_eq!(statuses, ["200", "404"]);
     let calls = agent.collect(port, 2, 2);
-    one_call(
+    let client = assert_ok_and_missing(
         &calls,
-        "server",
         port,
         "/py/ok",
-        200,
         "openssl",
         server.pid(),
-    );
-    one_call(
-        &calls,
-        "server",
-        port,
-        "/missing",
-        404,
-        "openssl",
-        server.pid(),
-    );
-    let client = one_call(
-        &calls,
-        "client",
-        port,
-        "/py/ok",
-        200,
-        "openssl",
-        client_pids[0],
+        &client_pids,
     );
     assert_eq!(client["http.response.body.size"], 19);
-    one_call(
-        &calls,
-        "client",
-        port,
-        "/missing",
-        404,
-        "openssl",
-        client_pids[1],
-    );
     assert_covered(&agent, server.pid(), "openssl");
     assert_covered(&agent, client_pids[0], "openssl");
 }
@@ -318,54 +327,16 @@ fn nodejs_https_client_and_server() {
         assert_eq!(client.finish(), [expected]);
     }
     let calls = agent.collect(port, 2, 2);
-    one_call(
+    let client = assert_ok_and_missing(
         &calls,
-        "server",
         port,
         "/node/ok",
-        200,
         "openssl",
         server.pid(),
-    );
-    one_call(
-        &calls,
-        "server",
-        port,
-        "/missing",
-        404,
-        "openssl",
-        server.pid(),
-    );
-    let client = one_call(
-        &calls,
-        "client",
-        port,
-        "/node/ok",
-        200,
-        "openssl",
-        client_pids[0],
+        &client_pids,
     );
     assert_eq!(client["process.executable.name"], "node");
     assert_eq!(client["http.response.body.size"], 17);
-    one_call(
-        &calls,
-        "client",
-        port,
-        "/missing",
-        404,
-        "openssl",
-        client_pids[1],
-    );
-    assert_only(
-        &calls,
-        port,
-        &[
-            ("server", "/node/ok"),
-            ("server", "/missing"),
-            ("client", "/node/ok"),
-            ("client", "/missing"),
-        ],
-    );
     assert_covered(&agent, server.pid(), "openssl");
     assert_covered(&agent, client_pids[0], "openssl");
 }
@@ -428,22 +399,8 @@ fn go_round(binary: &PathBuf) {
     }
     let calls = agent.collect(port, 2, 2);
     let lib = "go-crypto-tls";
-    one_call(&calls, "server", port, "/go/ok", 200, lib, server.pid());
-    one_call(&calls, "server", port, "/missing", 404, lib, server.pid());
-    let client = one_call(&calls, "client", port, "/go/ok", 200, lib, client_pids[0]);
+    let client = assert_ok_and_missing(&calls, port, "/go/ok", lib, server.pid(), &client_pids);
     assert_eq!(client["http.response.body.size"], 15);
-    assert_eq!(client["peer.process.pid"], server.pid());
-    one_call(&calls, "client", port, "/missing", 404, lib, client_pids[1]);
-    assert_only(
-        &calls,
-        port,
-        &[
-            ("server", "/go/ok"),
-            ("server", "/missing"),
-            ("client", "/go/ok"),
-            ("client", "/missing"),
-        ],
-    );
     assert_covered(&agent, server.pid(), lib);
     assert_covered(&agent, client_pids[0], lib);
 }
