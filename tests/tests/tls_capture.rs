@@ -592,3 +592,64 @@ fn java_client_is_reported_as_not_covered() {
         "{row}"
     );
 }
+
+#[test]
+fn a_library_seen_only_inside_a_mount_namespace() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+
+    // As in a container: the client runs in its own mount namespace, where a private copy of
+    // libssl is mounted over the host's path. Only /proc/PID/root leads to that file; the
+    // host's file at the same path is another inode, whose probes would never fire for it.
+    let private = tempfile::tempdir().unwrap();
+    let host_libssl = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
+    let copy = private.path().join("libssl.so.3");
+    std::fs::copy(host_libssl, &copy).unwrap();
+    let script = format!(
+        "mount --bind {copy} {host_libssl} && exec python3 {client} https://127.0.0.1:{port}/in-namespace --wait",
+        copy = copy.display(),
+        client = fixture("tls/client.py").display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let mut client = Program::spawn_interactive(cmd);
+    assert_eq!(client.line(), "waiting");
+    let client_pid = client.pid();
+    client.send_line("import");
+    assert_eq!(client.line(), "loaded");
+    let inode = |path: &str| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).unwrap().ino()
+    };
+    let seen_inside = inode(&format!("/proc/{client_pid}/root{host_libssl}"));
+    assert_ne!(
+        seen_inside,
+        inode(host_libssl),
+        "the namespace sees another file"
+    );
+    assert_eq!(seen_inside, inode(copy.to_str().unwrap()));
+    agent.wait_tls_ready(client_pid, "openssl");
+    client.send_line("go");
+    assert_eq!(client.finish(), ["200"]);
+    let calls = agent.collect(port, 1, 1);
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/in-namespace",
+        200,
+        "openssl",
+        client_pid,
+    );
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/in-namespace",
+        200,
+        "openssl",
+        server.pid(),
+    );
+}
