@@ -653,3 +653,95 @@ fn a_library_seen_only_inside_a_mount_namespace() {
         server.pid(),
     );
 }
+
+/// A real OpenSSL 1.1.1 shared library: the one bundled in psycopg2-binary 2.9.3's wheel
+/// (PyPI), downloaded once into the target directory.
+fn openssl_1_1_libdir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openssl-1.1");
+        let libs = dir.join("psycopg2_binary.libs");
+        if !libs.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+                .args([
+                    "--python-version",
+                    "3.10",
+                    "--platform",
+                    "manylinux2014_x86_64",
+                ])
+                .args(["psycopg2-binary==2.9.3", "--quiet", "-d"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "downloading psycopg2-binary from PyPI failed"
+            );
+            let wheel = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "whl"))
+                .unwrap();
+            // A wheel is a zip file: Python's zipfile extracts it.
+            let status = python(&["-m", "zipfile", "-e", wheel.to_str().unwrap()])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success(), "unpacking the wheel failed");
+        }
+        libs
+    })
+}
+
+#[test]
+fn openssl_1_1_shared_library() {
+    let libdir = openssl_1_1_libdir();
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let mut client = Program::spawn_interactive(python(&[
+        fixture("tls/openssl11_client.py").to_str().unwrap(),
+        libdir.to_str().unwrap(),
+        "127.0.0.1",
+        &port.to_string(),
+        "/openssl-1.1",
+    ]));
+    assert_eq!(client.line(), "loaded");
+    let client_pid = client.pid();
+    agent.wait_until("the probes on libssl 1.1", |a| {
+        a.tls_process(client_pid).is_some_and(|p| {
+            p["libraries"].as_array().is_some_and(|libs| {
+                libs.iter().any(|l| {
+                    l["path"].as_str().is_some_and(|p| p.ends_with(".so.1.1"))
+                        && l["attached"] == true
+                })
+            })
+        })
+    });
+    client.send_line("go");
+    assert_eq!(client.finish(), ["200"]);
+    let calls = agent.collect(port, 1, 1);
+    one_call(
+        &calls,
+        "client",
+        port,
+        "/openssl-1.1",
+        200,
+        "openssl",
+        client_pid,
+    );
+    one_call(
+        &calls,
+        "server",
+        port,
+        "/openssl-1.1",
+        200,
+        "openssl",
+        server.pid(),
+    );
+    assert_covered(&agent, client_pid, "openssl");
+}
