@@ -104,6 +104,13 @@ pub struct RunArgs {
     /// Where to keep the TLS coverage report that `sightline tls` reads.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_REPORT_PATH)]
     pub tls_report: PathBuf,
+    /// Seconds between full rescans of every process for TLS libraries (catches anything a
+    /// dropped exec or mmap event hid).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_rescan_secs: u64,
+    /// Seconds a TLS library stays probed after the last process mapping it is gone.
+    #[arg(long, default_value_t = 600)]
+    pub tls_detach_after_secs: u64,
 }
 
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
@@ -147,6 +154,8 @@ impl RunArgs {
             proc_root: "/proc".to_string(),
             tls: (!self.no_tls).then(|| AttachConfig {
                 report_path: Some(self.tls_report),
+                rescan_interval: std::time::Duration::from_secs(self.tls_rescan_secs),
+                detach_after: std::time::Duration::from_secs(self.tls_detach_after_secs),
                 ..AttachConfig::default()
             }),
         }

@@ -459,6 +459,46 @@ fn gnutls_client_against_python_server() {
     assert_covered(&agent, client_pid, "gnutls");
 }
 
+/// Copies of the system's libssl and libcrypto in a new directory: files the agent never saw.
+fn private_openssl_copy() -> tempfile::TempDir {
+    let private = tempfile::tempdir().unwrap();
+    for lib in ["libssl.so.3", "libcrypto.so.3"] {
+        std::fs::copy(
+            PathBuf::from("/usr/lib/x86_64-linux-gnu").join(lib),
+            private.path().join(lib),
+        )
+        .unwrap();
+    }
+    private
+}
+
+/// The Python client with `libdir` first on its library path, started with --wait: it loads
+/// libssl (dlopen) when sent a line, and makes its request for `path` at the next.
+fn dlopen_client(libdir: &std::path::Path, port: u16, path: &str) -> Program {
+    let mut cmd = python(&[
+        fixture("tls/client.py").to_str().unwrap(),
+        &format!("https://127.0.0.1:{port}{path}"),
+        "--wait",
+    ]);
+    cmd.env("LD_LIBRARY_PATH", libdir);
+    let mut client = Program::spawn_interactive(cmd);
+    assert_eq!(client.line(), "waiting");
+    client
+}
+
+/// Waits until the coverage report shows the probes attached to `library` for `pid`.
+fn wait_for_library(agent: &mut Agent, pid: u32, library: &std::path::Path) {
+    let library = library.to_str().unwrap();
+    agent.wait_until(&format!("the TLS probes on {library} for {pid}"), |a| {
+        a.tls_process(pid).is_some_and(|p| {
+            p["libraries"].as_array().is_some_and(|libs| {
+                libs.iter()
+                    .any(|l| l["path"] == library && l["attached"] == true)
+            })
+        })
+    });
+}
+
 #[test]
 fn libssl_loaded_with_dlopen_after_start() {
     let mut agent = Agent::start(&[]);
@@ -468,22 +508,8 @@ fn libssl_loaded_with_dlopen_after_start() {
 
     // A private copy of libssl and libcrypto: files (inodes) the agent has never seen, which
     // the client loads with dlopen (import ssl) long after it started.
-    let private = tempfile::tempdir().unwrap();
-    for lib in ["libssl.so.3", "libcrypto.so.3"] {
-        std::fs::copy(
-            PathBuf::from("/usr/lib/x86_64-linux-gnu").join(lib),
-            private.path().join(lib),
-        )
-        .unwrap();
-    }
-    let mut cmd = python(&[
-        fixture("tls/client.py").to_str().unwrap(),
-        &format!("https://127.0.0.1:{port}/dlopened"),
-        "--wait",
-    ]);
-    cmd.env("LD_LIBRARY_PATH", private.path());
-    let mut client = Program::spawn_interactive(cmd);
-    assert_eq!(client.line(), "waiting");
+    let private = private_openssl_copy();
+    let mut client = dlopen_client(private.path(), port, "/dlopened");
     let client_pid = client.pid();
     let private_libssl = private.path().join("libssl.so.3");
     let maps = std::fs::read_to_string(format!("/proc/{client_pid}/maps")).unwrap();
@@ -498,14 +524,7 @@ fn libssl_loaded_with_dlopen_after_start() {
         maps.contains(private_libssl.to_str().unwrap()),
         "the private copy was loaded"
     );
-    agent.wait_until("the TLS probes on the dlopened libssl", |a| {
-        a.tls_process(client_pid).is_some_and(|p| {
-            p["libraries"].as_array().is_some_and(|libs| {
-                libs.iter()
-                    .any(|l| l["path"] == private_libssl.to_str().unwrap() && l["attached"] == true)
-            })
-        })
-    });
+    wait_for_library(&mut agent, client_pid, &private_libssl);
     client.send_line("go");
     assert_eq!(client.finish(), ["200"]);
     let calls = agent.collect(port, 1, 1);
@@ -744,4 +763,40 @@ fn openssl_1_1_shared_library() {
         server.pid(),
     );
     assert_covered(&agent, client_pid, "openssl");
+}
+
+#[test]
+fn a_library_nobody_maps_is_detached_then_attached_again() {
+    let mut agent = Agent::start(&["--tls-rescan-secs", "1", "--tls-detach-after-secs", "1"]);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let private = private_openssl_copy();
+    let private_libssl = private.path().join("libssl.so.3");
+    let detached = format!(
+        "TLS probes detached: no process maps it path={}",
+        private_libssl.display()
+    );
+    let mut client_pids = Vec::new();
+    for round in 1..=2 {
+        let path = format!("/round-{round}");
+        let mut client = dlopen_client(private.path(), port, &path);
+        client.send_line("import");
+        assert_eq!(client.line(), "loaded");
+        client_pids.push(client.pid());
+        wait_for_library(&mut agent, client.pid(), &private_libssl);
+        client.send_line("go");
+        assert_eq!(client.finish(), ["200"]);
+        // Its only user gone, the library's probes go too.
+        agent.wait_until("the private libssl detached", |a| {
+            a.stderr().matches(&detached).count() == round
+        });
+    }
+    let calls = agent.collect(port, 2, 2);
+    for (round, pid) in client_pids.iter().enumerate() {
+        let path = format!("/round-{}", round + 1);
+        one_call(&calls, "client", port, &path, 200, "openssl", *pid);
+    }
+    let report = agent.tls_process(client_pids[0]).unwrap();
+    assert_eq!(report["exited"], true, "{report:#}");
 }

@@ -438,15 +438,20 @@ impl Worker {
         let Some(files) = self.process_links.remove(&pid) else {
             return;
         };
-        let mut links = Vec::new();
-        for (program, link) in files.into_iter().flat_map(|(_, links)| links) {
+        self.release(files.into_iter().flat_map(|(_, links)| links).collect());
+    }
+
+    /// Detaches `links` on a thread of their own (see `detach_process_links`).
+    fn release(&mut self, links: Links) {
+        let mut owned = Vec::new();
+        for (program, link) in links {
             if let Ok(link) = self.probes.take_uprobe_link(program, link) {
-                links.push(link);
+                owned.push(link);
             }
         }
         let _ = std::thread::Builder::new()
             .name("sightline-detach".to_string())
-            .spawn(move || drop(links));
+            .spawn(move || drop(owned));
     }
 
     fn forget_process(&mut self, pid: u32) {
@@ -477,9 +482,7 @@ impl Worker {
         for id in stale {
             if let Some(file) = self.attached.remove(&id) {
                 tracing::info!(path = %file.path, "TLS probes detached: no process maps it");
-                for (program, link) in file.links {
-                    let _ = self.probes.detach_uprobe(program, link);
-                }
+                self.release(file.links);
             }
             self.inspected.remove(&id);
         }
