@@ -276,13 +276,16 @@ pub enum KernelCounter {
     TlsTableFull = 7,
     /// TLS reads and writes whose plaintext was reported.
     TlsEvents = 8,
+    /// A TLS probe could not read the process's memory (arguments, the Go connection's
+    /// descriptor, a byte count): that call's plaintext was not reported.
+    TlsUserReadFailed = 9,
 }
 
 /// Number of slots in the `COUNTERS` array.
 pub const KERNEL_COUNTER_SLOTS: u32 = 16;
 
 impl KernelCounter {
-    pub const ALL: [KernelCounter; 9] = [
+    pub const ALL: [KernelCounter; 10] = [
         Self::RingbufFullData,
         Self::RingbufFullControl,
         Self::PendingTableFull,
@@ -292,6 +295,7 @@ impl KernelCounter {
         Self::TlsNoSocket,
         Self::TlsTableFull,
         Self::TlsEvents,
+        Self::TlsUserReadFailed,
     ];
 
     /// Whether the counter counts lost events (as opposed to activity).
@@ -303,6 +307,7 @@ impl KernelCounter {
                 | Self::PendingTableFull
                 | Self::TlsNoSocket
                 | Self::TlsTableFull
+                | Self::TlsUserReadFailed
         )
     }
 
@@ -317,6 +322,7 @@ impl KernelCounter {
             Self::TlsNoSocket => "tls_no_socket",
             Self::TlsTableFull => "tls_table_full",
             Self::TlsEvents => "tls_events",
+            Self::TlsUserReadFailed => "tls_user_read_failed",
         }
     }
 }

@@ -212,9 +212,21 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        let keep = std::env::var_os("SIGHTLINE_TEST_KEEP").is_some();
+        if keep && self.child.try_wait().ok().flatten().is_none() {
+            signal(self.child.id(), libc::SIGINT); // Its final counters go to the log.
+        }
         if self.child.try_wait().ok().flatten().is_none() {
+            if keep {
+                std::thread::sleep(Duration::from_secs(5));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // Debugging a failure: SIGHTLINE_TEST_KEEP=1 keeps the agent's outputs.
+        if std::env::var_os("SIGHTLINE_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+            eprintln!("agent outputs kept in {}", dir.keep().display());
         }
     }
 }

@@ -175,7 +175,9 @@ fn ssl_bio(ctx: &ProbeContext) -> bool {
 /// The return of any of the C functions above.
 #[uretprobe]
 pub fn tls_return(ctx: RetProbeContext) -> u32 {
-    let _ = c_return(&ctx);
+    if c_return(&ctx).is_err() {
+        count(KernelCounter::TlsUserReadFailed);
+    }
     0
 }
 
@@ -283,24 +285,30 @@ fn cookie_library<C: EbpfContext>(ctx: &C) -> u8 {
 }
 
 /// Go: `func (c *Conn) Write(b []byte) (int, error)`; c in rax, b's pointer and length in rbx
-/// and rcx (register ABI, Go 1.17+).
+/// and rcx (register ABI, Go 1.17+). Reported at entry (see `go_enter`).
 #[uprobe]
 pub fn go_tls_write_enter(ctx: ProbeContext) -> u32 {
-    let _ = go_enter(&ctx, Direction::Egress);
+    if go_enter(&ctx, Direction::Egress).is_err() {
+        count(KernelCounter::TlsUserReadFailed);
+    }
     0
 }
 
 /// Go: `func (c *Conn) Read(b []byte) (int, error)`.
 #[uprobe]
 pub fn go_tls_read_enter(ctx: ProbeContext) -> u32 {
-    let _ = go_enter(&ctx, Direction::Ingress);
+    if go_enter(&ctx, Direction::Ingress).is_err() {
+        count(KernelCounter::TlsUserReadFailed);
+    }
     0
 }
 
-/// Attached to every RET instruction of Go's (*Conn).Read and (*Conn).Write: n is in rax.
+/// Attached to every RET instruction of Go's (*Conn).Read: n is in rax.
 #[uprobe]
 pub fn go_tls_return(ctx: ProbeContext) -> u32 {
-    let _ = go_return(&ctx);
+    if go_return(&ctx).is_err() {
+        count(KernelCounter::TlsUserReadFailed);
+    }
     0
 }
 
@@ -330,6 +338,16 @@ fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
         _pad: 0,
         object: regs.r14,
     };
+    if direction == Direction::Egress {
+        // Reported at entry, where the bytes are already in the buffer: reported at return,
+        // a write whose goroutine was descheduled after its syscall could reach the ring
+        // buffer after the peer's answer, which would then find no request to pair with.
+        let len = regs.rcx;
+        if len > 0 {
+            emit_plaintext(tgid, call.fd, &call, len)?;
+        }
+        return Ok(());
+    }
     if GO_TLS_CALLS.insert(key, call, 0).is_err() {
         count(KernelCounter::TlsTableFull);
     }

@@ -99,10 +99,11 @@ const GNUTLS_FUNCTIONS: &[(&str, &str)] = &[
 /// The uretprobe shared by every C function.
 pub const C_RETURN_PROGRAM: &str = "tls_return";
 
-/// Go's functions and their entry programs; every RET of each gets `go_tls_return`.
-const GO_FUNCTIONS: &[(&str, &str)] = &[
-    ("crypto/tls.(*Conn).Write", "go_tls_write_enter"),
-    ("crypto/tls.(*Conn).Read", "go_tls_read_enter"),
+/// Go's functions, their entry programs, and whether every RET gets `go_tls_return` (Read
+/// only: a write is reported at entry, see the kernel side's `go_enter`).
+const GO_FUNCTIONS: &[(&str, &str, bool)] = &[
+    ("crypto/tls.(*Conn).Write", "go_tls_write_enter", false),
+    ("crypto/tls.(*Conn).Read", "go_tls_read_enter", true),
 ];
 pub const GO_RETURN_PROGRAM: &str = "go_tls_return";
 
@@ -268,7 +269,7 @@ fn inspect_go(
     let table = pclntab
         .data()
         .map_err(|e| go_error(format!("reading .gopclntab: {e}")))?;
-    let names: Vec<&str> = GO_FUNCTIONS.iter().map(|(name, _)| *name).collect();
+    let names: Vec<&str> = GO_FUNCTIONS.iter().map(|(name, _, _)| *name).collect();
     let functions = match gopclntab::find_functions(table, &names) {
         Ok(functions) => functions,
         Err(gopclntab::PclntabError::UnsupportedVersion(_)) => {
@@ -283,16 +284,21 @@ fn inspect_go(
         return Ok(Inspection::Unsupported(Unsupported::GoArchitecture));
     }
     let mut points = Vec::new();
-    for ((_, program), function) in GO_FUNCTIONS.iter().zip(functions) {
+    for ((_, program, probe_returns), function) in GO_FUNCTIONS.iter().zip(functions) {
         let Some(function) = function else { continue };
-        let code = code_bytes(elf, function.entry, function.end)
-            .ok_or_else(|| go_error(format!("code of {program} is outside .text")))?;
-        let returns = goret::return_addresses(code, function.entry);
-        if returns.is_empty() {
-            return Err(go_error(format!(
-                "no return instruction found for {program}"
-            )));
-        }
+        let returns = if *probe_returns {
+            let code = code_bytes(elf, function.entry, function.end)
+                .ok_or_else(|| go_error(format!("code of {program} is outside .text")))?;
+            let returns = goret::return_addresses(code, function.entry);
+            if returns.is_empty() {
+                return Err(go_error(format!(
+                    "no return instruction found for {program}"
+                )));
+            }
+            returns
+        } else {
+            Vec::new()
+        };
         let entry = file_offset(elf, function.entry)
             .ok_or_else(|| go_error("function entry outside any section".to_string()))?;
         let cookie = TlsLibrary::GoCryptoTls as u64;
