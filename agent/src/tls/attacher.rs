@@ -190,7 +190,14 @@ impl Worker {
                 .min()
                 .unwrap_or(now);
             match requests.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(request) => self.handle(request),
+                Ok(request) => {
+                    self.handle(request);
+                    // Take what else is queued before scanning: a burst (an exec storm) then
+                    // costs one pass, not one pass per request.
+                    while let Ok(request) = requests.try_recv() {
+                        self.handle(request);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
