@@ -1,8 +1,9 @@
 //! The hooks. One thin `#[tracepoint]` wrapper per hook in `syscalls.rs` and `process.rs`,
-//! calling a `try_*` function that returns `Result`; the TLS uprobes in `tls.rs`.
+//! calling a `try_*` function that returns `Result`; the TLS uprobes in `tls.rs` (C libraries) and `go_tls.rs`.
 
 mod args;
 mod data;
+pub mod go_tls;
 pub mod process;
 pub mod syscalls;
 pub mod tls;

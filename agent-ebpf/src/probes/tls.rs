@@ -4,10 +4,7 @@
 //!   remembers the buffer per thread; the socket syscall the library makes inside the call, on
 //!   the same thread, tells which descriptor the call is about (see [`is_ciphertext`]); the
 //!   uretprobe copies what was really read or written. No per-version struct offsets.
-//! - Go crypto/tls: no uretprobes (the runtime moves goroutine stacks, which breaks their
-//!   trampolines); userspace finds the functions' RET instructions and puts a plain uprobe on
-//!   each. Calls are keyed by goroutine (register r14 in Go's register ABI), and the descriptor
-//!   is read from the `*tls.Conn` through fields whose layout has not changed since Go 1.9.
+//! - Go crypto/tls: in `go_tls.rs`.
 //!
 //! Each plaintext chunk goes out as a [`DataEvent`] with [`DATA_FLAG_TLS`], with the socket's
 //! addresses, so it joins the same connection as the syscall events; the descriptor is then
@@ -31,8 +28,7 @@ use crate::{
     config::settings,
     emit, filter,
     maps::{
-        GO_TLS_CALLS, LAST_SOCKET_READ, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS,
-        TlsCall, count,
+        LAST_SOCKET_READ, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS, TlsCall, count,
     },
     sock::tcp_socket_at,
     user::user_at,
@@ -284,111 +280,9 @@ fn cookie_library<C: EbpfContext>(ctx: &C) -> u8 {
     (unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } & 0xff) as u8
 }
 
-/// Go: `func (c *Conn) Write(b []byte) (int, error)`; c in rax, b's pointer and length in rbx
-/// and rcx (register ABI, Go 1.17+). Reported at entry (see `go_enter`).
-#[uprobe]
-pub fn go_tls_write_enter(ctx: ProbeContext) -> u32 {
-    if go_enter(&ctx, Direction::Egress).is_err() {
-        count(KernelCounter::TlsUserReadFailed);
-    }
-    0
-}
-
-/// Go: `func (c *Conn) Read(b []byte) (int, error)`.
-#[uprobe]
-pub fn go_tls_read_enter(ctx: ProbeContext) -> u32 {
-    if go_enter(&ctx, Direction::Ingress).is_err() {
-        count(KernelCounter::TlsUserReadFailed);
-    }
-    0
-}
-
-/// Attached to every RET instruction of Go's (*Conn).Read: n is in rax.
-#[uprobe]
-pub fn go_tls_return(ctx: ProbeContext) -> u32 {
-    if go_return(&ctx).is_err() {
-        count(KernelCounter::TlsUserReadFailed);
-    }
-    0
-}
-
-#[inline(always)]
-fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !filter::task_allowed(tgid, &settings()) {
-        return Ok(());
-    }
-    let regs = unsafe { &*ctx.regs };
-    let conn = regs.rax;
-    let call = TlsCall {
-        object: conn,
-        buf: regs.rbx,
-        len_out: 0,
-        ts_enter: unsafe { bpf_ktime_get_ns() },
-        sp: regs.rsp,
-        fd: go_conn_fd(conn)?,
-        direction: direction as u8,
-        library: TlsLibrary::GoCryptoTls as u8,
-        ex: 0,
-        _pad: 0,
-    };
-    let key = ObjectKey {
-        tgid,
-        _pad: 0,
-        object: regs.r14,
-    };
-    if direction == Direction::Egress {
-        // Reported at entry, where the bytes are already in the buffer: reported at return,
-        // a write whose goroutine was descheduled after its syscall could reach the ring
-        // buffer after the peer's answer, which would then find no request to pair with.
-        let len = regs.rcx;
-        if len > 0 {
-            emit_plaintext(tgid, call.fd, &call, len)?;
-        }
-        return Ok(());
-    }
-    if GO_TLS_CALLS.insert(key, call, 0).is_err() {
-        count(KernelCounter::TlsTableFull);
-    }
-    Ok(())
-}
-
-/// The descriptor under a `*tls.Conn`: `tls.Conn.conn` is a `net.Conn` interface at offset 0
-/// (its data word at 8) holding a `*net.TCPConn`, whose first field is the `*netFD`; the netFD
-/// starts with a `poll.FD`, whose `Sysfd` follows the 16-byte `fdMutex`.
-#[inline(always)]
-fn go_conn_fd(conn: u64) -> Result<i32, i64> {
-    let tcp_conn: u64 = user_at(conn + 8)?;
-    let net_fd: u64 = user_at(tcp_conn)?;
-    let sysfd: i64 = user_at(net_fd + 16)?;
-    Ok(sysfd as i32)
-}
-
-#[inline(always)]
-fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    let regs = unsafe { &*ctx.regs };
-    let key = ObjectKey {
-        tgid,
-        _pad: 0,
-        object: regs.r14,
-    };
-    let Some(call) = (unsafe { GO_TLS_CALLS.get(key) }).copied() else {
-        return Ok(());
-    };
-    let _ = GO_TLS_CALLS.remove(key);
-    let moved = regs.rax as i64;
-    if moved <= 0 {
-        return Ok(());
-    }
-    emit_plaintext(tgid, call.fd, &call, moved as u64)
-}
-
 /// Sends `moved` plaintext bytes of `call` as a data event on the socket behind `fd`.
 #[inline(always)]
-fn emit_plaintext(tgid: u32, fd: i32, call: &TlsCall, moved: u64) -> Result<(), i64> {
+pub(super) fn emit_plaintext(tgid: u32, fd: i32, call: &TlsCall, moved: u64) -> Result<(), i64> {
     let s = settings();
     let Some((tuple, sk)) = tcp_socket_at(fd)? else {
         count(KernelCounter::TlsNoSocket);

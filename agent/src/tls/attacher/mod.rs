@@ -11,7 +11,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{
         Arc,
@@ -24,10 +24,12 @@ use std::{
 use agent_common::event::TlsLibrary;
 use aya::programs::uprobe::UProbeLinkId;
 
+mod links;
+
 use super::{
     coverage::{Coverage, LibraryReport, TlsObservation},
     elf::{self, Inspection, Unsupported},
-    procmaps::{self, MappedFile},
+    procmaps,
 };
 use crate::{probes::LoadedProbes, stats::Stats};
 
@@ -336,163 +338,6 @@ impl Worker {
         let result = Arc::new(result);
         self.inspected.insert(id, result.clone());
         result
-    }
-
-    /// Attaches to a TLS file once; an error is kept (and reported) rather than retried.
-    fn attach(&mut self, id: FileId, file: &MappedFile, host_path: &std::path::Path) {
-        if self.attached.contains_key(&id) {
-            return;
-        }
-        let inspection = self.inspected[&id].clone();
-        let Inspection::Tls {
-            library, points, ..
-        } = &*inspection
-        else {
-            return;
-        };
-        let (links, error) = match self.attach_points(host_path, points, None) {
-            Ok(links) => (links, None),
-            Err(error) => (Vec::new(), Some(error)),
-        };
-        if let Some(error) = &error {
-            tracing::warn!(path = %file.path, %error, "attaching TLS probes failed");
-            Stats::inc(&self.stats.tls_attach_failures);
-        } else {
-            tracing::info!(
-                library = library.name(),
-                path = %file.path,
-                probes = links.len(),
-                "TLS probes attached"
-            );
-        }
-        self.attached.insert(
-            id,
-            AttachedFile {
-                library: *library,
-                path: file.path.clone(),
-                links,
-                error,
-                users: HashSet::new(),
-                unused_since: None,
-            },
-        );
-    }
-
-    /// Attaches `points` of the file, for every process or only for `pid`; all or none.
-    fn attach_points(
-        &mut self,
-        host_path: &std::path::Path,
-        points: &[elf::AttachPoint],
-        pid: Option<u32>,
-    ) -> Result<Links, String> {
-        // Through a descriptor of our own: the process whose root led to the file may exit
-        // meanwhile, taking /proc/PID/root with it.
-        let opened = std::fs::File::open(host_path).map_err(|e| e.to_string())?;
-        let stable_path = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
-        let mut links = Vec::new();
-        for point in points {
-            match self.probes.attach_uprobe(
-                point.program,
-                &stable_path,
-                point.offset,
-                point.cookie,
-                pid,
-            ) {
-                Ok(link) => links.push((point.program, link)),
-                Err(e) => {
-                    for (program, link) in links {
-                        let _ = self.probes.detach_uprobe(program, link);
-                    }
-                    return Err(e.to_string());
-                }
-            }
-        }
-        Ok(links)
-    }
-
-    /// The BIO probes of a file, for one process that uses SSL BIOs (once per process).
-    fn attach_for_process(&mut self, pid: u32, id: FileId, host_path: &std::path::Path) {
-        if self
-            .process_links
-            .get(&pid)
-            .is_some_and(|files| files.iter().any(|(f, _)| *f == id))
-        {
-            return;
-        }
-        let inspection = self.inspected[&id].clone();
-        let Inspection::Tls { bio_points, .. } = &*inspection else {
-            return;
-        };
-        match self.attach_points(host_path, bio_points, Some(pid)) {
-            Ok(links) => {
-                tracing::info!(
-                    pid,
-                    probes = links.len(),
-                    "TLS BIO probes attached for a process using SSL BIOs"
-                );
-                self.process_links.entry(pid).or_default().push((id, links));
-            }
-            Err(error) => {
-                tracing::warn!(pid, %error, "attaching TLS BIO probes failed");
-                Stats::inc(&self.stats.tls_attach_failures);
-            }
-        }
-    }
-
-    /// Detaches a process's own probes, on a thread of their own: the kernel waits for a grace
-    /// period per uprobe it removes, which must not hold up attaching for others.
-    fn detach_process_links(&mut self, pid: u32) {
-        let Some(files) = self.process_links.remove(&pid) else {
-            return;
-        };
-        self.release(files.into_iter().flat_map(|(_, links)| links).collect());
-    }
-
-    /// Detaches `links` on a thread of their own (see `detach_process_links`).
-    fn release(&mut self, links: Links) {
-        let mut owned = Vec::new();
-        for (program, link) in links {
-            if let Ok(link) = self.probes.take_uprobe_link(program, link) {
-                owned.push(link);
-            }
-        }
-        let _ = std::thread::Builder::new()
-            .name("sightline-detach".to_string())
-            .spawn(move || drop(owned));
-    }
-
-    fn forget_process(&mut self, pid: u32) {
-        let now = Instant::now();
-        for id in self.process_files.remove(&pid).unwrap_or_default() {
-            if let Some(file) = self.attached.get_mut(&id) {
-                file.users.remove(&pid);
-                if file.users.is_empty() {
-                    file.unused_since = Some(now);
-                }
-            }
-        }
-    }
-
-    /// Detaches libraries that no process has mapped for a while (kept a while so that short
-    /// programs run again and again, like curl, stay covered from their first call).
-    fn detach_unused(&mut self, now: Instant) {
-        let grace = self.config.detach_after;
-        let stale: Vec<FileId> = self
-            .attached
-            .iter()
-            .filter(|(_, f)| {
-                f.unused_since
-                    .is_some_and(|at| now.duration_since(at) >= grace)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            if let Some(file) = self.attached.remove(&id) {
-                tracing::info!(path = %file.path, "TLS probes detached: no process maps it");
-                self.release(file.links);
-            }
-            self.inspected.remove(&id);
-        }
     }
 
     fn write_report(&mut self) {
