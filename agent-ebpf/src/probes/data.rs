@@ -2,7 +2,8 @@
 //! at exit, copy a bounded prefix of what was really moved and emit it.
 
 use agent_common::event::{
-    DATA_FLAG_NO_PAYLOAD, DataEvent, DataOp, Direction, EventKind, KernelCounter, MAX_CAPTURE_BYTES,
+    DATA_FLAG_NO_PAYLOAD, DataEvent, DataOp, Direction, EventKind, KernelCounter,
+    MAX_CAPTURE_BYTES, SockTuple,
 };
 use aya_ebpf::{
     helpers::{
@@ -125,46 +126,80 @@ pub fn exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ret <= 0 {
         return Ok(());
     }
+    let meta = DataMeta {
+        fd: pending.fd,
+        ts_enter: pending.ts_enter,
+        tuple: pending.tuple,
+        direction: pending.direction,
+        op: pending.op,
+        flags: if pending.buf_kind == BUF_NONE {
+            DATA_FLAG_NO_PAYLOAD
+        } else {
+            0
+        },
+        tls_library: 0,
+        moved: ret as u64,
+    };
+    emit_data(&meta, |event, want| match pending.buf_kind {
+        BUF_PLAIN => copy_plain(event, pending.buf, want),
+        BUF_IOVEC => copy_iovecs(event, pending.buf, pending.iov_count, want),
+        _ => 0,
+    });
+    Ok(())
+}
+
+/// What a data event says besides its bytes.
+pub struct DataMeta {
+    pub fd: i32,
+    /// When the call began: the event's time for egress (the bytes existed then); ingress
+    /// events are stamped now, when the bytes arrived.
+    pub ts_enter: u64,
+    pub tuple: SockTuple,
+    pub direction: u8,
+    pub op: u8,
+    pub flags: u8,
+    pub tls_library: u8,
+    /// Bytes really moved.
+    pub moved: u64,
+}
+
+/// Assembles a data event in this CPU's scratch slot, lets `copy` put up to the capture size
+/// of payload in it (returning how much it copied), and emits it. Shared by the syscall and
+/// the TLS probes, so both events are built, truncated and counted the same way.
+#[inline(always)]
+pub fn emit_data(meta: &DataMeta, copy: impl FnOnce(&mut DataEvent, u32) -> u32) {
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let Some(event) = SCRATCH.get_ptr_mut(cpu) else {
-        return Ok(());
+        return;
     };
     let event = unsafe { &mut *event };
-    let ts = if pending.direction == Direction::Egress as u8 {
-        pending.ts_enter
+    let ts = if meta.direction == Direction::Egress as u8 {
+        meta.ts_enter
     } else {
         unsafe { bpf_ktime_get_ns() }
     };
-    event.header = emit::header(EventKind::Data, pending.fd, ts);
-    event.tuple = pending.tuple;
-    event.direction = pending.direction;
-    event.op = pending.op;
-    event.flags = 0;
-    event.tls_library = 0;
-    event.total_len = if ret > u32::MAX as i64 {
+    event.header = emit::header(EventKind::Data, meta.fd, ts);
+    event.tuple = meta.tuple;
+    event.direction = meta.direction;
+    event.op = meta.op;
+    event.flags = meta.flags;
+    event.tls_library = meta.tls_library;
+    event.total_len = if meta.moved > u32::MAX as u64 {
         u32::MAX
     } else {
-        ret as u32
+        meta.moved as u32
     };
     let mut want = event.total_len;
     let capture = settings().capture_bytes;
     if want > capture {
         want = capture;
     }
-    let captured = match pending.buf_kind {
-        BUF_PLAIN => copy_plain(event, pending.buf, want),
-        BUF_IOVEC => copy_iovecs(event, pending.buf, pending.iov_count, want),
-        _ => {
-            event.flags = DATA_FLAG_NO_PAYLOAD;
-            0
-        }
-    };
-    if pending.buf_kind != BUF_NONE && captured < event.total_len {
+    let captured = copy(event, want);
+    if meta.flags & DATA_FLAG_NO_PAYLOAD == 0 && captured < event.total_len {
         count(KernelCounter::PayloadTruncated);
     }
     event.captured_len = captured;
     emit::data_event(event, captured);
-    Ok(())
 }
 
 /// connect() returned: 0, or -EINPROGRESS for a non-blocking socket whose handshake goes on.

@@ -6,6 +6,7 @@
 
 use agent_common::event::{Direction, KernelCounter, TlsLibrary};
 use aya_ebpf::{
+    bindings::pt_regs,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::uprobe,
     programs::ProbeContext,
@@ -68,11 +69,6 @@ fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
         ex: 0,
         _pad: 0,
     };
-    let key = ObjectKey {
-        tgid,
-        _pad: 0,
-        object: regs.r14,
-    };
     if direction == Direction::Egress {
         // Reported at entry, where the bytes are already in the buffer: reported at return,
         // a write whose goroutine was descheduled after its syscall could reach the ring
@@ -83,7 +79,10 @@ fn go_enter(ctx: &ProbeContext, direction: Direction) -> Result<(), i64> {
         }
         return Ok(());
     }
-    if GO_TLS_CALLS.insert(key, call, 0).is_err() {
+    if GO_TLS_CALLS
+        .insert(goroutine_key(tgid, regs), call, 0)
+        .is_err()
+    {
         count(KernelCounter::TlsTableFull);
     }
     Ok(())
@@ -105,11 +104,7 @@ fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let regs = unsafe { &*ctx.regs };
-    let key = ObjectKey {
-        tgid,
-        _pad: 0,
-        object: regs.r14,
-    };
+    let key = goroutine_key(tgid, regs);
     let Some(call) = (unsafe { GO_TLS_CALLS.get(key) }).copied() else {
         return Ok(());
     };
@@ -119,4 +114,14 @@ fn go_return(ctx: &ProbeContext) -> Result<(), i64> {
         return Ok(());
     }
     emit_plaintext(tgid, call.fd, &call, moved as u64)
+}
+
+/// The goroutine running now: Go's register ABI keeps its `g` in r14.
+#[inline(always)]
+fn goroutine_key(tgid: u32, regs: &pt_regs) -> ObjectKey {
+    ObjectKey {
+        tgid,
+        _pad: 0,
+        object: regs.r14,
+    }
 }

@@ -12,24 +12,19 @@
 //!
 //! The register names are x86_64's; the Go probes are only built for that architecture.
 
-use agent_common::event::{DATA_FLAG_TLS, DataOp, Direction, EventKind, KernelCounter, TlsLibrary};
+use agent_common::event::{DATA_FLAG_TLS, DataOp, Direction, KernelCounter, TlsLibrary};
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::bpf_get_attach_cookie,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 
-use super::data::copy_plain;
+use super::data::{DataMeta, copy_plain, emit_data};
 use crate::{
     config::settings,
-    emit, filter,
-    maps::{
-        LAST_SOCKET_READ, ObjectKey, SCRATCH, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS, TlsCall, count,
-    },
+    filter,
+    maps::{LAST_SOCKET_READ, ObjectKey, TLS_CALLS, TLS_FDS, TLS_OBJECT_FDS, TlsCall, count},
     sock::tcp_socket_at,
     user::user_at,
 };
@@ -71,33 +66,55 @@ fn fd_key(tgid: u32, fd: i32) -> u64 {
     ((tgid as u64) << 32) | (fd as u32 as u64)
 }
 
-/// SSL_write(ssl, buf, num), gnutls_record_send(session, data, size).
-#[uprobe]
-pub fn tls_write_enter(ctx: ProbeContext) -> u32 {
-    c_enter(&ctx, Direction::Egress, false);
-    0
+/// One uprobe per C read/write entry point: its direction, whether it is an _ex variant (the
+/// count comes back through a pointer), and whether it only counts for SSL BIOs.
+macro_rules! c_entry {
+    ($(#[$doc:meta])* $name:ident, $direction:expr, ex: $ex:expr, ssl_bio_only: $bio:expr) => {
+        $(#[$doc])*
+        #[uprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            if !$bio || ssl_bio(&ctx) {
+                c_enter(&ctx, $direction, $ex);
+            }
+            0
+        }
+    };
 }
 
-/// SSL_read(ssl, buf, num), gnutls_record_recv(session, data, size).
-#[uprobe]
-pub fn tls_read_enter(ctx: ProbeContext) -> u32 {
-    c_enter(&ctx, Direction::Ingress, false);
-    0
-}
-
-/// SSL_write_ex(ssl, buf, num, size_t *written).
-#[uprobe]
-pub fn tls_write_ex_enter(ctx: ProbeContext) -> u32 {
-    c_enter(&ctx, Direction::Egress, true);
-    0
-}
-
-/// SSL_read_ex(ssl, buf, num, size_t *readbytes).
-#[uprobe]
-pub fn tls_read_ex_enter(ctx: ProbeContext) -> u32 {
-    c_enter(&ctx, Direction::Ingress, true);
-    0
-}
+c_entry!(
+    /// SSL_write(ssl, buf, num), gnutls_record_send(session, data, size).
+    tls_write_enter, Direction::Egress, ex: false, ssl_bio_only: false
+);
+c_entry!(
+    /// SSL_read(ssl, buf, num), gnutls_record_recv(session, data, size).
+    tls_read_enter, Direction::Ingress, ex: false, ssl_bio_only: false
+);
+c_entry!(
+    /// SSL_write_ex(ssl, buf, num, size_t *written).
+    tls_write_ex_enter, Direction::Egress, ex: true, ssl_bio_only: false
+);
+c_entry!(
+    /// SSL_read_ex(ssl, buf, num, size_t *readbytes).
+    tls_read_ex_enter, Direction::Ingress, ex: true, ssl_bio_only: false
+);
+c_entry!(
+    /// BIO_write(bio, data, dlen) in libcrypto: reported only for SSL BIOs (`BIO_f_ssl`),
+    /// whose writes reach the TLS layer without SSL_write (OpenSSL's own BIO calls internal
+    /// functions).
+    bio_write_enter, Direction::Egress, ex: false, ssl_bio_only: true
+);
+c_entry!(
+    /// BIO_read(bio, data, dlen) on an SSL BIO.
+    bio_read_enter, Direction::Ingress, ex: false, ssl_bio_only: true
+);
+c_entry!(
+    /// BIO_write_ex(bio, data, dlen, size_t *written) on an SSL BIO.
+    bio_write_ex_enter, Direction::Egress, ex: true, ssl_bio_only: true
+);
+c_entry!(
+    /// BIO_read_ex(bio, data, dlen, size_t *readbytes) on an SSL BIO.
+    bio_read_ex_enter, Direction::Ingress, ex: true, ssl_bio_only: true
+);
 
 /// SSL_do_handshake(ssl), SSL_connect(ssl), SSL_accept(ssl): a memory-BIO program (Node.js)
 /// runs these right after reading the peer's handshake bytes from the socket, on the same
@@ -111,43 +128,6 @@ pub fn tls_handshake_enter(ctx: ProbeContext) -> u32 {
         && let Some(last) = unsafe { LAST_SOCKET_READ.get(pid_tgid) }
     {
         object_fd(tgid, object, *last);
-    }
-    0
-}
-
-/// BIO_write(bio, data, dlen) in libcrypto: reported only for SSL BIOs (`BIO_f_ssl`), whose
-/// writes reach the TLS layer without SSL_write (OpenSSL's own BIO calls internal functions).
-#[uprobe]
-pub fn bio_write_enter(ctx: ProbeContext) -> u32 {
-    if ssl_bio(&ctx) {
-        c_enter(&ctx, Direction::Egress, false);
-    }
-    0
-}
-
-/// BIO_read(bio, data, dlen) on an SSL BIO.
-#[uprobe]
-pub fn bio_read_enter(ctx: ProbeContext) -> u32 {
-    if ssl_bio(&ctx) {
-        c_enter(&ctx, Direction::Ingress, false);
-    }
-    0
-}
-
-/// BIO_write_ex(bio, data, dlen, size_t *written) on an SSL BIO.
-#[uprobe]
-pub fn bio_write_ex_enter(ctx: ProbeContext) -> u32 {
-    if ssl_bio(&ctx) {
-        c_enter(&ctx, Direction::Egress, true);
-    }
-    0
-}
-
-/// BIO_read_ex(bio, data, dlen, size_t *readbytes) on an SSL BIO.
-#[uprobe]
-pub fn bio_read_ex_enter(ctx: ProbeContext) -> u32 {
-    if ssl_bio(&ctx) {
-        c_enter(&ctx, Direction::Ingress, true);
     }
     0
 }
@@ -292,40 +272,21 @@ pub(super) fn emit_plaintext(tgid: u32, fd: i32, call: &TlsCall, moved: u64) -> 
         return Ok(());
     }
     let _ = TLS_FDS.insert(fd_key(tgid, fd), sk, 0);
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(event) = SCRATCH.get_ptr_mut(cpu) else {
-        return Ok(());
+    let meta = DataMeta {
+        fd,
+        ts_enter: call.ts_enter,
+        tuple,
+        direction: call.direction,
+        op: if call.direction == Direction::Ingress as u8 {
+            DataOp::TlsRead as u8
+        } else {
+            DataOp::TlsWrite as u8
+        },
+        flags: DATA_FLAG_TLS,
+        tls_library: call.library,
+        moved,
     };
-    let event = unsafe { &mut *event };
-    let ingress = call.direction == Direction::Ingress as u8;
-    let ts = if ingress {
-        unsafe { bpf_ktime_get_ns() }
-    } else {
-        call.ts_enter
-    };
-    event.header = emit::header(EventKind::Data, fd, ts);
-    event.tuple = tuple;
-    event.direction = call.direction;
-    event.op = if ingress {
-        DataOp::TlsRead as u8
-    } else {
-        DataOp::TlsWrite as u8
-    };
-    event.flags = DATA_FLAG_TLS;
-    event.tls_library = call.library;
-    event.total_len = if moved > u32::MAX as u64 {
-        u32::MAX
-    } else {
-        moved as u32
-    };
-    let mut want = event.total_len;
-    if want > s.capture_bytes {
-        want = s.capture_bytes;
-        count(KernelCounter::PayloadTruncated);
-    }
-    let captured = copy_plain(event, call.buf, want);
-    event.captured_len = captured;
     count(KernelCounter::TlsEvents);
-    emit::data_event(event, captured);
+    emit_data(&meta, |event, want| copy_plain(event, call.buf, want));
     Ok(())
 }
