@@ -99,9 +99,9 @@ impl Agent {
         std::fs::read_to_string(self.dir.path().join("calls.jsonl")).unwrap_or_default()
     }
 
-    /// Everything the agent wrote: calls, the event dump and its log.
+    /// Everything the agent wrote: calls, the event dump, its log and its TLS coverage report.
     pub fn all_output(&self) -> String {
-        ["calls.jsonl", "events.jsonl", "stderr.log"]
+        ["calls.jsonl", "events.jsonl", "stderr.log", "tls.json"]
             .iter()
             .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
             .collect::<Vec<_>>()

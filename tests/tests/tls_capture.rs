@@ -90,6 +90,23 @@ fn assert_covered(agent: &Agent, pid: u32, library: &str) {
     );
 }
 
+/// Exactly one call at each end for `path`, answered `status`, each end from its (library,
+/// pid), naming the other as its peer, and no other call for `path` on the port.
+fn assert_both_ends<'a>(
+    calls: &'a [Value],
+    port: u16,
+    path: &str,
+    status: u64,
+    client: (&str, u32),
+    server: (&str, u32),
+) -> (&'a Value, &'a Value) {
+    let client_call = one_call(calls, "client", port, path, status, client.0, client.1);
+    let server_call = one_call(calls, "server", port, path, status, server.0, server.1);
+    assert_eq!(client_call["peer.process.pid"], server.1, "{client_call:#}");
+    assert_eq!(server_call["peer.process.pid"], client.1, "{server_call:#}");
+    (client_call, server_call)
+}
+
 /// The usual exchange of the client/server tests: one client asked for `ok_path` (200) and a
 /// second for `/missing` (404). Checks all four calls, and that there is nothing else; returns
 /// the first client's call for more checks.
@@ -101,18 +118,21 @@ fn assert_ok_and_missing<'a>(
     server_pid: u32,
     client_pids: &[u32],
 ) -> &'a Value {
-    one_call(calls, "server", port, ok_path, 200, library, server_pid);
-    one_call(calls, "server", port, "/missing", 404, library, server_pid);
-    let client = one_call(calls, "client", port, ok_path, 200, library, client_pids[0]);
-    assert_eq!(client["peer.process.pid"], server_pid, "{client:#}");
-    one_call(
+    let (client, _) = assert_both_ends(
         calls,
-        "client",
+        port,
+        ok_path,
+        200,
+        (library, client_pids[0]),
+        (library, server_pid),
+    );
+    assert_both_ends(
+        calls,
         port,
         "/missing",
         404,
-        library,
-        client_pids[1],
+        (library, client_pids[1]),
+        (library, server_pid),
     );
     assert_only(
         calls,
@@ -125,6 +145,16 @@ fn assert_ok_and_missing<'a>(
         ],
     );
     client
+}
+
+/// An agent (with `args`), then the Python HTTPS server with its probes attached; the
+/// certificate must live as long as the server.
+fn agent_and_python_server(args: &[&str]) -> (Agent, Program, u16, Certificate) {
+    let mut agent = Agent::start(args);
+    let cert = certificate();
+    let (server, port) = python_tls_server(&cert);
+    agent.wait_tls_ready(server.pid(), "openssl");
+    (agent, server, port, cert)
 }
 
 fn python_tls_server(cert: &Certificate) -> (Program, u16) {
@@ -162,28 +192,16 @@ fn curl_against_openssl_s_server_both_ends() {
     );
     let calls = agent.collect(port, 1, 1);
     // s_server -www reads through an SSL BIO: caught by the BIO probes, not SSL_read.
-    let server_call = one_call(
+    let (client_call, server_call) = assert_both_ends(
         &calls,
-        "server",
         port,
         "/s-server/path",
         200,
-        "openssl",
-        server.pid(),
+        ("openssl", client_pid),
+        ("openssl", server.pid()),
     );
-    assert_eq!(server_call["peer.process.pid"], client_pid);
     assert_eq!(server_call["network.protocol.version"], "1.0");
-    let client_call = one_call(
-        &calls,
-        "client",
-        port,
-        "/s-server/path",
-        200,
-        "openssl",
-        client_pid,
-    );
     assert_eq!(client_call["process.executable.name"], "curl");
-    assert_eq!(client_call["peer.process.pid"], server.pid());
     assert_eq!(client_call["http.response.body.size"], body.len() as u64);
     assert_only(
         &calls,
@@ -201,6 +219,14 @@ fn curl_against_openssl_s_server_both_ends() {
     assert_eq!(counter(&log, "kernel.tls_no_socket"), 0);
 }
 
+/// Credentials the nginx test sends inside TLS (a bearer token, a session cookie, an API key in
+/// the query); none may appear in anything the agent writes.
+const SECRETS: [&str; 3] = [
+    "tls-bearer-0f1e2d3c",
+    "tls-cookie-4b5a6978",
+    "tls-apikey-8796a5b4",
+];
+
 #[test]
 fn curl_against_nginx_over_tls_keepalive() {
     let mut agent = Agent::start(&[]);
@@ -214,7 +240,11 @@ fn curl_against_nginx_over_tls_keepalive() {
     let base = format!("https://127.0.0.1:{port}");
     let (client_pid, body) = curl(&[
         "-k",
-        &format!("{base}/hello.txt"),
+        "-H",
+        &format!("Authorization: Bearer {}", SECRETS[0]),
+        "-H",
+        &format!("Cookie: session={}", SECRETS[1]),
+        &format!("{base}/hello.txt?api_key={}&page=2", SECRETS[2]),
         "-o",
         "/dev/null",
         &format!("{base}/missing"),
@@ -222,32 +252,17 @@ fn curl_against_nginx_over_tls_keepalive() {
     assert!(body.contains("404"), "nginx's 404 page: {body}");
     let calls = agent.collect(port, 2, 2);
     let nginx_pid = server.pid();
-    let hello = one_call(
+    let hello = assert_ok_and_missing(
         &calls,
-        "server",
         port,
         "/hello.txt",
-        200,
         "openssl",
         nginx_pid,
+        &[client_pid, client_pid],
     );
     assert_eq!(hello["http.response.body.size"], 15);
     assert_eq!(hello["network.protocol.version"], "1.1");
-    one_call(
-        &calls, "server", port, "/missing", 404, "openssl", nginx_pid,
-    );
-    one_call(
-        &calls,
-        "client",
-        port,
-        "/hello.txt",
-        200,
-        "openssl",
-        client_pid,
-    );
-    one_call(
-        &calls, "client", port, "/missing", 404, "openssl", client_pid,
-    );
+    assert_eq!(hello["url.query"], "api_key=REDACTED&page=2", "{hello:#}");
     let client_ports: Vec<&Value> = calls_on_port(&calls, "client", port)
         .iter()
         .map(|c| &c["network.local.port"])
@@ -256,25 +271,20 @@ fn curl_against_nginx_over_tls_keepalive() {
         client_ports[0], client_ports[1],
         "one keep-alive connection"
     );
-    assert_only(
-        &calls,
-        port,
-        &[
-            ("server", "/hello.txt"),
-            ("server", "/missing"),
-            ("client", "/hello.txt"),
-            ("client", "/missing"),
-        ],
-    );
+    // Credentials sent inside TLS reach no output: calls, event dump, log, coverage report.
+    let everything = agent.all_output();
+    for secret in SECRETS {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked:\n{everything}"
+        );
+    }
     assert_covered(&agent, nginx_pid, "openssl");
 }
 
 #[test]
 fn python_https_client_and_server() {
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
 
     let mut statuses = Vec::new();
     let mut client_pids = Vec::new();
@@ -423,10 +433,7 @@ fn go_https_client_and_server_stripped() {
 
 #[test]
 fn gnutls_client_against_python_server() {
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
     let mut cmd = Command::new("gnutls-cli");
     cmd.args([
         "--insecure",
@@ -446,15 +453,13 @@ fn gnutls_client_against_python_server() {
     });
     drop(client);
     agent.stop(); // Writes the final coverage report.
-    one_call(&calls, "client", port, "/gnutls", 200, "gnutls", client_pid);
-    one_call(
+    assert_both_ends(
         &calls,
-        "server",
         port,
         "/gnutls",
         200,
-        "openssl",
-        server.pid(),
+        ("gnutls", client_pid),
+        ("openssl", server.pid()),
     );
     assert_covered(&agent, client_pid, "gnutls");
 }
@@ -501,10 +506,7 @@ fn wait_for_library(agent: &mut Agent, pid: u32, library: &std::path::Path) {
 
 #[test]
 fn libssl_loaded_with_dlopen_after_start() {
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
 
     // A private copy of libssl and libcrypto: files (inodes) the agent has never seen, which
     // the client loads with dlopen (import ssl) long after it started.
@@ -528,33 +530,20 @@ fn libssl_loaded_with_dlopen_after_start() {
     client.send_line("go");
     assert_eq!(client.finish(), ["200"]);
     let calls = agent.collect(port, 1, 1);
-    one_call(
+    assert_both_ends(
         &calls,
-        "client",
         port,
         "/dlopened",
         200,
-        "openssl",
-        client_pid,
-    );
-    one_call(
-        &calls,
-        "server",
-        port,
-        "/dlopened",
-        200,
-        "openssl",
-        server.pid(),
+        ("openssl", client_pid),
+        ("openssl", server.pid()),
     );
     assert_covered(&agent, client_pid, "openssl");
 }
 
 #[test]
 fn java_client_is_reported_as_not_covered() {
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
     let mut cmd = Command::new("java");
     cmd.arg(fixture("tls/TlsClient.java"))
         .arg(format!("https://127.0.0.1:{port}/from-java"));
@@ -614,10 +603,7 @@ fn java_client_is_reported_as_not_covered() {
 
 #[test]
 fn a_library_seen_only_inside_a_mount_namespace() {
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
 
     // As in a container: the client runs in its own mount namespace, where a private copy of
     // libssl is mounted over the host's path. Only /proc/PID/root leads to that file; the
@@ -653,23 +639,13 @@ fn a_library_seen_only_inside_a_mount_namespace() {
     client.send_line("go");
     assert_eq!(client.finish(), ["200"]);
     let calls = agent.collect(port, 1, 1);
-    one_call(
+    assert_both_ends(
         &calls,
-        "client",
         port,
         "/in-namespace",
         200,
-        "openssl",
-        client_pid,
-    );
-    one_call(
-        &calls,
-        "server",
-        port,
-        "/in-namespace",
-        200,
-        "openssl",
-        server.pid(),
+        ("openssl", client_pid),
+        ("openssl", server.pid()),
     );
 }
 
@@ -718,10 +694,7 @@ fn openssl_1_1_libdir() -> &'static PathBuf {
 #[test]
 fn openssl_1_1_shared_library() {
     let libdir = openssl_1_1_libdir();
-    let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) = agent_and_python_server(&[]);
     let mut client = Program::spawn_interactive(python(&[
         fixture("tls/openssl11_client.py").to_str().unwrap(),
         libdir.to_str().unwrap(),
@@ -744,33 +717,21 @@ fn openssl_1_1_shared_library() {
     client.send_line("go");
     assert_eq!(client.finish(), ["200"]);
     let calls = agent.collect(port, 1, 1);
-    one_call(
+    assert_both_ends(
         &calls,
-        "client",
         port,
         "/openssl-1.1",
         200,
-        "openssl",
-        client_pid,
-    );
-    one_call(
-        &calls,
-        "server",
-        port,
-        "/openssl-1.1",
-        200,
-        "openssl",
-        server.pid(),
+        ("openssl", client_pid),
+        ("openssl", server.pid()),
     );
     assert_covered(&agent, client_pid, "openssl");
 }
 
 #[test]
 fn a_library_nobody_maps_is_detached_then_attached_again() {
-    let mut agent = Agent::start(&["--tls-rescan-secs", "1", "--tls-detach-after-secs", "1"]);
-    let cert = certificate();
-    let (server, port) = python_tls_server(&cert);
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let (mut agent, server, port, _cert) =
+        agent_and_python_server(&["--tls-rescan-secs", "1", "--tls-detach-after-secs", "1"]);
     let private = private_openssl_copy();
     let private_libssl = private.path().join("libssl.so.3");
     let detached = format!(
@@ -795,7 +756,14 @@ fn a_library_nobody_maps_is_detached_then_attached_again() {
     let calls = agent.collect(port, 2, 2);
     for (round, pid) in client_pids.iter().enumerate() {
         let path = format!("/round-{}", round + 1);
-        one_call(&calls, "client", port, &path, 200, "openssl", *pid);
+        assert_both_ends(
+            &calls,
+            port,
+            &path,
+            200,
+            ("openssl", *pid),
+            ("openssl", server.pid()),
+        );
     }
     let report = agent.tls_process(client_pids[0]).unwrap();
     assert_eq!(report["exited"], true, "{report:#}");

@@ -552,38 +552,29 @@ mod tests {
 
     #[test]
     fn a_close_that_was_not_seen_abandons_requests_instead_of_guessing() {
-        // The descriptor is accepted again without its close ever being seen (dropped).
-        let (calls, stats) = run(vec![
-            data(
-                2,
-                Direction::Ingress,
-                b"GET /unanswered HTTP/1.1\r\n\r\n",
-                false,
-            ),
-            CaptureEvent::Conn {
-                task: task(3),
-                fd: 5,
-                sockets: sockets(),
-                kind: ConnKind::Accept,
-            },
-        ]);
+        // The request, then the descriptor accepted again (its close was never seen:
+        // dropped) or closed.
+        let unanswered = |then: ConnKind| {
+            run(vec![
+                data(
+                    2,
+                    Direction::Ingress,
+                    b"GET /unanswered HTTP/1.1\r\n\r\n",
+                    false,
+                ),
+                CaptureEvent::Conn {
+                    task: task(3),
+                    fd: 5,
+                    sockets: sockets(),
+                    kind: then,
+                },
+            ])
+        };
+        let (calls, stats) = unanswered(ConnKind::Accept);
         assert!(calls.is_empty(), "{calls:?}");
         assert_eq!(stats.calls_abandoned.load(Ordering::Relaxed), 1);
         // A close that was seen reports the request without a response.
-        let (calls, _) = run(vec![
-            data(
-                2,
-                Direction::Ingress,
-                b"GET /unanswered HTTP/1.1\r\n\r\n",
-                false,
-            ),
-            CaptureEvent::Conn {
-                task: task(3),
-                fd: 5,
-                sockets: sockets(),
-                kind: ConnKind::Close,
-            },
-        ]);
+        let (calls, _) = unanswered(ConnKind::Close);
         assert_eq!(calls, [("/unanswered".to_string(), None)]);
     }
 }
