@@ -201,16 +201,6 @@ impl LoadedProbes {
             })
     }
 
-    /// Detaches one uprobe attachment.
-    pub fn detach_uprobe(&mut self, program: &str, link: UProbeLinkId) -> Result<(), ProbeError> {
-        uprobe(&mut self.ebpf, program)?
-            .detach(link)
-            .map_err(|source| ProbeError::Program {
-                name: program.to_string(),
-                source: Box::new(source),
-            })
-    }
-
     /// Takes a map out of the object as its typed form.
     fn take<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
         &mut self,

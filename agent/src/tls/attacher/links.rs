@@ -81,9 +81,7 @@ impl Worker {
             ) {
                 Ok(link) => links.push((point.program, link)),
                 Err(e) => {
-                    for (program, link) in links {
-                        let _ = self.probes.detach_uprobe(program, link);
-                    }
+                    self.release(links);
                     return Err(e.to_string());
                 }
             }
