@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use crate::protocol::http1::Header;
+use crate::{identity::Identity, protocol::http1::Header};
 pub use agent_common::event::TlsLibrary;
 
 /// Which end of the call the observing process was (OpenTelemetry span kind).
@@ -31,6 +31,14 @@ pub struct ProcessInfo {
     pub executable_name: Arc<str>,
     /// Full path of the executable, when known.
     pub executable_path: Option<Arc<str>>,
+    /// Arguments joined by spaces, secrets removed (`process.command_line`).
+    pub command_line: Option<Arc<str>>,
+    /// User name, else uid (`process.owner`).
+    pub owner: Option<Arc<str>>,
+    /// Which program this pid ran (a pid can exec several): a cache key for identities.
+    pub incarnation: u64,
+    /// The kernel id of the cgroup the process's events came from.
+    pub cgroup_id: u64,
 }
 
 /// One end of a call.
@@ -39,6 +47,8 @@ pub struct Endpoint {
     pub address: SocketAddr,
     /// The process owning this end, when it is on this host and was seen.
     pub process: Option<ProcessInfo>,
+    /// Who this end is (service, container, pod, ...), filled by the identity stage.
+    pub identity: Option<Arc<Identity>>,
 }
 
 /// Sizes of one message.
@@ -149,11 +159,17 @@ pub mod tests {
                     pid: 10,
                     executable_name: "api".into(),
                     executable_path: Some("/usr/bin/api".into()),
+                    command_line: Some("/usr/bin/api --port 8080".into()),
+                    owner: Some("www-data".into()),
+                    incarnation: 1,
+                    cgroup_id: 1,
                 }),
+                identity: None,
             },
             peer: Endpoint {
                 address: "10.0.0.9:41060".parse().unwrap(),
                 process: None,
+                identity: None,
             },
             thread_id: 11,
             cgroup_id: 1,

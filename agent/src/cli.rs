@@ -6,7 +6,10 @@ use agent_common::event::{DEFAULT_CAPTURE_BYTES, MAX_CAPTURE_BYTES};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    config::{OutputFormat, RunConfig},
+    config::{
+        OutputFormat, RunConfig,
+        file::{ConfigError, FileConfig},
+    },
     conn::TrackerLimits,
     probes::{ProbeOptions, filters::Filters},
     tls::{AttachConfig, report::DEFAULT_REPORT_PATH},
@@ -59,6 +62,9 @@ pub enum ReportFormat {
 
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
+    /// Config file, TOML or YAML (identity, Kubernetes, service naming rules; see the README).
+    #[arg(long, value_name = "PATH", env = "SIGHTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// How to show calls.
     #[arg(long, value_enum, default_value_t = OutputFormat::Terminal, env = "SIGHTLINE_OUTPUT")]
     pub output: OutputFormat,
@@ -124,9 +130,14 @@ fn parse_ring_mib(text: &str) -> Result<u32, String> {
 }
 
 impl RunArgs {
-    pub fn into_config(self) -> RunConfig {
+    /// The run's settings; reads the config file when one is given.
+    pub fn into_config(self) -> Result<RunConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
         let ring_buffer_bytes = self.ring_buffer_mib << 20;
-        RunConfig {
+        Ok(RunConfig {
             probes: ProbeOptions {
                 capture_bytes: self.capture_bytes,
                 ring_buffer_bytes,
@@ -158,7 +169,8 @@ impl RunArgs {
                 detach_after: std::time::Duration::from_secs(self.tls_detach_after_secs),
                 ..AttachConfig::default()
             }),
-        }
+            file,
+        })
     }
 }
 

@@ -45,7 +45,8 @@ fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline")
         .build()?;
-    runtime.block_on(sightline::pipeline::run(args.into_config()))?;
+    let config = args.into_config()?;
+    runtime.block_on(sightline::pipeline::run(config))?;
     Ok(())
 }
 

@@ -13,6 +13,11 @@ use crate::{
     capture::{self, clock::Clock, dump::EventDump, event::CaptureEvent},
     config::{OutputFormat, RunConfig},
     conn::Tracker,
+    identity::{
+        self,
+        kubernetes::{self, KubeError, KubeOptions, KubeStore},
+        resolver::{Resolver, ResolverConfig},
+    },
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{self, Sink, json::JsonLines, terminal::Terminal},
     stats::Stats,
@@ -35,6 +40,8 @@ pub enum PipelineError {
     TlsThread(#[source] std::io::Error),
     #[error("reading the ring buffer: {0}")]
     Reader(#[source] std::io::Error),
+    #[error(transparent)]
+    Kubernetes(#[from] KubeError),
 }
 
 /// How often idle connections are swept and counters logged.
@@ -44,6 +51,7 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let stats = Arc::new(Stats::default());
     let sinks = open_sinks(&config)?;
+    let (resolver, kube, watchers) = start_identity(&config, &stats).await?;
     let dump = match &config.dump_events {
         Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
         None => None,
@@ -82,7 +90,11 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let processor = tokio::spawn(process(
         event_rx,
         call_tx,
-        tracker,
+        Stages {
+            tracker,
+            resolver,
+            kube,
+        },
         dump,
         attacher.clone(),
         stats.clone(),
@@ -103,6 +115,9 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let _ = processor.await;
     let _ = writer.join();
     reporter.abort();
+    for watcher in watchers {
+        watcher.abort();
+    }
     if let Some(attacher) = attacher.and_then(Arc::into_inner) {
         tokio::task::block_in_place(|| attacher.stop());
     }
@@ -112,6 +127,53 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         Ok(Err(e)) => Err(PipelineError::Reader(e)),
         _ => Ok(()),
     }
+}
+
+/// The identity stage, and the Kubernetes watchers when Kubernetes is configured.
+async fn start_identity(
+    config: &RunConfig,
+    stats: &Arc<Stats>,
+) -> Result<
+    (
+        Resolver,
+        Option<Arc<KubeStore>>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    PipelineError,
+> {
+    let file = &config.file;
+    let host_name = file
+        .identity
+        .host_name
+        .clone()
+        .unwrap_or_else(identity::kernel_host_name);
+    let node_name = file
+        .kubernetes
+        .node_name
+        .clone()
+        .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| host_name.clone());
+    let options = KubeOptions {
+        mode: file.kubernetes.mode,
+        kubeconfig: file.kubernetes.kubeconfig.clone(),
+        node_name: Some(node_name.clone()),
+    };
+    let store = Arc::new(KubeStore::new(Default::default()));
+    let watchers = kubernetes::start(&options, &node_name, store.clone(), stats.clone()).await?;
+    let kube = watchers.is_some().then_some(store);
+    let resolver = Resolver::new(
+        ResolverConfig {
+            rules: file.service_rules.clone(),
+            host_name,
+            node_name: kube.is_some().then_some(node_name),
+            docker_root: file.identity.docker_root.clone(),
+            podman_root: file.identity.podman_root.clone(),
+            proc_root: config.proc_root.clone(),
+        },
+        kube.clone(),
+        stats.clone(),
+    );
+    Ok((resolver, kube, watchers.unwrap_or_default()))
 }
 
 fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
@@ -145,15 +207,28 @@ fn append(path: &std::path::Path) -> Result<File, PipelineError> {
         })
 }
 
-/// The tracker stage: events in, calls out. Ends when the reader ends (its sender drops).
+/// The stages that run on the processor task, one after the other for each event.
+struct Stages {
+    tracker: Tracker,
+    resolver: Resolver,
+    kube: Option<Arc<KubeStore>>,
+}
+
+/// The tracker and identity stages: events in, calls out. Ends when the reader ends (its
+/// sender drops).
 async fn process(
     mut events: mpsc::Receiver<CaptureEvent>,
     calls: mpsc::Sender<ApiCall>,
-    mut tracker: Tracker,
+    stages: Stages,
     mut dump: Option<EventDump<BufWriter<File>>>,
     attacher: Option<Arc<Attacher>>,
     stats: Arc<Stats>,
 ) {
+    let Stages {
+        mut tracker,
+        mut resolver,
+        kube,
+    } = stages;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut out = Vec::new();
     loop {
@@ -178,9 +253,18 @@ async fn process(
                     let _ = dump.flush();
                 }
             }
-            _ = sweep.tick() => tracker.sweep(Clock::now_monotonic(), &mut out),
+            _ = sweep.tick() => {
+                tracker.sweep(Clock::now_monotonic(), &mut out);
+                if let Some(kube) = &kube {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    kube.write(|state| state.prune(now));
+                }
+            }
         }
-        for call in out.drain(..) {
+        for mut call in out.drain(..) {
+            resolver.resolve(&mut call);
             if calls.try_send(call).is_err() {
                 Stats::inc(&stats.sink_queue_full);
             }

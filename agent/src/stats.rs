@@ -71,6 +71,14 @@ counters! {
     tls_files_inspected,
     /// Library files whose probes could not be attached.
     tls_attach_failures,
+    /// Kubernetes watch requests that failed (retried with backoff).
+    k8s_watch_errors,
+    /// Kubernetes objects not kept because a table was at its cap.
+    k8s_objects_dropped,
+    /// Address claims not kept because the address table was at its cap.
+    k8s_addresses_dropped,
+    /// cgroup ids that could not be resolved to a path.
+    cgroups_unresolved,
 }
 
 impl Stats {

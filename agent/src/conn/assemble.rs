@@ -26,11 +26,12 @@ pub fn api_call(
         Role::Server => SpanKind::Server,
         Role::Client | Role::Unknown => SpanKind::Client,
     };
-    let (local_process, _) = ctx.processes.info(key.tgid, &conn.comm);
-    let peer_process = ctx
-        .table
-        .peer_owner(&conn.sockets)
-        .map(|owner| ctx.processes.info(owner.tgid, &owner.comm).0);
+    let (local_process, _) = ctx.processes.info(key.tgid, &conn.comm, conn.cgroup_id);
+    let peer_process = ctx.table.peer_owner(&conn.sockets).map(|owner| {
+        ctx.processes
+            .info(owner.tgid, &owner.comm, owner.cgroup_id)
+            .0
+    });
     let request = &exchange.request;
     let response = exchange.response.as_ref();
     let path = request.path().to_string();
@@ -86,10 +87,12 @@ pub fn api_call(
         local: Endpoint {
             address: conn.sockets.local,
             process: Some(local_process),
+            identity: None,
         },
         peer: Endpoint {
             address: conn.sockets.remote,
             process: peer_process,
+            identity: None,
         },
         thread_id: conn.thread_id,
         cgroup_id: conn.cgroup_id,

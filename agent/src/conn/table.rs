@@ -61,6 +61,7 @@ pub struct Connection {
 pub struct Owner {
     pub tgid: u32,
     pub comm: String,
+    pub cgroup_id: u64,
     /// Monotonic ns when the connection closed; `None` while open.
     pub closed_at: Option<u64>,
 }
@@ -121,6 +122,7 @@ impl ConnTable {
             Owner {
                 tgid: key.tgid,
                 comm: conn.comm.clone(),
+                cgroup_id: conn.cgroup_id,
                 closed_at: None,
             },
         );

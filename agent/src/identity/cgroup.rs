@@ -3,9 +3,103 @@
 //! number of its directory, what `bpf_get_current_cgroup_id` returns).
 
 use std::{
+    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
 };
+
+/// Paths remembered (the table is cleared when full: ids are cheap to find again).
+const MAX_PATHS: usize = 16_384;
+/// Directories visited at most by one walk of the hierarchy.
+const MAX_WALK: usize = 65_536;
+/// At most one walk per interval (an unknown id is usually a short-lived cgroup).
+const WALK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Kernel cgroup id -> path inside the hierarchy (`/kubepods.slice/...`), as the events give
+/// the id: first through the process's /proc/PID/cgroup (checked against the id, since the
+/// process may have moved), else by walking the hierarchy.
+pub struct CgroupPaths {
+    mount: Option<PathBuf>,
+    proc_root: String,
+    known: HashMap<u64, Arc<str>>,
+    last_walk: Option<Instant>,
+}
+
+impl CgroupPaths {
+    pub fn new(proc_root: &str) -> Self {
+        Self {
+            mount: cgroup2_mount(),
+            proc_root: proc_root.to_string(),
+            known: HashMap::new(),
+            last_walk: None,
+        }
+    }
+
+    /// The path of cgroup `id`, where process `pid` was seen.
+    pub fn path(&mut self, id: u64, pid: u32) -> Option<Arc<str>> {
+        if let Some(path) = self.known.get(&id) {
+            return Some(path.clone());
+        }
+        let mount = self.mount.clone()?;
+        let from_proc = std::fs::read_to_string(format!("{}/{pid}/cgroup", self.proc_root))
+            .ok()
+            .and_then(|text| unified_path(&text).map(str::to_string))
+            .filter(|path| cgroup_id(&mount.join(path.trim_start_matches('/'))).ok() == Some(id));
+        if let Some(path) = from_proc {
+            return Some(self.remember(id, &path));
+        }
+        if self
+            .last_walk
+            .is_some_and(|at| at.elapsed() < WALK_INTERVAL)
+        {
+            return None;
+        }
+        self.last_walk = Some(Instant::now());
+        self.walk(&mount);
+        self.known.get(&id).cloned()
+    }
+
+    fn remember(&mut self, id: u64, path: &str) -> Arc<str> {
+        if self.known.len() >= MAX_PATHS {
+            self.known.clear();
+        }
+        let path: Arc<str> = Arc::from(if path.is_empty() { "/" } else { path });
+        self.known.insert(id, path.clone());
+        path
+    }
+
+    /// Learns every cgroup of the hierarchy (bounded).
+    fn walk(&mut self, mount: &Path) {
+        let mut stack = vec![mount.to_path_buf()];
+        let mut visited = 0;
+        while let Some(dir) = stack.pop() {
+            visited += 1;
+            if visited > MAX_WALK {
+                break;
+            }
+            if let (Ok(id), Ok(relative)) = (cgroup_id(&dir), dir.strip_prefix(mount)) {
+                let path = format!("/{}", relative.display());
+                self.remember(id, &path);
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+}
+
+/// The cgroup v2 line of /proc/PID/cgroup (`0::/path`).
+pub fn unified_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
+}
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.
 pub fn cgroup2_mount() -> Option<PathBuf> {
@@ -43,6 +137,23 @@ pub fn cgroup_id(dir: &Path) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolves_its_own_cgroup() {
+        let Some(mount) = cgroup2_mount() else { return };
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = unified_path(&text).unwrap().to_string();
+        let id = cgroup_id(&mount.join(own.trim_start_matches('/'))).unwrap();
+        let mut paths = CgroupPaths::new("/proc");
+        let expected = if own.is_empty() { "/" } else { own.as_str() };
+        assert_eq!(
+            paths.path(id, std::process::id()).as_deref(),
+            Some(expected)
+        );
+        // Found by the walk when the pid says nothing.
+        let mut paths = CgroupPaths::new("/nonexistent");
+        assert_eq!(paths.path(id, 1).as_deref(), Some(expected));
+    }
 
     #[test]
     fn finds_unified_and_hybrid_mounts() {

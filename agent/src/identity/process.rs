@@ -1,13 +1,15 @@
 //! The processes seen on this host: their executable, learnt from exec events (so that short
 //! processes like curl are named even when they are gone before /proc can be read) or from /proc
 //! for processes that predate the agent. Bounded, with a grace period after exit because calls
-//! of a process can be completed after it exits.
+//! of a process can be completed after it exits. The command line (secrets removed) and the
+//! user are read from /proc when the process is first seen, while it is still there.
 
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
 };
 
+use super::{cmdline, users};
 use crate::call::ProcessInfo;
 
 /// Seconds an exited process stays known.
@@ -19,11 +21,15 @@ struct Entry {
     executable_path: Option<Arc<str>>,
     /// Base name of the path, computed once.
     executable_name: Option<Arc<str>>,
+    command_line: Option<Arc<str>>,
+    owner: Option<Arc<str>>,
+    /// Different for every program a pid runs, so caches keyed by it never mix two programs.
+    incarnation: u64,
     exited_at: Option<u64>,
 }
 
 impl Entry {
-    fn new(path: Option<String>) -> Self {
+    fn new(path: Option<String>, details: Details, incarnation: u64) -> Self {
         let name = path
             .as_deref()
             .and_then(|p| p.rsplit('/').next())
@@ -32,9 +38,19 @@ impl Entry {
         Self {
             executable_path: path.map(Arc::from),
             executable_name: name,
+            command_line: details.command_line,
+            owner: details.owner,
+            incarnation,
             exited_at: None,
         }
     }
+}
+
+/// What /proc says besides the executable.
+#[derive(Default)]
+struct Details {
+    command_line: Option<Arc<str>>,
+    owner: Option<Arc<str>>,
 }
 
 pub struct ProcessTable {
@@ -43,6 +59,8 @@ pub struct ProcessTable {
     cap: usize,
     /// Root of the host's /proc (a different mount in some containers; tests use a fake root).
     proc_root: String,
+    users: users::Users,
+    incarnations: u64,
 }
 
 /// Result of an insertion that hit the cap.
@@ -56,6 +74,8 @@ impl ProcessTable {
             exited: VecDeque::new(),
             cap,
             proc_root: proc_root.to_string(),
+            users: users::Users::load(proc_root),
+            incarnations: 0,
         }
     }
 
@@ -72,7 +92,8 @@ impl ProcessTable {
         let path = self
             .read_exe(tgid)
             .or_else(|| (!filename.is_empty()).then(|| filename.to_string()));
-        self.insert(tgid, Entry::new(path))
+        let entry = self.entry(tgid, path);
+        self.insert(tgid, entry)
     }
 
     pub fn on_exit(&mut self, tgid: u32, now_ns: u64) {
@@ -95,12 +116,19 @@ impl ProcessTable {
         }
     }
 
-    /// The process `tgid`, loading it from /proc on first sight.
-    pub fn info(&mut self, tgid: u32, comm: &str) -> (ProcessInfo, Option<Evicted>) {
+    /// The process `tgid`, loading it from /proc on first sight; `cgroup_id` is the cgroup
+    /// its last event came from.
+    pub fn info(
+        &mut self,
+        tgid: u32,
+        comm: &str,
+        cgroup_id: u64,
+    ) -> (ProcessInfo, Option<Evicted>) {
         let mut evicted = None;
         if !self.entries.contains_key(&tgid) {
             let path = self.read_exe(tgid);
-            evicted = self.insert(tgid, Entry::new(path));
+            let entry = self.entry(tgid, path);
+            evicted = self.insert(tgid, entry);
         }
         let entry = self.entries.get(&tgid);
         let info = ProcessInfo {
@@ -109,8 +137,27 @@ impl ProcessTable {
                 .and_then(|e| e.executable_name.clone())
                 .unwrap_or_else(|| Arc::from(comm)),
             executable_path: entry.and_then(|e| e.executable_path.clone()),
+            command_line: entry.and_then(|e| e.command_line.clone()),
+            owner: entry.and_then(|e| e.owner.clone()),
+            incarnation: entry.map_or(0, |e| e.incarnation),
+            cgroup_id,
         };
         (info, evicted)
+    }
+
+    fn entry(&mut self, tgid: u32, path: Option<String>) -> Entry {
+        self.incarnations += 1;
+        let details = Details {
+            command_line: std::fs::read(format!("{}/{tgid}/cmdline", self.proc_root))
+                .ok()
+                .and_then(|raw| cmdline::from_proc(&raw))
+                .map(Arc::from),
+            owner: std::fs::read_to_string(format!("{}/{tgid}/status", self.proc_root))
+                .ok()
+                .and_then(|status| users::real_uid(&status))
+                .map(|uid| self.users.name(uid)),
+        };
+        Entry::new(path, details, self.incarnations)
     }
 
     fn insert(&mut self, tgid: u32, entry: Entry) -> Option<Evicted> {
@@ -150,7 +197,7 @@ mod tests {
     fn exec_names_a_process_that_is_gone() {
         let mut table = ProcessTable::new(8, "/nonexistent");
         table.on_exec(4242, "/usr/bin/curl");
-        let (info, _) = table.info(4242, "curl");
+        let (info, _) = table.info(4242, "curl", 1);
         assert_eq!(&*info.executable_name, "curl");
         assert_eq!(info.executable_path.as_deref(), Some("/usr/bin/curl"));
     }
@@ -158,7 +205,7 @@ mod tests {
     #[test]
     fn unknown_processes_fall_back_to_comm() {
         let mut table = ProcessTable::new(8, "/nonexistent");
-        let (info, _) = table.info(7, "python3");
+        let (info, _) = table.info(7, "python3", 1);
         assert_eq!(&*info.executable_name, "python3");
         assert_eq!(info.executable_path, None);
     }
@@ -167,9 +214,12 @@ mod tests {
     fn reads_the_running_process_from_proc() {
         let mut table = ProcessTable::new(8, "/proc");
         let me = std::process::id();
-        let (info, _) = table.info(me, "x");
+        let (info, _) = table.info(me, "x", 1);
         let exe = std::env::current_exe().expect("current exe");
         assert_eq!(info.executable_path.as_deref(), exe.to_str());
+        let args: Vec<String> = std::env::args().collect();
+        assert_eq!(info.command_line.as_deref(), Some(args.join(" ").as_str()));
+        assert!(info.owner.is_some());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use std::net::IpAddr;
 
-use super::{Sink, fields};
+use super::{Sink, attributes::EndAttributes, fields};
 use crate::call::ApiCall;
 
 pub struct JsonLines<W: Write + Send> {
@@ -109,8 +109,17 @@ struct JsonCall<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     executable_path: Option<&'a str>,
+    #[serde(
+        rename = "process.command_line",
+        skip_serializing_if = "Option::is_none"
+    )]
+    command_line: Option<&'a str>,
+    #[serde(rename = "process.owner", skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     #[serde(rename = "thread.id")]
     thread_id: u32,
+    #[serde(flatten)]
+    local_identity: EndAttributes<'a>,
     #[serde(rename = "peer.process.pid", skip_serializing_if = "Option::is_none")]
     peer_pid: Option<u32>,
     #[serde(
@@ -123,6 +132,15 @@ struct JsonCall<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     peer_executable_path: Option<&'a str>,
+    #[serde(
+        rename = "peer.process.command_line",
+        skip_serializing_if = "Option::is_none"
+    )]
+    peer_command_line: Option<&'a str>,
+    #[serde(rename = "peer.process.owner", skip_serializing_if = "Option::is_none")]
+    peer_owner: Option<&'a str>,
+    #[serde(flatten)]
+    peer_identity: EndAttributes<'a>,
     #[serde(rename = "sightline.cgroup.id")]
     cgroup_id: u64,
     #[serde(rename = "sightline.capture.body_complete")]
@@ -177,10 +195,22 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         pid: local.map(|p| p.pid),
         executable_name: local.map(|p| &*p.executable_name),
         executable_path: local.and_then(|p| p.executable_path.as_deref()),
+        command_line: local.and_then(|p| p.command_line.as_deref()),
+        owner: local.and_then(|p| p.owner.as_deref()),
         thread_id: call.thread_id,
+        local_identity: EndAttributes {
+            identity: call.local.identity.as_deref(),
+            peer: false,
+        },
         peer_pid: peer.map(|p| p.pid),
         peer_executable_name: peer.map(|p| &*p.executable_name),
         peer_executable_path: peer.and_then(|p| p.executable_path.as_deref()),
+        peer_command_line: peer.and_then(|p| p.command_line.as_deref()),
+        peer_owner: peer.and_then(|p| p.owner.as_deref()),
+        peer_identity: EndAttributes {
+            identity: call.peer.identity.as_deref(),
+            peer: true,
+        },
         cgroup_id: call.cgroup_id,
         body_complete: call.request_size.body_complete && call.response_size.body_complete,
         joined_midstream: call.joined_midstream,

@@ -2,6 +2,7 @@
 //! own thread with blocking writes, fed by a bounded channel, so a slow terminal or disk never
 //! stalls capture (the processor drops and counts instead).
 
+pub mod attributes;
 pub mod fields;
 pub mod json;
 pub mod terminal;

@@ -26,7 +26,9 @@ impl<W: Write + Send> Sink for Terminal<W> {
     }
 }
 
-/// `12:00:01.123 SERVER python3[812] <- curl[990] 127.0.0.1:8000  GET /users?id=1  200  1.4ms  0B/512B`
+/// `12:00:01.123 SERVER shop/orders[812] <- curl[990] 127.0.0.1:8000  GET /users?id=1  200  1.4ms  0B/512B`
+/// (each end by its service name, else its executable; ends off this host by service and
+/// address).
 pub fn line(call: &ApiCall, color: bool) -> String {
     let secs = call.start_unix_ns / 1_000_000_000;
     let millis = (call.start_unix_ns / 1_000_000) % 1000;
@@ -36,12 +38,8 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         (secs / 60) % 60,
         secs % 60
     );
-    let name = |p: &Option<crate::call::ProcessInfo>, addr: std::net::SocketAddr| match p {
-        Some(p) => format!("{}[{}]", p.executable_name, p.pid),
-        None => addr.to_string(),
-    };
-    let me = name(&call.local.process, call.local.address);
-    let peer = name(&call.peer.process, call.peer.address);
+    let me = end_name(&call.local);
+    let peer = end_name(&call.peer);
     let (kind, arrow) = match call.kind {
         SpanKind::Server => ("SERVER", "<-"),
         SpanKind::Client => ("CLIENT", "->"),
@@ -64,6 +62,24 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         bytes(call.request_size.body),
         bytes(call.response_size.body),
     )
+}
+
+fn end_name(end: &crate::call::Endpoint) -> String {
+    let identity = end.identity.as_deref();
+    let service = identity.and_then(|i| i.service_name.as_deref());
+    let service = match (
+        service,
+        identity.and_then(|i| i.service_namespace.as_deref()),
+    ) {
+        (Some(name), Some(namespace)) => Some(format!("{namespace}/{name}")),
+        (name, _) => name.map(str::to_string),
+    };
+    match (&end.process, service) {
+        (Some(p), Some(service)) => format!("{service}[{}]", p.pid),
+        (Some(p), None) => format!("{}[{}]", p.executable_name, p.pid),
+        (None, Some(service)) => format!("{service}({})", end.address),
+        (None, None) => end.address.to_string(),
+    }
 }
 
 fn status_color(status: u16) -> &'static str {

@@ -1,4 +1,7 @@
-//! The run's settings, from the command line (a config file comes with the identity issue).
+//! The run's settings: the command line, plus the config file (`file`) for what does not fit
+//! on one (identity, Kubernetes, service naming rules).
+
+pub mod file;
 
 use std::path::PathBuf;
 
@@ -27,4 +30,6 @@ pub struct RunConfig {
     pub proc_root: String,
     /// TLS plaintext capture through uprobes; `None` when turned off.
     pub tls: Option<crate::tls::AttachConfig>,
+    /// From the config file (defaults without one).
+    pub file: file::FileConfig,
 }

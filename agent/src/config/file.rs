@@ -1,0 +1,237 @@
+//! The config file, TOML or YAML (by its extension), documented in the README. Every key is
+//! checked: an unknown or misspelt key, a wrong type or a bad regular expression is an error
+//! that names the file, line and column. Later stages add their own sections here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::identity::{kubernetes::Mode, naming::ServiceRule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: the config file must end in .toml, .yaml or .yml")]
+    Format { path: String },
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub identity: IdentitySection,
+    pub kubernetes: KubernetesSection,
+    /// `service.name` rules, tried in order before the built-in naming.
+    pub service_rules: Vec<ServiceRule>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySection {
+    /// `host.name`; default: the kernel's host name.
+    pub host_name: Option<String>,
+    /// Docker's state directory, where container names are read.
+    pub docker_root: PathBuf,
+    /// Podman's (root) storage directory, where container names are read.
+    pub podman_root: PathBuf,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            host_name: None,
+            docker_root: PathBuf::from("/var/lib/docker"),
+            podman_root: PathBuf::from("/var/lib/containers/storage"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesSection {
+    pub mode: Mode,
+    /// A kubeconfig file (relative paths are relative to the config file).
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's name; default: $NODE_NAME, else the host name.
+    pub node_name: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let mut config = match extension {
+            "toml" => Self::from_toml(&text),
+            "yaml" | "yml" => Self::from_yaml(&text),
+            _ => return Err(ConfigError::Format { path: shown }),
+        }
+        .map_err(|(line, column, message)| ConfigError::Invalid {
+            path: shown,
+            line,
+            column,
+            message,
+        })?;
+        if let (Some(kubeconfig), Some(dir)) = (&config.kubernetes.kubeconfig, path.parent())
+            && kubeconfig.is_relative()
+        {
+            config.kubernetes.kubeconfig = Some(dir.join(kubeconfig));
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML; errors as (line, column, message), 1-based.
+    pub fn from_toml(text: &str) -> Result<Self, (usize, usize, String)> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            (line, column, e.message().trim().to_string())
+        })
+    }
+
+    /// Parses YAML; errors as (line, column, message), 1-based.
+    pub fn from_yaml(text: &str) -> Result<Self, (usize, usize, String)> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            // The library appends " at line L column C"; the prefix says it already.
+            let message = e.to_string();
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            (line, column, message)
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = r#"
+[identity]
+host_name = "edge-1"
+
+[kubernetes]
+mode = "off"
+
+[[service_rules]]
+name = "orders"
+port = 8080
+"#;
+
+    const YAML: &str = "
+identity:
+  host_name: edge-1
+kubernetes:
+  mode: \"off\"
+service_rules:
+  - name: orders
+    port: 8080
+";
+
+    #[test]
+    fn reads_toml_and_yaml_alike() {
+        for config in [FileConfig::from_toml(TOML), FileConfig::from_yaml(YAML)] {
+            let config = config.expect("valid");
+            assert_eq!(config.identity.host_name.as_deref(), Some("edge-1"));
+            assert_eq!(config.kubernetes.mode, Mode::Off);
+            assert_eq!(config.service_rules.len(), 1);
+            assert_eq!(config.service_rules[0].conditions.port, Some(8080));
+            assert_eq!(config.identity.docker_root, Path::new("/var/lib/docker"));
+        }
+        assert!(FileConfig::from_yaml("").is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let (line, column, message) =
+            FileConfig::from_toml("[identity]\nhost_name = \"a\"\nhostname = \"b\"\n").unwrap_err();
+        assert_eq!((line, column), (3, 1), "{message}");
+        assert!(message.contains("unknown field `hostname`"), "{message}");
+
+        let (line, _, message) =
+            FileConfig::from_toml("[[service_rules]]\nname = \"x\"\nprot = 80\n").unwrap_err();
+        assert_eq!(line, 3, "{message}");
+        assert!(message.contains("prot"), "{message}");
+
+        let (line, _, message) =
+            FileConfig::from_yaml("identity:\n  host_name: a\nkubernetes:\n  moed: on\n")
+                .unwrap_err();
+        assert_eq!(line, 4, "{message}");
+        assert!(message.contains("unknown field `moed`"), "{message}");
+
+        let (line, _, message) = FileConfig::from_yaml(
+            "service_rules:\n  - name: x\n    port: 1\n  - name: y\n    executible: z\n",
+        )
+        .unwrap_err();
+        assert_eq!(line, 5, "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let (line, _, message) = FileConfig::from_toml(
+            "[[service_rules]]\nname = \"x\"\ncommand_line = \"(unclosed\"\n",
+        )
+        .unwrap_err();
+        assert!(message.contains("invalid regular expression"), "{message}");
+        assert!(line <= 3, "{line}");
+        let (_, _, message) =
+            FileConfig::from_toml("[[service_rules]]\nname = \"x\"\n").unwrap_err();
+        assert!(message.contains("has no condition"), "{message}");
+        let (line, _, _) = FileConfig::from_toml("[kubernetes]\nmode = \"maybe\"\n").unwrap_err();
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn load_names_the_file_and_resolves_the_kubeconfig() {
+        let dir = std::env::temp_dir().join(format!("sightline-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("agent.toml");
+        std::fs::write(&good, "[kubernetes]\nkubeconfig = \"kube.yaml\"\n").unwrap();
+        let config = FileConfig::load(&good).unwrap();
+        assert_eq!(config.kubernetes.kubeconfig, Some(dir.join("kube.yaml")));
+        let bad = dir.join("agent.yaml");
+        std::fs::write(&bad, "identity:\n  nope: 1\n").unwrap();
+        let error = FileConfig::load(&bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:2:", bad.display())),
+            "{error}"
+        );
+        let error = FileConfig::load(&dir.join("agent.ini"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("reading") || error.contains(".toml"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

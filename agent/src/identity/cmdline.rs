@@ -1,0 +1,213 @@
+//! A process's command line without the secrets people pass on it: values of credential flags
+//! (`--password=x`, `--token x`), credential assignments (`DB_PASSWORD=x`), passwords in URLs
+//! (`postgres://u:x@db`), curl's `-u user:x`, secret headers (`-H 'Authorization: Bearer x'`)
+//! and anything shaped like a JWT.
+
+use crate::findings::redact::{self, REDACTED};
+
+/// Flags whose next argument is `user:password` (curl, wget).
+const USER_PASSWORD_FLAGS: &[&str] = &["-u", "--user", "--proxy-user"];
+
+/// Header names whose values are credentials.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// `/proc/PID/cmdline` (arguments separated by NUL) -> one line, secrets removed. `None` when
+/// the process has no arguments (kernel threads, zombies).
+pub fn from_proc(raw: &[u8]) -> Option<String> {
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    (!args.is_empty()).then(|| redact_args(&args).join(" "))
+}
+
+/// Each argument with its secrets replaced by `REDACTED`.
+pub fn redact_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut next_is_secret = false;
+    let mut next_is_user_password = false;
+    for arg in args {
+        let redacted = if next_is_secret && !arg.starts_with('-') {
+            REDACTED.to_string()
+        } else if next_is_user_password {
+            user_password(arg)
+        } else {
+            redact_arg(arg)
+        };
+        next_is_secret = is_secret_flag(arg);
+        next_is_user_password = USER_PASSWORD_FLAGS.contains(&arg.as_str());
+        out.push(redacted);
+    }
+    out
+}
+
+/// A flag without a value (`--password`) whose next argument is the secret.
+fn is_secret_flag(arg: &str) -> bool {
+    arg.starts_with("--") && !arg.contains('=') && redact::is_secret_name(&arg[2..])
+}
+
+fn redact_arg(arg: &str) -> String {
+    if looks_like_jwt(arg) {
+        return REDACTED.to_string();
+    }
+    // --password=x, DB_PASSWORD=x
+    if let Some((name, value)) = arg.split_once('=')
+        && !value.is_empty()
+        && !name.contains(['/', ' ', ':'])
+        && redact::is_secret_name(name.trim_start_matches('-'))
+    {
+        return format!("{name}={REDACTED}");
+    }
+    // Authorization: Bearer x
+    if let Some((name, value)) = arg.split_once(':')
+        && !value.trim().is_empty()
+        && SECRET_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str())
+    {
+        return format!("{name}: {REDACTED}");
+    }
+    url_password(arg)
+}
+
+/// `scheme://user:password@host` -> `scheme://user:REDACTED@host`, anywhere in the argument.
+fn url_password(arg: &str) -> String {
+    let Some(scheme_end) = arg.find("://") else {
+        return arg.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &arg[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].split_once(':') {
+            Some((user, _password)) => format!(
+                "{}{user}:{REDACTED}{}",
+                &arg[..authority_start],
+                &arg[authority_start + at..]
+            ),
+            None => arg.to_string(),
+        },
+        None => arg.to_string(),
+    }
+}
+
+/// `user:password` -> `user:REDACTED`.
+fn user_password(arg: &str) -> String {
+    match arg.split_once(':') {
+        Some((user, password)) if !password.is_empty() => format!("{user}:{REDACTED}"),
+        _ => arg.to_string(),
+    }
+}
+
+/// Three base64url parts, the first one a JSON object (`eyJ`).
+fn looks_like_jwt(arg: &str) -> bool {
+    let token = arg.trim_start_matches("Bearer ").trim();
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts[0].starts_with("eyJ")
+        && parts[..2].iter().all(|p| {
+            p.len() >= 4
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(args: &[&str]) -> String {
+        let raw: Vec<u8> = args
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        from_proc(&raw).unwrap()
+    }
+
+    #[test]
+    fn keeps_ordinary_arguments() {
+        assert_eq!(
+            line(&[
+                "python3",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "8080"
+            ]),
+            "python3 -m http.server --bind 127.0.0.1 8080"
+        );
+        assert_eq!(
+            line(&["nginx", "-g", "daemon off;"]),
+            "nginx -g daemon off;"
+        );
+        assert_eq!(
+            line(&["curl", "https://example.com/a?b=c"]),
+            "curl https://example.com/a?b=c"
+        );
+        assert_eq!(from_proc(b""), None);
+    }
+
+    #[test]
+    fn removes_flag_values_and_assignments() {
+        assert_eq!(
+            line(&[
+                "app",
+                "--password=hunter2",
+                "--db-token",
+                "t0k",
+                "--port",
+                "80"
+            ]),
+            "app --password=REDACTED --db-token REDACTED --port 80"
+        );
+        assert_eq!(
+            line(&["env", "DB_PASSWORD=hunter2", "API_KEY=abc", "MODE=prod"]),
+            "env DB_PASSWORD=REDACTED API_KEY=REDACTED MODE=prod"
+        );
+        // A secret flag followed by another flag has no value to remove.
+        assert_eq!(
+            line(&["app", "--token", "--verbose"]),
+            "app --token --verbose"
+        );
+    }
+
+    #[test]
+    fn removes_url_passwords_curl_users_headers_and_jwts() {
+        assert_eq!(
+            line(&[
+                "psql",
+                "postgres://admin:hunter2@db:5432/shop?sslmode=require"
+            ]),
+            "psql postgres://admin:REDACTED@db:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            line(&["app", "--dsn=https://u:p%40ss@h/x"]),
+            "app --dsn=https://u:REDACTED@h/x"
+        );
+        assert_eq!(
+            line(&[
+                "curl",
+                "-u",
+                "alice:hunter2",
+                "-H",
+                "Authorization: Bearer abc.def",
+                "http://h/"
+            ]),
+            "curl -u alice:REDACTED -H Authorization: REDACTED http://h/"
+        );
+        assert_eq!(
+            line(&[
+                "client",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+            ]),
+            "client REDACTED"
+        );
+    }
+}
