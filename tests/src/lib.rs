@@ -2,6 +2,10 @@
 //! and clients, and read back exactly what the agent wrote.
 #![allow(clippy::unwrap_used)] // Test helpers: a failure is a test failure with its message.
 
+pub mod cgroups;
+pub mod kube;
+pub mod netns;
+
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},

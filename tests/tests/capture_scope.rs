@@ -2,10 +2,9 @@
 //! filters (applied in the kernel).
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
-
 use sightline_tests::{
-    Agent, Program, calls_on_port, curl, executable_name, fixture, keepalive_server, python,
+    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, executable_name, fixture,
+    keepalive_server, python,
 };
 
 #[test]
@@ -145,60 +144,14 @@ fn only_included_processes_are_captured() {
     assert_eq!(calls[0]["process.pid"], server.pid());
 }
 
-/// A cgroup made by the test, removed when dropped.
-struct TestCgroup {
-    dir: std::path::PathBuf,
-}
-
-impl TestCgroup {
-    fn new() -> TestCgroup {
-        let mount = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                (right.split_whitespace().next()? == "cgroup2")
-                    .then(|| left.split_whitespace().nth(4).unwrap().to_string())
-            })
-            .expect("a cgroup2 hierarchy is mounted");
-        let dir =
-            std::path::Path::new(&mount).join(format!("sightline-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TestCgroup { dir }
-    }
-
-    /// A shell command line that moves itself into the cgroup, then runs `command`.
-    fn run_inside(&self, command: &str) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!(
-            "echo $$ > {}/cgroup.procs && exec {command}",
-            self.dir.display()
-        ));
-        cmd
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn cgroup_filter_selects_processes_in_the_cgroup() {
-    let cgroup = TestCgroup::new();
+    let cgroup = TestCgroup::create(&format!("sightline-test-{}", std::process::id()));
     let (_server, port) = keepalive_server();
-    let name = cgroup
-        .dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    let mut agent = Agent::start(&["--cgroup", &name]);
+    let mut agent = Agent::start(&["--cgroup", &cgroup.path]);
     curl(&[&format!("http://127.0.0.1:{port}/outside")]);
     let inside = cgroup
-        .run_inside(&format!("curl -s http://127.0.0.1:{port}/inside"))
+        .command(&format!("curl -s http://127.0.0.1:{port}/inside"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&inside.stdout), "path /inside");
@@ -211,6 +164,6 @@ fn cgroup_filter_selects_processes_in_the_cgroup() {
     assert_eq!(calls[0]["url.path"], "/inside");
     assert_eq!(calls[0]["span.kind"], "client");
     assert_eq!(calls[0]["process.executable.name"], "curl");
-    let id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cgroup.dir).unwrap());
-    assert_eq!(calls[0]["sightline.cgroup.id"], id);
+    assert_eq!(calls[0]["sightline.cgroup.id"], cgroup.id());
+    assert_eq!(calls[0]["process.linux.cgroup"], cgroup.path);
 }

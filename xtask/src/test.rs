@@ -21,6 +21,8 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("go", "golang-go"),
     ("node", "nodejs"),
     ("java", "default-jdk-headless"),
+    // Identity tests: network namespaces joined by veth pairs.
+    ("ip", "iproute2"),
 ];
 
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {

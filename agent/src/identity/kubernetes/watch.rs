@@ -72,12 +72,18 @@ where
     while let Some(item) = stream.next().await {
         let now = unix_now();
         let event = match item {
-            Ok(event) => event,
+            Ok(event) => {
+                if errors > 0 {
+                    tracing::info!(kind = shared.kind, errors, "kubernetes watch recovered");
+                    errors = 0;
+                }
+                event
+            }
             Err(error) => {
                 Stats::inc(&shared.stats.k8s_watch_errors);
                 errors += 1;
                 // The backoff retries; one line per error until it works, then every 100th.
-                if errors <= 3 || errors % 100 == 0 {
+                if errors <= 3 || errors.is_multiple_of(100) {
                     tracing::warn!(kind = shared.kind, %error, errors, "kubernetes watch failed");
                 }
                 continue;
@@ -119,9 +125,6 @@ where
                 let uid = (handlers.pod_uid)(&object);
                 shared.store.write(|s| s.delete(&key, uid.as_deref(), now));
             }
-        }
-        if errors > 0 && listed_once {
-            errors = 0;
         }
     }
 }
