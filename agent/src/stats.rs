@@ -77,7 +77,8 @@ counters! {
     k8s_objects_dropped,
     /// Address claims not kept because the address table was at its cap.
     k8s_addresses_dropped,
-    /// cgroup ids that could not be resolved to a path.
+    /// Call ends whose cgroup id could not be resolved to a path (named without container,
+    /// pod or unit).
     cgroups_unresolved,
 }
 

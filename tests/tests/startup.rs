@@ -55,3 +55,43 @@ fn tracefs_is_mounted_when_missing() {
     let log = agent.stop();
     assert!(log.contains("tracefs is not mounted; mounting it"), "{log}");
 }
+
+#[test]
+fn a_bad_config_file_is_one_line_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "agent.yaml",
+            "identity:\n  host_name: edge\nkubernetes:\n  moed: on\n",
+            ":4:3: kubernetes: unknown field `moed`, expected one of `mode`, `kubeconfig`, `node_name`",
+        ),
+        (
+            "agent.toml",
+            "[[service_rules]]\nname = \"orders\"\nprot = 8080\n",
+            ":3:1: unknown field `prot`",
+        ),
+        (
+            "kube.toml",
+            "[kubernetes]\nkubeconfig = \"missing-kubeconfig.yaml\"\n",
+            "missing-kubeconfig.yaml",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(agent_binary())
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("sightline: error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        if !name.starts_with("kube") {
+            assert!(stderr.contains(&format!("{}:", path.display())), "{stderr}");
+        }
+    }
+}

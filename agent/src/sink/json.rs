@@ -253,5 +253,76 @@ mod tests {
         assert!(v.get("peer.process.pid").is_none());
         assert!(v.get("error.type").is_none());
         assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(v["process.command_line"], "/usr/bin/api --port 8080");
+        assert_eq!(v["process.owner"], "www-data");
+        assert!(v.get("service.name").is_none(), "no identity, no service");
+    }
+
+    #[test]
+    fn identities_use_resource_names_and_peer_names() {
+        use crate::identity::{
+            container::Runtime,
+            model::{
+                ContainerInfo, EndKind, Identity, NameSource, PodMeta, Workload, WorkloadKind,
+            },
+        };
+        use std::sync::Arc;
+        let mut call = call();
+        call.local.identity = Some(Arc::new(Identity {
+            service_name: Some("api".into()),
+            service_namespace: Some("shop".into()),
+            name_source: Some(NameSource::Workload),
+            host_name: Some("node-1".into()),
+            cgroup_path: Some("/kubepods/pod1/abc".into()),
+            container: Some(ContainerInfo {
+                id: "abc".into(),
+                runtime: Runtime::Containerd,
+                name: Some("app".into()),
+            }),
+            pod: Some(Arc::new(PodMeta {
+                namespace: "shop".into(),
+                name: "api-7d-x".into(),
+                uid: "u-1".into(),
+                workload: Some(Workload {
+                    kind: WorkloadKind::Deployment,
+                    name: "api".into(),
+                }),
+                ..PodMeta::default()
+            })),
+            k8s_container: Some("app".into()),
+            node_name: Some("node-1".into()),
+            ..Identity::new(EndKind::Process)
+        }));
+        call.peer.identity = Some(Arc::new(Identity {
+            service_name: Some("orders".into()),
+            service_namespace: Some("shop".into()),
+            name_source: Some(NameSource::KubernetesService),
+            ..Identity::new(EndKind::Service)
+        }));
+        let v = to_json(&call);
+        for (key, value) in [
+            ("service.name", "api"),
+            ("service.namespace", "shop"),
+            ("sightline.service.name_source", "k8s.workload"),
+            ("host.name", "node-1"),
+            ("process.linux.cgroup", "/kubepods/pod1/abc"),
+            ("container.id", "abc"),
+            ("container.runtime", "containerd"),
+            ("container.name", "app"),
+            ("k8s.namespace.name", "shop"),
+            ("k8s.pod.name", "api-7d-x"),
+            ("k8s.pod.uid", "u-1"),
+            ("k8s.deployment.name", "api"),
+            ("k8s.container.name", "app"),
+            ("k8s.node.name", "node-1"),
+            ("peer.service", "orders"),
+            ("peer.service.namespace", "shop"),
+            ("sightline.peer.kind", "service"),
+            ("peer.k8s.namespace.name", "shop"),
+            ("sightline.peer.k8s.service.name", "orders"),
+        ] {
+            assert_eq!(v[key], value, "{key} in {v:#}");
+        }
+        assert!(v.get("peer.k8s.pod.name").is_none());
     }
 }

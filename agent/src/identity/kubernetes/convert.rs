@@ -40,7 +40,9 @@ pub fn unix_ns(time: &Time) -> u64 {
     u64::try_from(time.0.as_nanosecond()).unwrap_or(0)
 }
 
-/// A pod of this node: its metadata and, unless it shares the node's network, its addresses.
+/// A pod of this node: its metadata and its addresses, unless it shares the node's network or
+/// has finished (a completed pod keeps its IP in its status after the kubelet has given the
+/// address to another pod).
 pub fn pod(pod: &Pod) -> ObjectFacts {
     let meta = Arc::new(pod_meta(pod));
     let host_network = pod
@@ -48,7 +50,12 @@ pub fn pod(pod: &Pod) -> ObjectFacts {
         .as_ref()
         .and_then(|s| s.host_network)
         .unwrap_or(false);
-    let addresses = if host_network {
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    let addresses = if host_network || finished {
         Vec::new()
     } else {
         pod_ips(pod)
