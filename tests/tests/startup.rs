@@ -8,7 +8,8 @@ use sightline_tests::{Agent, agent_binary, calls_on_port, curl, keepalive_server
 #[test]
 fn missing_privileges_give_one_clear_line() {
     // The agent as an unprivileged user, with no capabilities at all.
-    let out = Command::new("setpriv")
+    let mut command = Command::new("setpriv");
+    command
         .args([
             "--reuid=65534",
             "--regid=65534",
@@ -16,20 +17,26 @@ fn missing_privileges_give_one_clear_line() {
             "--inh-caps=-all",
             "--bounding-set=-all",
         ])
-        .arg(agent_binary())
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        .arg(agent_binary());
+    let stderr = one_line_failure(command);
     assert!(
         stderr.starts_with(
             "sightline: error: missing capabilities: sightline needs CAP_BPF and CAP_PERFMON"
         ),
         "{stderr}"
     );
+}
+
+/// Runs `command` (the agent), which must fail with exit code 1 and one line on stderr (no
+/// panic, no backtrace); returns the line.
+fn one_line_failure(mut command: Command) -> String {
+    let out = command.env("RUST_LOG", "off").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("sightline: error: "), "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"));
+    stderr
 }
 
 #[test]
@@ -79,16 +86,9 @@ fn a_bad_config_file_is_one_line_naming_the_file_and_line() {
     for (name, text, expected) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(agent_binary())
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "off")
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("sightline: error: "), "{stderr}");
+        let mut command = Command::new(agent_binary());
+        command.arg("--config").arg(&path);
+        let stderr = one_line_failure(command);
         assert!(stderr.contains(expected), "{name}: {stderr}");
         if !name.starts_with("kube") {
             assert!(stderr.contains(&format!("{}:", path.display())), "{stderr}");

@@ -1,7 +1,7 @@
 //! A process's command line without the secrets people pass on it: values of credential flags
 //! (`--password=x`, `--token x`), credential assignments (`DB_PASSWORD=x`), passwords in URLs
-//! (`postgres://u:x@db`), curl's `-u user:x`, secret headers (`-H 'Authorization: Bearer x'`)
-//! and anything shaped like a JWT.
+//! (`postgres://u:x@db`), credential parameters in URL queries (`https://h/p?api_key=x`), curl's
+//! `-u user:x`, secret headers (`-H 'Authorization: Bearer x'`) and anything shaped like a JWT.
 
 use crate::findings::redact::{self, REDACTED};
 
@@ -65,14 +65,39 @@ fn redact_arg(arg: &str) -> String {
     {
         return format!("{name}={REDACTED}");
     }
-    // Authorization: Bearer x
-    if let Some((name, value)) = arg.split_once(':')
+    // Authorization: Bearer x (also as --header=Authorization: x)
+    let (option, header) = match arg.strip_prefix("--header=") {
+        Some(header) => ("--header=", header),
+        None => ("", arg),
+    };
+    if let Some((name, value)) = header.split_once(':')
         && !value.trim().is_empty()
         && SECRET_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str())
     {
-        return format!("{name}: {REDACTED}");
+        return format!("{option}{name}: {REDACTED}");
     }
-    url_password(arg)
+    url_query(&url_password(arg))
+}
+
+/// The query of a URL (`scheme://...?q` or `/path?q`) with its credential values removed, the
+/// way the calls' `url.query` is.
+fn url_query(arg: &str) -> String {
+    let is_url = arg.contains("://") || arg.starts_with('/');
+    match arg.split_once('?') {
+        Some((before, after)) if is_url => {
+            let (query, fragment) = match after.split_once('#') {
+                Some((query, fragment)) => (query, Some(fragment)),
+                None => (after, None),
+            };
+            let mut out = format!("{before}?{}", redact::query(query));
+            if let Some(fragment) = fragment {
+                out.push('#');
+                out.push_str(fragment);
+            }
+            out
+        }
+        _ => arg.to_string(),
+    }
 }
 
 /// `scheme://user:password@host` -> `scheme://user:REDACTED@host`, anywhere in the argument.
@@ -201,6 +226,10 @@ mod tests {
                 "http://h/"
             ]),
             "curl -u alice:REDACTED -H Authorization: REDACTED http://h/"
+        );
+        assert_eq!(
+            line(&["curl", "--header=Cookie: sid=abc", "--header=Accept: */*"]),
+            "curl --header=Cookie: REDACTED --header=Accept: */*"
         );
         assert_eq!(
             line(&[

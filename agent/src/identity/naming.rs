@@ -299,30 +299,23 @@ mod tests {
             named(&[], &in_pod),
             ("web".into(), Some("shop".into()), NameSource::Workload)
         );
-        meta.labels.insert(LABEL_NAME.into(), "storefront".into());
-        assert_eq!(
+        let in_pod = |meta: &PodMeta| {
             named(
                 &[],
                 &Subject {
-                    pod: Some(&meta),
+                    pod: Some(meta),
                     ..container
-                }
+                },
             )
-            .2,
-            NameSource::Label
-        );
+        };
+        meta.labels.insert(LABEL_NAME.into(), "storefront".into());
+        assert_eq!(in_pod(&meta).2, NameSource::Label);
         meta.annotations
             .insert(ANNOTATION_NAME.into(), "store".into());
         meta.annotations
             .insert(ANNOTATION_NAMESPACE.into(), "retail".into());
         assert_eq!(
-            named(
-                &[],
-                &Subject {
-                    pod: Some(&meta),
-                    ..container
-                }
-            ),
+            in_pod(&meta),
             (
                 "store".into(),
                 Some("retail".into()),
