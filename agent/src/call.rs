@@ -94,6 +94,8 @@ pub struct ApiCall {
     pub joined_midstream: bool,
     /// The connection is TLS and this library gave its plaintext; `None` for plaintext TCP.
     pub tls: Option<TlsLibrary>,
+    /// The server name (SNI) of the connection's TLS ClientHello, when seen.
+    pub tls_server_name: Option<Arc<str>>,
 }
 
 impl ApiCall {
@@ -175,6 +177,7 @@ pub mod tests {
             cgroup_id: 1,
             joined_midstream: false,
             tls: None,
+            tls_server_name: None,
         }
     }
 }

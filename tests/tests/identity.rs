@@ -1,13 +1,13 @@
 //! Identity of both ends of a call: processes in real cgroups with kubelet- and Docker-style
 //! paths, pods from a Kubernetes API server (a real HTTP server answering list/watch), hosts in
-//! network namespaces joined by a veth pair, naming rules from a config file, and a pod IP
-//! reused by a second pod.
+//! network namespaces joined by a veth pair, naming rules from a config file, a pod IP reused by
+//! a second pod, and the TLS server name.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, cgroups::TestCgroup, free_port, kube::FakeApiServer,
-    netns::TwoHosts, wait_for_port,
+    Agent, Program, calls_on_port, certificate, cgroups::TestCgroup, curl, free_port,
+    kube::FakeApiServer, netns::TwoHosts, nginx_with_tls, wait_for_port,
 };
 
 const NODE: &str = "test-node";
@@ -432,4 +432,47 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     let newest = after[first_new];
     assert_eq!(newest["peer.k8s.pod.uid"], "uid-new");
     assert_eq!(newest["peer.service"], "orders-v2");
+}
+
+#[test]
+fn the_tls_server_name_names_the_server_when_no_host_header_does() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
+    let (server, port, _prefix) = nginx_with_tls(site.path(), Some(&cert));
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let resolve = format!("partner.test:{port}:127.0.0.1");
+    let url = format!("https://partner.test:{port}/hello.txt");
+    // With a Host header, then HTTP/1.0 without one (curl's `-H Host:` removes it).
+    curl(&["-k", "--resolve", &resolve, &url, "-o", "/dev/null"]);
+    curl(&[
+        "-k",
+        "--http1.0",
+        "-H",
+        "Host:",
+        "--resolve",
+        &resolve,
+        &format!("{url}?bare"),
+        "-o",
+        "/dev/null",
+    ]);
+    let calls = agent.collect(port, 2, 2);
+    let calls: Vec<&Value> = calls_on_port(&calls, "server", port)
+        .into_iter()
+        .chain(calls_on_port(&calls, "client", port))
+        .collect();
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    for call in &calls {
+        assert_eq!(call["tls.client.server_name"], "partner.test", "{call:#}");
+        assert_eq!(call["server.address"], "partner.test", "{call:#}");
+        assert_eq!(call["http.response.status_code"], 200, "{call:#}");
+    }
+    let bare: Vec<&&Value> = calls.iter().filter(|c| c["url.query"] == "bare").collect();
+    assert_eq!(bare.len(), 2);
+    assert!(
+        bare.iter()
+            .all(|c| c.get("user_agent.original").is_some()
+                && c["network.protocol.version"] == "1.0")
+    );
 }

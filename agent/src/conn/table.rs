@@ -54,6 +54,8 @@ pub struct Connection {
     /// Set once plaintext comes from a TLS library: from then on the syscall bytes of this
     /// connection are ciphertext and ignored.
     pub tls: Option<TlsLibrary>,
+    /// The server name the client asked for in its TLS ClientHello (SNI), when seen.
+    pub tls_server_name: Option<std::sync::Arc<str>>,
 }
 
 /// Who owns a socket pair on this host (for naming the peer of a local call).

@@ -13,6 +13,7 @@ use crate::{
     protocol::{
         detect::{self, Verdict},
         http1::{Http1Connection, Limits, exchange::Issue, message::ParseError},
+        tls_hello,
     },
     stats::Stats,
     tls::TlsObservation,
@@ -166,6 +167,7 @@ impl Tracker {
                 cgroup_id: task.cgroup_id,
                 thread_id: task.pid,
                 tls: None,
+                tls_server_name: None,
             },
         );
     }
@@ -210,6 +212,13 @@ impl Tracker {
             return;
         };
         conn.last_ts = chunk.task.ts_ns;
+        if chunk.tls.is_none()
+            && conn.tls_server_name.is_none()
+            && detect::tls_record_start(&chunk.payload)
+            && let Some(name) = tls_hello::server_name(&chunk.payload)
+        {
+            conn.tls_server_name = Some(name.into());
+        }
         match (chunk.tls, conn.tls) {
             (Some(library), None) => {
                 // Plaintext from the TLS probes: whatever the syscalls showed was ciphertext.

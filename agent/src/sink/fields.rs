@@ -3,7 +3,7 @@
 use crate::{call::ApiCall, findings::redact};
 
 /// `server.address` and `server.port`: the Host header when the request carries one (what the
-/// client asked for), else the server's socket address.
+/// client asked for), else the TLS server name (SNI), else the server's socket address.
 pub fn server_address(call: &ApiCall) -> (String, u16) {
     let socket = call.server().address;
     match call.host.as_deref().filter(|h| !h.is_empty()) {
@@ -11,7 +11,10 @@ pub fn server_address(call: &ApiCall) -> (String, u16) {
             let (name, port) = split_host(host);
             (name.to_string(), port.unwrap_or(socket.port()))
         }
-        None => (socket.ip().to_string(), socket.port()),
+        None => match &call.tls_server_name {
+            Some(name) => (name.to_string(), socket.port()),
+            None => (socket.ip().to_string(), socket.port()),
+        },
     }
 }
 

@@ -46,6 +46,11 @@ struct JsonCall<'a> {
     tls: bool,
     #[serde(rename = "tls.library", skip_serializing_if = "Option::is_none")]
     tls_library: Option<&'static str>,
+    #[serde(
+        rename = "tls.client.server_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    tls_server_name: Option<&'a str>,
     #[serde(rename = "url.path")]
     path: &'a str,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
@@ -167,6 +172,7 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         scheme: if call.tls.is_some() { "https" } else { "http" },
         tls: call.tls.is_some(),
         tls_library: call.tls.map(|l| l.name()),
+        tls_server_name: call.tls_server_name.as_deref(),
         path: &call.path,
         query: fields::safe_query(call),
         status: call.status,
