@@ -156,7 +156,6 @@ async fn start_identity(
     let options = KubeOptions {
         mode: file.kubernetes.mode,
         kubeconfig: file.kubernetes.kubeconfig.clone(),
-        node_name: Some(node_name.clone()),
     };
     let store = Arc::new(KubeStore::new(Default::default()));
     let watchers = kubernetes::start(&options, &node_name, store.clone(), stats.clone()).await?;

@@ -37,6 +37,11 @@ impl CgroupPaths {
         }
     }
 
+    /// Whether a cgroup v2 hierarchy is mounted (paths can be resolved at all).
+    pub fn has_hierarchy(&self) -> bool {
+        self.mount.is_some()
+    }
+
     /// The path of cgroup `id`, where process `pid` was seen.
     pub fn path(&mut self, id: u64, pid: u32) -> Option<Arc<str>> {
         if let Some(path) = self.known.get(&id) {

@@ -122,8 +122,9 @@ impl Resolver {
             Stats::inc(&self.stats.cgroups_unresolved);
         }
         let identity = Arc::new(self.describe_process(process, cgroup, server_port));
-        // An unresolved cgroup may resolve later: not cached.
-        if identity.cgroup_path.is_some() {
+        // An unresolved cgroup may resolve later: not cached (unless there is no cgroup v2
+        // hierarchy to resolve it in).
+        if identity.cgroup_path.is_some() || !self.cgroups.has_hierarchy() {
             if self.local.len() >= MAX_CACHED {
                 self.local.clear();
             }
@@ -196,7 +197,8 @@ impl Resolver {
         at_unix_ns: u64,
         server_port: Option<u16>,
     ) -> Arc<Identity> {
-        let ip = address.ip();
+        // An IPv4 peer of an IPv6 socket is the IPv4 address the API server knows.
+        let ip = address.ip().to_canonical();
         let owner = self
             .kube
             .as_ref()

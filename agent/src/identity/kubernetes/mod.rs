@@ -39,8 +39,6 @@ pub enum Mode {
 pub struct KubeOptions {
     pub mode: Mode,
     pub kubeconfig: Option<PathBuf>,
-    /// This node's name, for the pod watch; `None`: $NODE_NAME, else the host name.
-    pub node_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +57,8 @@ pub enum KubeError {
     Client(#[source] kube::Error),
 }
 
-/// Starts the watchers when Kubernetes is configured; returns their tasks (`None`: no
-/// Kubernetes).
+/// Starts the watchers when Kubernetes is configured, with this node's pods found by
+/// `node_name`; returns their tasks (`None`: no Kubernetes).
 pub async fn start(
     options: &KubeOptions,
     node_name: &str,

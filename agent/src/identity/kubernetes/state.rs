@@ -70,6 +70,14 @@ impl KubeState {
         if let Some(pod) = &facts.pod {
             self.put_pod(pod.clone(), stats);
         }
+        // An object that cannot be remembered claims nothing: its claims could never be let go.
+        if !facts.addresses.is_empty()
+            && !self.claims.contains_key(object)
+            && self.claims.len() >= self.limits.max_objects
+        {
+            Stats::inc(&stats.k8s_objects_dropped);
+            return;
+        }
         let old = self.claims.remove(object).unwrap_or_default();
         let new: Vec<(IpAddr, String)> = facts
             .addresses
@@ -89,11 +97,7 @@ impl KubeState {
             }
         }
         if !new.is_empty() {
-            if self.claims.len() >= self.limits.max_objects {
-                Stats::inc(&stats.k8s_objects_dropped);
-            } else {
-                self.claims.insert(object.to_string(), new);
-            }
+            self.claims.insert(object.to_string(), new);
         }
     }
 
@@ -183,5 +187,80 @@ impl KubeStore {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         f(&mut state);
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn facts(name: &str, ip: &str) -> ObjectFacts {
+        let pod = Arc::new(PodMeta {
+            namespace: "shop".into(),
+            name: name.into(),
+            uid: format!("uid-{name}").into(),
+            ..PodMeta::default()
+        });
+        ObjectFacts {
+            addresses: vec![(ip.parse().unwrap(), IpOwner::Pod(pod.clone()))],
+            pod: Some(pod),
+            exclusive: true,
+        }
+    }
+
+    fn owner(state: &KubeState, ip: &str, at: u64) -> Option<String> {
+        state.owner_at(ip.parse().unwrap(), at).map(IpOwner::key)
+    }
+
+    #[test]
+    fn updates_and_deletes_let_go_of_what_an_object_claimed() {
+        let stats = Stats::default();
+        let mut state = KubeState::new(Limits::default());
+        state.apply("pod/shop/a", facts("a", "10.0.0.1"), 10 * S, 10 * S, &stats);
+        assert_eq!(
+            owner(&state, "10.0.0.1", 20 * S).as_deref(),
+            Some("pod/shop/a")
+        );
+        // The pod moved to another address: the first one ends now.
+        state.apply("pod/shop/a", facts("a", "10.0.0.2"), 30 * S, 30 * S, &stats);
+        assert_eq!(
+            owner(&state, "10.0.0.1", 25 * S).as_deref(),
+            Some("pod/shop/a")
+        );
+        assert_eq!(owner(&state, "10.0.0.1", 200 * S), None);
+        assert_eq!(
+            owner(&state, "10.0.0.2", 40 * S).as_deref(),
+            Some("pod/shop/a")
+        );
+        state.delete("pod/shop/a", Some("uid-a"), 50 * S);
+        assert_eq!(owner(&state, "10.0.0.2", 200 * S), None);
+        assert!(
+            state.pod_by_uid("uid-a").is_some(),
+            "kept for its last calls"
+        );
+        state.prune(50 * S + DELETED_POD_GRACE_NS);
+        assert!(state.pod_by_uid("uid-a").is_none());
+    }
+
+    #[test]
+    fn objects_past_the_cap_claim_nothing() {
+        let stats = Stats::default();
+        let limits = Limits {
+            max_objects: 1,
+            ..Limits::default()
+        };
+        let mut state = KubeState::new(limits);
+        state.apply("pod/shop/a", facts("a", "10.0.0.1"), 0, 0, &stats);
+        state.apply("pod/shop/b", facts("b", "10.0.0.2"), 0, 0, &stats);
+        assert_eq!(owner(&state, "10.0.0.2", S), None);
+        assert_eq!(stats.k8s_objects_dropped.load(Ordering::Relaxed), 1);
+        // The remembered object still updates.
+        state.apply("pod/shop/a", facts("a", "10.0.0.3"), S, S, &stats);
+        assert_eq!(
+            owner(&state, "10.0.0.3", 2 * S).as_deref(),
+            Some("pod/shop/a")
+        );
     }
 }
