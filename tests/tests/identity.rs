@@ -299,9 +299,11 @@ fn hosts_in_network_namespaces_are_named_at_both_ends_by_config_rules() {
 fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     // Host B is "another machine": its server is not captured, so the client's peer is named
     // from the API server alone. Its addresses: .2 a pod's IP (reused later by another pod),
-    // .3 a node's, .4 nobody's.
-    let hosts = TwoHosts::create(2);
+    // .3 a node's, .4 nobody's, .5 a Service's cluster IP, .6 a pod of another node known
+    // only from its Service's EndpointSlice.
+    let hosts = TwoHosts::create(4);
     let (pod_ip, node_ip, external_ip) = (&hosts.b_ips[0], &hosts.b_ips[1], &hosts.b_ips[2]);
+    let (cluster_ip, remote_pod_ip) = (&hosts.b_ips[3], &hosts.b_ips[4]);
     let release = tempfile::tempdir().unwrap();
     let release_file = release.path().join("release");
     let mut server = Program::spawn(TwoHosts::command(
@@ -334,7 +336,19 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     );
     let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-b"},
         "status": {"addresses": [{"type": "InternalIP", "address": node_ip}]}});
-    let api = FakeApiServer::start(&json!({"pods": [old], "nodes": [node]}));
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "orders-svc", "namespace": "shop"},
+        "spec": {"clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+                 "ports": [{"port": 8080}]}});
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "payments-x7k2p", "namespace": "billing",
+                     "labels": {"kubernetes.io/service-name": "payments"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [remote_pod_ip], "nodeName": "node-b",
+                       "conditions": {"ready": true},
+                       "targetRef": {"kind": "Pod", "name": "payments-0", "namespace": "billing"}}]});
+    let api = FakeApiServer::start(&json!({"pods": [old], "nodes": [node],
+        "services": [service], "endpointslices": [slice]}));
     let server_pid = server.pid().to_string();
     let (mut agent, _config) = agent_with_config(
         &format!(
@@ -354,6 +368,18 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     assert!(curl(pod_ip, "/before", &[]).status().unwrap().success());
     assert!(curl(node_ip, "/node", &[]).status().unwrap().success());
     assert!(
+        curl(cluster_ip, "/service", &[])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        curl(remote_pod_ip, "/payments", &[])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
         curl(
             external_ip,
             "/external",
@@ -366,7 +392,11 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     // A call that starts while the old pod has the address and ends after the agent knows
     // the new pod has it.
     let mut held = curl(pod_ip, "/held", &[]).spawn().unwrap();
-    agent.wait_for_calls("the first three calls", |c| c.len() >= 3);
+    agent.wait_for_calls("the first calls", |c| {
+        ["/before", "/node", "/external", "/service", "/payments"]
+            .iter()
+            .all(|path| c.iter().any(|c| c["url.path"] == *path))
+    });
 
     api.event("pods", "DELETED", &old);
     api.event("pods", "ADDED", &new);
@@ -404,6 +434,21 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     assert_eq!(node_call["sightline.peer.kind"], "node");
     assert_eq!(node_call["peer.k8s.node.name"], "node-b");
     assert!(node_call.get("peer.service").is_none(), "{node_call:#}");
+
+    let service = call(&calls, "client", "/service");
+    assert_eq!(service["sightline.peer.kind"], "service", "{service:#}");
+    assert_eq!(service["peer.service"], "orders-svc");
+    assert_eq!(service["peer.service.namespace"], "shop");
+    assert_eq!(service["sightline.peer.k8s.service.name"], "orders-svc");
+    assert_eq!(service["sightline.peer.service.name_source"], "k8s.service");
+
+    let payments = call(&calls, "client", "/payments");
+    assert_eq!(payments["sightline.peer.kind"], "pod", "{payments:#}");
+    assert_eq!(payments["peer.service"], "payments");
+    assert_eq!(payments["peer.service.namespace"], "billing");
+    assert_eq!(payments["peer.k8s.pod.name"], "payments-0");
+    assert_eq!(payments["peer.k8s.node.name"], "node-b");
+    assert!(payments.get("peer.k8s.pod.uid").is_none(), "{payments:#}");
 
     let external = call(&calls, "client", "/external");
     assert_eq!(external["sightline.peer.kind"], "external");
