@@ -507,6 +507,31 @@ pub fn nginx_with_tls(root: &Path, tls: Option<&Certificate>) -> (Program, u16, 
 }
 
 /// A self-signed certificate and its key for 127.0.0.1, made with the openssl CLI.
+/// nginx over TLS serving `/hello.txt` ("hello over tls\n"), with its certificate and files.
+pub struct TlsNginx {
+    pub server: Program,
+    pub port: u16,
+    _certificate: Certificate,
+    _site: tempfile::TempDir,
+    _prefix: tempfile::TempDir,
+}
+
+/// Starts [`TlsNginx`] and waits until `agent` has its TLS probes on it.
+pub fn tls_nginx(agent: &mut Agent) -> TlsNginx {
+    let certificate = certificate();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
+    let (server, port, prefix) = nginx_with_tls(site.path(), Some(&certificate));
+    agent.wait_tls_ready(server.pid(), "openssl");
+    TlsNginx {
+        server,
+        port,
+        _certificate: certificate,
+        _site: site,
+        _prefix: prefix,
+    }
+}
+
 pub struct Certificate {
     _dir: tempfile::TempDir,
     pub cert: PathBuf,

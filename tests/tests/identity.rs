@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, certificate, cgroups::TestCgroup, curl, free_port,
-    kube::FakeApiServer, netns::TwoHosts, nginx_with_tls, wait_for_port,
+    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, free_port, kube::FakeApiServer,
+    netns::TwoHosts, tls_nginx, wait_for_port,
 };
 
 const NODE: &str = "test-node";
@@ -27,6 +27,15 @@ fn wait_synced(agent: &mut Agent) {
     agent.wait_until("the Kubernetes metadata to sync", |a| {
         a.stderr().contains("kubernetes metadata synced")
     });
+}
+
+/// tests/fixtures/kube/held_server.py on port 8080 of `bind` in namespace `ns`: `/held` waits
+/// for the file `release`; `extra` arguments are ignored by the script.
+fn held_server(ns: &str, bind: &str, release: &str, extra: &[&str]) -> Program {
+    let script = sightline_tests::fixture("kube/held_server.py");
+    let mut args = vec![script.to_str().unwrap(), bind, "8080", release];
+    args.extend_from_slice(extra);
+    Program::spawn(TwoHosts::command(ns, "python3", &args))
 }
 
 /// A Kubernetes pod object.
@@ -215,20 +224,15 @@ fn hosts_in_network_namespaces_are_named_at_both_ends_by_config_rules() {
     let server_ip = hosts.b_ips[0].clone();
     let port = 8080;
     // The server's command line carries secrets (ignored by the script), to be removed.
-    let mut server = Program::spawn(TwoHosts::command(
+    let mut server = held_server(
         &hosts.b,
-        "python3",
+        &server_ip,
+        "/nonexistent",
         &[
-            sightline_tests::fixture("kube/held_server.py")
-                .to_str()
-                .unwrap(),
-            &server_ip,
-            "8080",
-            "/nonexistent",
             "--api-token=cmdline-s3cr3t",
             "postgres://app:pw-s3cr3t@db/shop?password=q-s3cr3t&sslmode=require",
         ],
-    ));
+    );
     assert_eq!(server.line(), "ready");
 
     let config = format!(
@@ -306,18 +310,7 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     let (cluster_ip, remote_pod_ip) = (&hosts.b_ips[3], &hosts.b_ips[4]);
     let release = tempfile::tempdir().unwrap();
     let release_file = release.path().join("release");
-    let mut server = Program::spawn(TwoHosts::command(
-        &hosts.b,
-        "python3",
-        &[
-            sightline_tests::fixture("kube/held_server.py")
-                .to_str()
-                .unwrap(),
-            "0.0.0.0",
-            "8080",
-            release_file.to_str().unwrap(),
-        ],
-    ));
+    let mut server = held_server(&hosts.b, "0.0.0.0", release_file.to_str().unwrap(), &[]);
     assert_eq!(server.line(), "ready");
 
     let old = pod(
@@ -392,6 +385,7 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
     // A call that starts while the old pod has the address and ends after the agent knows
     // the new pod has it.
     let mut held = curl(pod_ip, "/held", &[]).spawn().unwrap();
+    assert_eq!(server.line(), "held", "the held request reached the server");
     agent.wait_for_calls("the first calls", |c| {
         ["/before", "/node", "/external", "/service", "/payments"]
             .iter()
@@ -482,11 +476,8 @@ fn remote_ends_are_named_by_who_had_the_address_at_the_time() {
 #[test]
 fn the_tls_server_name_names_the_server_when_no_host_header_does() {
     let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let site = tempfile::tempdir().unwrap();
-    std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
-    let (server, port, _prefix) = nginx_with_tls(site.path(), Some(&cert));
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let nginx = tls_nginx(&mut agent);
+    let port = nginx.port;
     let resolve = format!("partner.test:{port}:127.0.0.1");
     let url = format!("https://partner.test:{port}/hello.txt");
     // With a Host header, then HTTP/1.0 without one (curl's `-H Host:` removes it).

@@ -10,7 +10,7 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 use serde_json::Value;
 use sightline_tests::{
     Agent, Certificate, Program, calls_on_port, certificate, counter, curl, fixture, free_port,
-    nginx_with_tls, python, wait_for_port,
+    python, tls_nginx, wait_for_port,
 };
 
 /// The calls of one side on `port` for `path`.
@@ -230,11 +230,8 @@ const SECRETS: [&str; 3] = [
 #[test]
 fn curl_against_nginx_over_tls_keepalive() {
     let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let site = tempfile::tempdir().unwrap();
-    std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
-    let (server, port, _prefix) = nginx_with_tls(site.path(), Some(&cert));
-    agent.wait_tls_ready(server.pid(), "openssl");
+    let nginx = tls_nginx(&mut agent);
+    let (server, port) = (&nginx.server, nginx.port);
 
     // Two requests on one keep-alive connection: a file and a 404.
     let base = format!("https://127.0.0.1:{port}");
