@@ -210,6 +210,22 @@ service_rules:
         assert_eq!(line, 2);
     }
 
+    /// The README's examples are valid configs (the README stays true).
+    #[test]
+    fn the_readme_examples_parse() {
+        let readme = include_str!("../../../README.md");
+        let block = |fence: &str| {
+            let start = readme.find(fence).expect("example in the README") + fence.len();
+            let end = start + readme[start..].find("```").expect("closing fence");
+            readme[start..end].to_string()
+        };
+        let toml = FileConfig::from_toml(&block("```toml\n")).expect("README TOML example");
+        assert_eq!(toml.service_rules.len(), 2);
+        assert_eq!(toml.identity.host_name.as_deref(), Some("edge-1"));
+        let yaml = FileConfig::from_yaml(&block("```yaml\n")).expect("README YAML example");
+        assert_eq!(yaml.service_rules[0].name, "orders");
+    }
+
     #[test]
     fn load_names_the_file_and_resolves_the_kubeconfig() {
         let dir = std::env::temp_dir().join(format!("sightline-config-{}", std::process::id()));
