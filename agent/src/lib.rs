@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod findings;
 pub mod identity;
+pub mod inventory;
 pub mod pipeline;
 pub mod probes;
 pub mod protocol;
