@@ -96,6 +96,8 @@ pub struct ApiCall {
     pub tls: Option<TlsLibrary>,
     /// The server name (SNI) of the connection's TLS ClientHello, when seen.
     pub tls_server_name: Option<Arc<str>>,
+    /// The route template (`http.route`), set by the inventory.
+    pub route: Option<Arc<str>>,
 }
 
 impl ApiCall {
@@ -178,6 +180,7 @@ pub mod tests {
             joined_midstream: false,
             tls: None,
             tls_server_name: None,
+            route: None,
         }
     }
 }

@@ -39,7 +39,26 @@ pub enum Command {
     /// Show which processes' TLS traffic is captured, through which library, or why not (read
     /// from the running agent's coverage report).
     Tls(TlsArgs),
+    /// Show the API inventory: every endpoint seen, per service (read from the agent's
+    /// database; works while it runs).
+    Inventory(InventoryArgs),
 }
+
+#[derive(Clone, Debug, Args)]
+pub struct InventoryArgs {
+    /// The agent's inventory database (its --inventory-db).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub db: PathBuf,
+    /// Only this service's endpoints (`service.name`, or the host of an API called).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+/// Where the agent keeps its inventory unless told otherwise.
+pub const DEFAULT_INVENTORY_DB: &str = "/var/lib/sightline/inventory.sqlite";
 
 #[derive(Clone, Debug, Args)]
 pub struct TlsArgs {
@@ -117,6 +136,12 @@ pub struct RunArgs {
     /// Seconds a TLS library stays probed after the last process mapping it is gone.
     #[arg(long, default_value_t = 600)]
     pub tls_detach_after_secs: u64,
+    /// The API inventory's SQLite database (kept across restarts).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub inventory_db: PathBuf,
+    /// Keep no inventory (calls then have no `http.route`).
+    #[arg(long)]
+    pub no_inventory: bool,
 }
 
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
@@ -169,6 +194,7 @@ impl RunArgs {
                 detach_after: std::time::Duration::from_secs(self.tls_detach_after_secs),
                 ..AttachConfig::default()
             }),
+            inventory_db: (!self.no_inventory).then_some(self.inventory_db),
             file,
         })
     }

@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from),
         Some(Command::Run(args)) => run(args),
         Some(Command::Tls(args)) => tls_report(&args),
+        Some(Command::Inventory(args)) => inventory(&args),
         None => run(cli.run),
     };
     match result {
@@ -64,6 +65,24 @@ fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
             let running = std::path::Path::new(&format!("/proc/{}", coverage.agent_pid)).exists();
             report::render_table(&coverage, args.all, running)
         }
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `sightline inventory`: prints the stored API inventory.
+fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
+    use sightline::inventory::{report, store::Store};
+    use std::io::Write as _;
+    let endpoints = report::selected(
+        Store::open_read_only(&args.db)?.load()?,
+        args.service.as_deref(),
+    );
+    let text = match args.format {
+        sightline::cli::ReportFormat::Json => {
+            serde_json::to_string_pretty(&report::to_json(&endpoints))? + "\n"
+        }
+        sightline::cli::ReportFormat::Table => report::render_table(&endpoints),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

@@ -18,6 +18,7 @@ use crate::{
         kubernetes::{self, KubeError, KubeOptions, KubeStore},
         resolver::{Resolver, ResolverConfig},
     },
+    inventory::{InventoryLimits, store::StoreError, writer::InventoryStage},
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{self, Sink, json::JsonLines, terminal::Terminal},
     stats::Stats,
@@ -42,6 +43,8 @@ pub enum PipelineError {
     Reader(#[source] std::io::Error),
     #[error(transparent)]
     Kubernetes(#[from] KubeError),
+    #[error(transparent)]
+    Inventory(#[from] StoreError),
 }
 
 /// How often idle connections are swept and counters logged.
@@ -52,6 +55,14 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let stats = Arc::new(Stats::default());
     let sinks = open_sinks(&config)?;
     let (resolver, kube, watchers) = start_identity(&config, &stats).await?;
+    let inventory = match &config.inventory_db {
+        Some(path) => Some(InventoryStage::start(
+            path,
+            InventoryLimits::default(),
+            stats.clone(),
+        )?),
+        None => None,
+    };
     let dump = match &config.dump_events {
         Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
         None => None,
@@ -94,6 +105,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
             tracker,
             resolver,
             kube,
+            inventory,
         },
         dump,
         attacher.clone(),
@@ -211,6 +223,7 @@ struct Stages {
     tracker: Tracker,
     resolver: Resolver,
     kube: Option<Arc<KubeStore>>,
+    inventory: Option<InventoryStage>,
 }
 
 /// The tracker and identity stages: events in, calls out. Ends when the reader ends (its
@@ -227,6 +240,7 @@ async fn process(
         mut tracker,
         mut resolver,
         kube,
+        mut inventory,
     } = stages;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut out = Vec::new();
@@ -254,6 +268,9 @@ async fn process(
             }
             _ = sweep.tick() => {
                 tracker.sweep(Clock::now_monotonic(), &mut out);
+                if let Some(inventory) = inventory.as_mut() {
+                    inventory.flush();
+                }
                 if let Some(kube) = &kube {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -264,6 +281,9 @@ async fn process(
         }
         for mut call in out.drain(..) {
             resolver.resolve(&mut call);
+            if let Some(inventory) = inventory.as_mut() {
+                inventory.observe(&mut call);
+            }
             if calls.try_send(call).is_err() {
                 Stats::inc(&stats.sink_queue_full);
             }
@@ -271,6 +291,9 @@ async fn process(
     }
     if let Some(dump) = dump.as_mut() {
         let _ = dump.flush();
+    }
+    if let Some(inventory) = inventory {
+        tokio::task::block_in_place(|| inventory.finish());
     }
 }
 

@@ -77,6 +77,10 @@ counters! {
     k8s_objects_dropped,
     /// Address claims not kept because the address table was at its cap.
     k8s_addresses_dropped,
+    /// Calls counted under an overflow route (a route tree or the endpoint table was full).
+    inventory_overflow,
+    /// Inventory writes to the database that failed (retried at the next flush).
+    inventory_store_errors,
     /// Call ends whose cgroup id could not be resolved to a path (named without container,
     /// pod or unit).
     cgroups_unresolved,

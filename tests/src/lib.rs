@@ -54,13 +54,20 @@ impl Agent {
             "{} is missing: build it (cargo build -p sightline)",
             binary.display()
         );
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--output", "json", "--output-file"])
             .arg(dir.path().join("calls.jsonl"))
             .arg("--dump-events")
             .arg(dir.path().join("events.jsonl"))
             .arg("--tls-report")
-            .arg(dir.path().join("tls.json"))
+            .arg(dir.path().join("tls.json"));
+        if !extra_args.contains(&"--inventory-db") {
+            command
+                .arg("--inventory-db")
+                .arg(dir.path().join("inventory.sqlite"));
+        }
+        let child = command
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -91,6 +98,21 @@ impl Agent {
     /// Every call written so far.
     pub fn calls(&self) -> Vec<Value> {
         read_json_lines(&self.dir.path().join("calls.jsonl"))
+    }
+
+    /// The inventory as `sightline inventory --format json` prints it from `db`.
+    pub fn inventory(db: &Path) -> Vec<Value> {
+        let out = Command::new(agent_binary())
+            .args(["inventory", "--format", "json", "--db"])
+            .arg(db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sightline inventory: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     /// Every event dumped so far.

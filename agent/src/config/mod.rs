@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub proc_root: String,
     /// TLS plaintext capture through uprobes; `None` when turned off.
     pub tls: Option<crate::tls::AttachConfig>,
+    /// The inventory's database; `None`: no inventory.
+    pub inventory_db: Option<PathBuf>,
     /// From the config file (defaults without one).
     pub file: file::FileConfig,
 }

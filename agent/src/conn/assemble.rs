@@ -99,5 +99,6 @@ pub fn api_call(
         joined_midstream: !conn.seen_open,
         tls: conn.tls,
         tls_server_name: conn.tls_server_name.clone(),
+        route: None,
     }
 }

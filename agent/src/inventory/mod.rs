@@ -1,5 +1,300 @@
-//! The API inventory: which endpoints each service serves and calls, learnt from traffic.
-//! `segment` classifies path segments and `template` turns paths into route templates.
+//! The API inventory: which endpoints each service serves, and which APIs off this host it
+//! calls, learnt from traffic. `segment` classifies path segments, `template` turns paths into
+//! route templates, `endpoint` keeps what is known of one endpoint, `store` keeps it all in
+//! SQLite across restarts.
+//!
+//! A call is counted once: at the server's end when the server is a process on this host,
+//! else at the client's end (an API this host calls). Each call gets its route template
+//! (`http.route`) here, for every sink.
 
+pub mod endpoint;
+pub mod report;
 pub mod segment;
+pub mod store;
 pub mod template;
+pub mod writer;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use endpoint::{Direction, EndpointKey, EndpointStats};
+use template::{OVERFLOW, RouteTree, TemplateLimits};
+
+use crate::{
+    call::{ApiCall, SpanKind},
+    sink::fields,
+    stats::Stats,
+};
+
+#[derive(Clone, Copy, Debug)]
+pub struct InventoryLimits {
+    /// Endpoints kept; past it new ones are counted under the API's overflow route.
+    pub max_endpoints: usize,
+    /// APIs (route trees) kept.
+    pub max_apis: usize,
+    pub templates: TemplateLimits,
+}
+
+impl Default for InventoryLimits {
+    fn default() -> Self {
+        Self {
+            max_endpoints: 50_000,
+            max_apis: 5_000,
+            templates: TemplateLimits::default(),
+        }
+    }
+}
+
+/// Whose route tree: an API and its direction.
+type ApiKey = (String, String, Direction);
+
+pub struct Inventory {
+    trees: HashMap<ApiKey, RouteTree>,
+    endpoints: HashMap<EndpointKey, EndpointStats>,
+    /// Endpoints changed since the last [`Inventory::take_changed`].
+    changed: HashSet<EndpointKey>,
+    limits: InventoryLimits,
+    stats: Arc<Stats>,
+}
+
+impl Inventory {
+    pub fn new(limits: InventoryLimits, stats: Arc<Stats>) -> Self {
+        Self {
+            trees: HashMap::new(),
+            endpoints: HashMap::new(),
+            changed: HashSet::new(),
+            limits,
+            stats,
+        }
+    }
+
+    /// Starts from what a previous run stored: the endpoints and their routes.
+    pub fn restore(&mut self, stored: Vec<(EndpointKey, EndpointStats)>) {
+        for (key, stats) in stored.into_iter().take(self.limits.max_endpoints) {
+            let api = (key.api.clone(), key.namespace.clone(), key.direction);
+            if let Some(tree) = self.tree(api) {
+                tree.learn_route(&key.route);
+            }
+            self.endpoints.insert(key, stats);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Counts `call` in its endpoint and sets its `route`.
+    pub fn observe(&mut self, call: &mut ApiCall) {
+        let Some((api, namespace, direction, client)) = owner(call) else {
+            return;
+        };
+        let Some(tree) = self.tree((api.clone(), namespace.clone(), direction)) else {
+            Stats::inc(&self.stats.inventory_overflow);
+            return;
+        };
+        let template = tree.template(&call.path);
+        let mut key = EndpointKey {
+            api,
+            namespace,
+            direction,
+            method: method(&call.method).to_string(),
+            route: template.route,
+        };
+        let full = self.endpoints.len() >= self.limits.max_endpoints;
+        if template.overflow || (full && !self.endpoints.contains_key(&key)) {
+            Stats::inc(&self.stats.inventory_overflow);
+            key.route = OVERFLOW.to_string();
+        }
+        call.route = Some(Arc::from(key.route.as_str()));
+        // Past the cap only overflow endpoints are added: at most one per API and method, and
+        // both are bounded (`max_apis`, [`METHODS`]).
+        self.endpoints
+            .entry(key.clone())
+            .or_default()
+            .record(call, &client);
+        self.changed.insert(key);
+    }
+
+    /// Keys whose statistics could not be written yet: written with the next batch.
+    pub fn requeue(&mut self, keys: impl IntoIterator<Item = EndpointKey>) {
+        self.changed.extend(keys);
+    }
+
+    /// The endpoints changed since the last call, with their current statistics.
+    pub fn take_changed(&mut self) -> Vec<(EndpointKey, EndpointStats)> {
+        self.changed
+            .drain()
+            .filter_map(|key| {
+                let stats = self.endpoints.get(&key)?.clone();
+                Some((key, stats))
+            })
+            .collect()
+    }
+
+    fn tree(&mut self, api: ApiKey) -> Option<&mut RouteTree> {
+        if !self.trees.contains_key(&api) && self.trees.len() >= self.limits.max_apis {
+            return None;
+        }
+        let limits = self.limits.templates;
+        Some(
+            self.trees
+                .entry(api)
+                .or_insert_with(|| RouteTree::new(limits)),
+        )
+    }
+}
+
+/// Methods kept as they are in the inventory; any other is `_OTHER` (as OpenTelemetry's
+/// `http.request.method`), so invented methods cannot grow it.
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+fn method(method: &str) -> &str {
+    if METHODS.contains(&method) {
+        method
+    } else {
+        "_OTHER"
+    }
+}
+
+/// Whose endpoint a call is (API, namespace, direction) and who called it, or `None` when the
+/// call is counted at its other end (the server is a process on this host and is seen there).
+fn owner(call: &ApiCall) -> Option<(String, String, Direction, String)> {
+    let local = call.local.identity.as_deref();
+    let peer = call.peer.identity.as_deref();
+    let name_of = |identity: Option<&crate::identity::Identity>, fallback: String| {
+        identity
+            .and_then(|i| i.service_name.as_deref())
+            .map_or(fallback, str::to_string)
+    };
+    let namespace_of = |identity: Option<&crate::identity::Identity>| {
+        identity
+            .and_then(|i| i.service_namespace.as_deref())
+            .unwrap_or("")
+            .to_string()
+    };
+    match call.kind {
+        SpanKind::Server => Some((
+            name_of(local, local_fallback(call)),
+            namespace_of(local),
+            Direction::Served,
+            name_of(peer, call.peer.address.ip().to_string()),
+        )),
+        SpanKind::Client if call.peer.process.is_some() => None,
+        SpanKind::Client => {
+            let (host, _) = fields::server_address(call);
+            Some((
+                name_of(peer, host),
+                namespace_of(peer),
+                Direction::Called,
+                name_of(local, local_fallback(call)),
+            ))
+        }
+    }
+}
+
+fn local_fallback(call: &ApiCall) -> String {
+    call.local.process.as_ref().map_or_else(
+        || call.local.address.to_string(),
+        |p| p.executable_name.to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::tests::sample;
+
+    fn inventory(max_endpoints: usize) -> Inventory {
+        Inventory::new(
+            InventoryLimits {
+                max_endpoints,
+                ..InventoryLimits::default()
+            },
+            Arc::new(Stats::default()),
+        )
+    }
+
+    #[test]
+    fn calls_are_counted_once_at_the_server_or_as_called_apis() {
+        let mut inv = inventory(100);
+        let mut served = sample();
+        inv.observe(&mut served);
+        assert_eq!(served.route.as_deref(), Some("/users/{id}"));
+
+        // A client call to a local process is counted at that process's end.
+        let mut to_local = sample();
+        to_local.kind = SpanKind::Client;
+        to_local.peer.process = to_local.local.process.clone();
+        inv.observe(&mut to_local);
+        assert_eq!(to_local.route, None);
+
+        // A client call to another host: an API this host calls, named by its Host.
+        let mut external = sample();
+        external.kind = SpanKind::Client;
+        external.path = "/v1/charges/ch_3MmlLrLkdIwHu7ix0snN0B15".into();
+        inv.observe(&mut external);
+        let keys: Vec<(String, Direction, String, String)> = inv
+            .take_changed()
+            .into_iter()
+            .map(|(k, _)| (k.api, k.direction, k.method, k.route))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    "api".into(),
+                    Direction::Served,
+                    "GET".into(),
+                    "/users/{id}".into()
+                ),
+                (
+                    "api.local".into(),
+                    Direction::Called,
+                    "GET".into(),
+                    "/v1/charges/{token}".into()
+                ),
+            ]
+        );
+        assert!(inv.take_changed().is_empty());
+    }
+
+    #[test]
+    fn the_endpoint_table_is_bounded_and_methods_are_normalised() {
+        let mut inv = inventory(2);
+        for path in ["/a", "/b", "/c", "/d"] {
+            let mut call = sample();
+            call.path = path.into();
+            call.method = "BREW".into();
+            inv.observe(&mut call);
+        }
+        let routes: std::collections::BTreeSet<(String, String)> = inv
+            .take_changed()
+            .into_iter()
+            .map(|(k, _)| (k.method, k.route))
+            .collect();
+        assert_eq!(
+            routes.into_iter().collect::<Vec<_>>(),
+            [
+                ("_OTHER".to_string(), "/a".to_string()),
+                ("_OTHER".to_string(), "/b".to_string()),
+                ("_OTHER".to_string(), OVERFLOW.to_string()),
+            ]
+        );
+        assert_eq!(
+            inv.stats
+                .inventory_overflow
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+}

@@ -167,6 +167,55 @@ impl RouteTree {
     }
 }
 
+impl RouteTree {
+    /// Learns a template written by [`RouteTree::template`] (from the store, after a restart),
+    /// so the same paths keep the same template. `{param…}` marks a promoted position.
+    pub fn learn_route(&mut self, route: &str) {
+        if route == OVERFLOW {
+            return;
+        }
+        let mut node = &mut self.root;
+        for segment in route.split('/').filter(|s| !s.is_empty()) {
+            if self.nodes >= self.limits.max_nodes {
+                return;
+            }
+            match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some("rest") => return,
+                Some(name) => {
+                    let kind = match name.trim_end_matches(|c: char| c.is_ascii_digit()) {
+                        "date" => SegmentKind::Date,
+                        "email" => SegmentKind::Email,
+                        "token" => SegmentKind::Token,
+                        "id" => SegmentKind::Integer,
+                        _ => {
+                            node.promoted = true;
+                            SegmentKind::Literal
+                        }
+                    };
+                    if node.param.is_none() {
+                        node.param = Some((kind, Box::default()));
+                        self.nodes += 1;
+                    }
+                    let Some((_, child)) = node.param.as_mut() else {
+                        return;
+                    };
+                    node = child;
+                }
+                None => {
+                    if !node.literals.contains_key(segment) {
+                        node.literals.insert(Box::from(segment), Node::default());
+                        self.nodes += 1;
+                    }
+                    let Some(child) = node.literals.get_mut(segment) else {
+                        return;
+                    };
+                    node = child;
+                }
+            }
+        }
+    }
+}
+
 /// Makes `node`'s position a parameter: its literal children are merged into the parameter
 /// child. Returns the tree's new node count.
 fn promote(node: &mut Node, nodes: usize) -> usize {
@@ -297,7 +346,11 @@ mod tests {
             }
         }
         assert!(t.nodes() <= 200, "{}", t.nodes());
-        assert_eq!(t.nodes(), t.root.count(), "the running count matches the tree");
+        assert_eq!(
+            t.nodes(),
+            t.root.count(),
+            "the running count matches the tree"
+        );
         // Promotion keeps the tree small enough that nothing overflowed here.
         assert_eq!(overflow, 0);
         assert_eq!(t.template("/w1/x2/y3").route, "/{param}/{param2}/{param3}");
@@ -317,6 +370,35 @@ mod tests {
             "/a1",
             "learnt paths keep their template"
         );
+    }
+
+    #[test]
+    fn learnt_routes_come_back_the_same_after_a_restart() {
+        let mut paths: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
+            .iter()
+            .map(|owner| format!("/api/{owner}/repos/7"))
+            .collect();
+        paths.extend(["/health".to_string(), "/api/a/repos/7/issues".to_string()]);
+        let mut before = tree();
+        let routes: Vec<String> = paths.iter().map(|p| before.template(p).route).collect();
+        let mut after = tree();
+        for route in &routes {
+            after.learn_route(route);
+        }
+        // The same templates as the tree they were learnt from gives now.
+        for path in &paths {
+            assert_eq!(
+                after.template(path).route,
+                before.template(path).route,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            after.template("/api/zzz/repos/9").route,
+            "/api/{param}/repos/{id}"
+        );
+        assert_eq!(after.template("/health").route, "/health");
+        assert_eq!(after.nodes(), after.root.count());
     }
 
     #[test]

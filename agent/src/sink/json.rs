@@ -53,6 +53,8 @@ struct JsonCall<'a> {
     tls_server_name: Option<&'a str>,
     #[serde(rename = "url.path")]
     path: &'a str,
+    #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
     query: Option<String>,
     #[serde(
@@ -174,6 +176,7 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         tls_library: call.tls.map(|l| l.name()),
         tls_server_name: call.tls_server_name.as_deref(),
         path: &call.path,
+        route: call.route.as_deref(),
         query: fields::safe_query(call),
         status: call.status,
         error: call.error.as_deref(),

@@ -1,0 +1,267 @@
+//! One endpoint of the inventory (an API, a direction, a method and a route template) and what
+//! is known of it: when it was seen, how often, with which status classes, how fast, which
+//! content types and authentication schemes, by which clients, over TLS or not. Every set is
+//! bounded; nothing here ever holds a header value or a body.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{call::ApiCall, findings::redact};
+
+/// Distinct values kept per set (content types, schemes); past it, `…` is added once.
+const MAX_SET: usize = 16;
+/// Distinct clients kept per endpoint; past it they are only counted as more.
+pub const MAX_CLIENTS: usize = 64;
+/// Latency histogram: bucket `i` holds durations below 2^(i+10) ns (1 µs .. ~35 min).
+pub const LATENCY_BUCKETS: usize = 32;
+
+/// Whose API an endpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A local service serves it.
+    Served,
+    /// A local service calls it on a server this host does not run (another host, an
+    /// external API).
+    Called,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Served => "served",
+            Self::Called => "called",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "served" => Some(Self::Served),
+            "called" => Some(Self::Called),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointKey {
+    /// The service that serves the API (`service.name`), or for called APIs without a known
+    /// service, the host the client asked for.
+    pub api: String,
+    /// Its `service.namespace`, empty when none.
+    pub namespace: String,
+    pub direction: Direction,
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    pub first_seen_unix_nano: u64,
+    pub last_seen_unix_nano: u64,
+    pub calls: u64,
+    /// Calls by status class: 1xx, 2xx, 3xx, 4xx, 5xx, and no response.
+    pub status_classes: [u64; 6],
+    pub duration_sum_ns: u64,
+    pub duration_max_ns: u64,
+    pub duration_histogram: Vec<u64>,
+    pub request_content_types: BTreeSet<String>,
+    pub response_content_types: BTreeSet<String>,
+    /// `bearer`, `basic`, `api-key-header`, `api-key-query`, `cookie`, `none`, ...
+    pub auth_schemes: BTreeSet<String>,
+    /// The other ends: their service names, else addresses.
+    pub clients: BTreeSet<String>,
+    /// Clients past [`MAX_CLIENTS`] were seen.
+    pub more_clients: bool,
+    pub tls_calls: u64,
+}
+
+impl EndpointStats {
+    /// Adds one call; `client` names the calling end.
+    pub fn record(&mut self, call: &ApiCall, client: &str) {
+        if self.calls == 0 || call.start_unix_ns < self.first_seen_unix_nano {
+            self.first_seen_unix_nano = call.start_unix_ns;
+        }
+        self.last_seen_unix_nano = self.last_seen_unix_nano.max(call.start_unix_ns);
+        self.calls += 1;
+        let class = match call.status {
+            Some(status @ 100..=599) => usize::from(status / 100) - 1,
+            _ => 5,
+        };
+        self.status_classes[class] += 1;
+        let duration = call.duration_ns();
+        self.duration_sum_ns = self.duration_sum_ns.saturating_add(duration);
+        self.duration_max_ns = self.duration_max_ns.max(duration);
+        if self.duration_histogram.len() != LATENCY_BUCKETS {
+            self.duration_histogram = vec![0; LATENCY_BUCKETS];
+        }
+        self.duration_histogram[latency_bucket(duration)] += 1;
+        if let Some(kind) = content_type(&call.request_headers) {
+            insert_bounded(&mut self.request_content_types, kind);
+        }
+        if let Some(kind) = content_type(&call.response_headers) {
+            insert_bounded(&mut self.response_content_types, kind);
+        }
+        for scheme in auth_schemes(call) {
+            insert_bounded(&mut self.auth_schemes, scheme.to_string());
+        }
+        if !self.clients.contains(client) {
+            if self.clients.len() < MAX_CLIENTS {
+                self.clients.insert(client.to_string());
+            } else {
+                self.more_clients = true;
+            }
+        }
+        if call.tls.is_some() {
+            self.tls_calls += 1;
+        }
+    }
+
+    /// The duration below which `quantile` (0..1) of the calls were, from the histogram (an
+    /// upper bound: the end of the bucket).
+    pub fn duration_quantile_ns(&self, quantile: f64) -> Option<u64> {
+        let total: u64 = self.duration_histogram.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let wanted = (quantile * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.duration_histogram.iter().enumerate() {
+            seen += n;
+            if seen >= wanted {
+                return Some((1u64 << (i + 10)).min(self.duration_max_ns.max(1)));
+            }
+        }
+        Some(self.duration_max_ns)
+    }
+}
+
+fn latency_bucket(duration_ns: u64) -> usize {
+    let bits = 64 - duration_ns.leading_zeros() as usize; // 2^(bits-1) <= d < 2^bits
+    bits.saturating_sub(10).min(LATENCY_BUCKETS - 1)
+}
+
+fn insert_bounded(set: &mut BTreeSet<String>, value: String) {
+    if set.len() < MAX_SET || set.contains(&value) {
+        set.insert(value);
+    } else {
+        set.insert("…".to_string());
+    }
+}
+
+/// The media type of a Content-Type header, without parameters, lower case.
+fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<String> {
+    let header = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))?;
+    let value = String::from_utf8_lossy(&header.value);
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    let valid = !media.is_empty()
+        && media.len() <= 100
+        && media
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/+-._".contains(&b));
+    valid.then_some(media)
+}
+
+/// The authentication schemes a request carries (names only, never values).
+pub fn auth_schemes(call: &ApiCall) -> Vec<&'static str> {
+    let mut schemes = Vec::new();
+    for header in &call.request_headers {
+        let name = header.name.to_ascii_lowercase();
+        match name.as_str() {
+            "authorization" | "proxy-authorization" => {
+                let value = String::from_utf8_lossy(&header.value);
+                let scheme = value
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                schemes.push(match scheme.as_str() {
+                    "bearer" => "bearer",
+                    "basic" => "basic",
+                    "digest" => "digest",
+                    "negotiate" => "negotiate",
+                    "aws4-hmac-sha256" => "aws-sigv4",
+                    _ => "authorization-other",
+                });
+            }
+            "cookie" => schemes.push("cookie"),
+            _ if redact::is_secret_name(&name) => schemes.push("api-key-header"),
+            _ => {}
+        }
+    }
+    if call.query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .any(|(name, value)| !value.is_empty() && redact::is_secret_name(name))
+    }) {
+        schemes.push("api-key-query");
+    }
+    if schemes.is_empty() {
+        schemes.push("none");
+    }
+    schemes.sort_unstable();
+    schemes.dedup();
+    schemes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{call::tests::sample, protocol::http1::Header};
+
+    #[test]
+    fn records_calls_without_values() {
+        let mut stats = EndpointStats::default();
+        let mut call = sample();
+        call.response_headers = vec![Header {
+            name: "Content-Type".into(),
+            value: b"application/json; charset=utf-8".to_vec(),
+        }];
+        stats.record(&call, "web");
+        call.status = Some(503);
+        call.start_unix_ns -= 5;
+        call.request_headers = vec![];
+        call.query = None;
+        stats.record(&call, "web");
+        call.status = None;
+        stats.record(&call, "cart");
+        assert_eq!(stats.calls, 3);
+        assert_eq!(stats.status_classes, [0, 1, 0, 0, 1, 1]);
+        assert_eq!(stats.first_seen_unix_nano, sample().start_unix_ns - 5);
+        assert_eq!(stats.last_seen_unix_nano, sample().start_unix_ns);
+        assert_eq!(
+            stats.response_content_types.iter().collect::<Vec<_>>(),
+            ["application/json"]
+        );
+        // The sample has a Bearer token and api_key in the query.
+        assert_eq!(
+            stats.auth_schemes.iter().collect::<Vec<_>>(),
+            ["api-key-query", "bearer", "none"]
+        );
+        assert_eq!(stats.clients.iter().collect::<Vec<_>>(), ["cart", "web"]);
+        let text = serde_json::to_string(&stats).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn latency_quantiles_and_bounded_sets() {
+        let mut stats = EndpointStats::default();
+        let mut call = sample();
+        for i in 0..100u64 {
+            call.end_unix_ns = call.start_unix_ns + 1_000 * (i + 1); // 1..100 µs
+            stats.record(&call, &format!("client-{i}"));
+        }
+        let p50 = stats.duration_quantile_ns(0.5).unwrap();
+        assert!((50_000..=65_536).contains(&p50), "{p50}");
+        assert_eq!(stats.duration_quantile_ns(1.0), Some(100_000));
+        assert_eq!(stats.clients.len(), MAX_CLIENTS);
+        assert!(stats.more_clients);
+        for i in 0..40 {
+            insert_bounded(&mut stats.request_content_types, format!("type/{i}"));
+        }
+        assert_eq!(stats.request_content_types.len(), MAX_SET + 1);
+    }
+}

@@ -1,0 +1,93 @@
+//! `sightline inventory`: the stored endpoints as a table for people or as JSON.
+
+use serde_json::{Value, json};
+
+use super::endpoint::{EndpointKey, EndpointStats};
+
+/// The endpoints of `service` (all when `None`), in the order stored.
+pub fn selected(
+    endpoints: Vec<(EndpointKey, EndpointStats)>,
+    service: Option<&str>,
+) -> Vec<(EndpointKey, EndpointStats)> {
+    endpoints
+        .into_iter()
+        .filter(|(key, _)| service.is_none_or(|s| key.api == s))
+        .collect()
+}
+
+fn rfc3339(unix_ns: u64) -> String {
+    humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns),
+    )
+    .to_string()
+}
+
+/// One JSON object per endpoint.
+pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)]) -> Value {
+    Value::Array(
+        endpoints
+            .iter()
+            .map(|(key, s)| {
+                let [s1, s2, s3, s4, s5, none] = s.status_classes;
+                json!({
+                    "api": key.api,
+                    "namespace": key.namespace,
+                    "direction": key.direction.name(),
+                    "method": key.method,
+                    "route": key.route,
+                    "first_seen": rfc3339(s.first_seen_unix_nano),
+                    "last_seen": rfc3339(s.last_seen_unix_nano),
+                    "calls": s.calls,
+                    "status": {"1xx": s1, "2xx": s2, "3xx": s3, "4xx": s4, "5xx": s5, "none": none},
+                    "duration_ms": {
+                        "mean": s.duration_sum_ns as f64 / s.calls.max(1) as f64 / 1e6,
+                        "p50_at_most": s.duration_quantile_ns(0.5).map(|n| n as f64 / 1e6),
+                        "p95_at_most": s.duration_quantile_ns(0.95).map(|n| n as f64 / 1e6),
+                        "max": s.duration_max_ns as f64 / 1e6,
+                    },
+                    "request_content_types": s.request_content_types,
+                    "response_content_types": s.response_content_types,
+                    "auth_schemes": s.auth_schemes,
+                    "clients": s.clients,
+                    "more_clients": s.more_clients,
+                    "tls_calls": s.tls_calls,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A readable table.
+pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)]) -> String {
+    let mut out = format!(
+        "{:<24} {:<7} {:<7} {:<40} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}\n",
+        "API", "DIR", "METHOD", "ROUTE", "CALLS", "2XX", "4XX", "5XX", "P95", "AUTH", "CLIENTS"
+    );
+    for (key, s) in endpoints {
+        let api = if key.namespace.is_empty() {
+            key.api.clone()
+        } else {
+            format!("{}/{}", key.namespace, key.api)
+        };
+        let p95 = s
+            .duration_quantile_ns(0.95)
+            .map_or("-".to_string(), |n| format!("{:.1}ms", n as f64 / 1e6));
+        let auth: Vec<&str> = s.auth_schemes.iter().map(String::as_str).collect();
+        let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
+        out.push_str(&format!(
+            "{api:<24} {:<7} {:<7} {:<40} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}{}\n",
+            key.direction.name(),
+            key.method,
+            key.route,
+            s.calls,
+            s.status_classes[1],
+            s.status_classes[3],
+            s.status_classes[4],
+            p95,
+            auth.join(","),
+            clients.join(","),
+            if s.more_clients { ",…" } else { "" },
+        ));
+    }
+    out
+}

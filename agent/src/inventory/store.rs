@@ -1,0 +1,266 @@
+//! The inventory on disk: one SQLite database (WAL, so `sightline inventory` and the sqlite3
+//! shell can read it while the agent writes), one row per endpoint, upserted with the
+//! endpoint's cumulative statistics. The schema is documented in the README; sets are JSON
+//! arrays of strings. Its size is bounded by the inventory's endpoint cap.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::endpoint::{Direction, EndpointKey, EndpointStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the inventory database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("creating {path}: {source}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("inventory database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("inventory database: bad JSON in a row: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Version of the schema below; a database with another version is refused, not guessed at.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS endpoints (
+    api TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    first_seen_unix_nano INTEGER NOT NULL,
+    last_seen_unix_nano INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    status_1xx INTEGER NOT NULL,
+    status_2xx INTEGER NOT NULL,
+    status_3xx INTEGER NOT NULL,
+    status_4xx INTEGER NOT NULL,
+    status_5xx INTEGER NOT NULL,
+    status_none INTEGER NOT NULL,
+    duration_sum_ns INTEGER NOT NULL,
+    duration_max_ns INTEGER NOT NULL,
+    duration_histogram TEXT NOT NULL,
+    request_content_types TEXT NOT NULL,
+    response_content_types TEXT NOT NULL,
+    auth_schemes TEXT NOT NULL,
+    clients TEXT NOT NULL,
+    more_clients INTEGER NOT NULL,
+    tls_calls INTEGER NOT NULL,
+    PRIMARY KEY (api, namespace, direction, method, route)
+);
+";
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating it and its directory when missing) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        } else if version != SCHEMA_VERSION {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "schema version {version}, this agent knows {SCHEMA_VERSION}"
+                )),
+            });
+        }
+        Ok(Self { conn })
+    }
+
+    /// Opens an existing database read-only (the CLI, while the agent may be writing).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            },
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Every endpoint stored.
+    pub fn load(&self) -> Result<Vec<(EndpointKey, EndpointStats)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT api, namespace, direction, method, route, first_seen_unix_nano,
+                    last_seen_unix_nano, calls, status_1xx, status_2xx, status_3xx, status_4xx,
+                    status_5xx, status_none, duration_sum_ns, duration_max_ns,
+                    duration_histogram, request_content_types, response_content_types,
+                    auth_schemes, clients, more_clients, tls_calls
+             FROM endpoints ORDER BY api, namespace, direction, route, method",
+        )?;
+        let rows = statement.query_map([], |r| {
+            let direction: String = r.get(2)?;
+            let texts: [String; 5] = [r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?];
+            Ok((
+                EndpointKey {
+                    api: r.get(0)?,
+                    namespace: r.get(1)?,
+                    direction: Direction::parse(&direction).unwrap_or(Direction::Served),
+                    method: r.get(3)?,
+                    route: r.get(4)?,
+                },
+                [
+                    r.get::<_, i64>(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                    r.get(14)?,
+                    r.get(15)?,
+                    r.get(21)?,
+                    r.get(22)?,
+                ],
+                texts,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, n, texts) = row?;
+            let n: Vec<u64> = n.iter().map(|v| *v as u64).collect();
+            let stats = EndpointStats {
+                first_seen_unix_nano: n[0],
+                last_seen_unix_nano: n[1],
+                calls: n[2],
+                status_classes: [n[3], n[4], n[5], n[6], n[7], n[8]],
+                duration_sum_ns: n[9],
+                duration_max_ns: n[10],
+                duration_histogram: serde_json::from_str(&texts[0])?,
+                request_content_types: serde_json::from_str(&texts[1])?,
+                response_content_types: serde_json::from_str(&texts[2])?,
+                auth_schemes: serde_json::from_str(&texts[3])?,
+                clients: serde_json::from_str(&texts[4])?,
+                more_clients: n[11] != 0,
+                tls_calls: n[12],
+            };
+            out.push((key, stats));
+        }
+        Ok(out)
+    }
+
+    /// Writes the endpoints' current statistics, in one transaction.
+    pub fn save(&mut self, endpoints: &[(EndpointKey, EndpointStats)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                 ON CONFLICT (api, namespace, direction, method, route) DO UPDATE SET
+                    first_seen_unix_nano = excluded.first_seen_unix_nano,
+                    last_seen_unix_nano = excluded.last_seen_unix_nano,
+                    calls = excluded.calls,
+                    status_1xx = excluded.status_1xx, status_2xx = excluded.status_2xx,
+                    status_3xx = excluded.status_3xx, status_4xx = excluded.status_4xx,
+                    status_5xx = excluded.status_5xx, status_none = excluded.status_none,
+                    duration_sum_ns = excluded.duration_sum_ns,
+                    duration_max_ns = excluded.duration_max_ns,
+                    duration_histogram = excluded.duration_histogram,
+                    request_content_types = excluded.request_content_types,
+                    response_content_types = excluded.response_content_types,
+                    auth_schemes = excluded.auth_schemes, clients = excluded.clients,
+                    more_clients = excluded.more_clients, tls_calls = excluded.tls_calls",
+            )?;
+            for (key, s) in endpoints {
+                let c = s.status_classes.map(|n| n as i64);
+                statement.execute(params![
+                    key.api,
+                    key.namespace,
+                    key.direction.name(),
+                    key.method,
+                    key.route,
+                    s.first_seen_unix_nano as i64,
+                    s.last_seen_unix_nano as i64,
+                    s.calls as i64,
+                    c[0],
+                    c[1],
+                    c[2],
+                    c[3],
+                    c[4],
+                    c[5],
+                    s.duration_sum_ns as i64,
+                    s.duration_max_ns as i64,
+                    serde_json::to_string(&s.duration_histogram)?,
+                    serde_json::to_string(&s.request_content_types)?,
+                    serde_json::to_string(&s.response_content_types)?,
+                    serde_json::to_string(&s.auth_schemes)?,
+                    serde_json::to_string(&s.clients)?,
+                    i64::from(s.more_clients),
+                    s.tls_calls as i64,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_survive_a_reopen_and_upserts_replace() {
+        let dir = tempfile_dir();
+        let path = dir.join("inventory.sqlite");
+        let key = EndpointKey {
+            api: "orders".into(),
+            namespace: "shop".into(),
+            direction: Direction::Served,
+            method: "GET".into(),
+            route: "/orders/{id}".into(),
+        };
+        let mut stats = EndpointStats::default();
+        stats.record(&crate::call::tests::sample(), "web");
+        let mut store = Store::open(&path).unwrap();
+        store.save(&[(key.clone(), stats.clone())]).unwrap();
+        stats.record(&crate::call::tests::sample(), "cart");
+        store.save(&[(key.clone(), stats.clone())]).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load().unwrap(), vec![(key.clone(), stats.clone())]);
+        let read_only = Store::open_read_only(&path).unwrap();
+        assert_eq!(read_only.load().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "sightline-store-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,129 @@
+//! The API inventory from real traffic: route templates, per-endpoint statistics, the SQLite
+//! database (read by Python's sqlite3, not by our code) and its survival across a restart.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use sightline_tests::{Agent, calls_on_port, curl, keepalive_server};
+
+/// (method, route) -> the endpoint's JSON object.
+fn endpoint<'a>(inventory: &'a [Value], method: &str, route: &str) -> &'a Value {
+    let found: Vec<&Value> = inventory
+        .iter()
+        .filter(|e| e["method"] == method && e["route"] == route)
+        .collect();
+    assert_eq!(found.len(), 1, "{method} {route} in {inventory:#?}");
+    found[0]
+}
+
+#[test]
+fn endpoints_are_templated_counted_and_kept_across_restarts() {
+    let (server, port) = keepalive_server();
+    let api = server.executable_name();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("inventory.sqlite");
+    let db_arg = db.to_str().unwrap().to_string();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut agent = Agent::start(&["--inventory-db", &db_arg]);
+    for path in ["/users/1", "/users/2", "/users/3", "/health", "/missing/7"] {
+        curl(&[&format!("{base}{path}"), "-o", "/dev/null"]);
+    }
+    curl(&[
+        "-H",
+        "Authorization: Bearer inventory-s3cr3t",
+        &format!("{base}/users/4"),
+    ]);
+    curl(&["-d", "name=x", &format!("{base}/users")]);
+    agent.wait_for_calls("seven server calls", |c| {
+        calls_on_port(c, "server", port).len() == 7
+    });
+    agent.stop();
+    let calls = agent.calls();
+    let routes: Vec<(&str, &str)> = calls_on_port(&calls, "server", port)
+        .iter()
+        .map(|c| {
+            (
+                c["url.path"].as_str().unwrap(),
+                c["http.route"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("/users/1", "/users/{id}"),
+            ("/users/2", "/users/{id}"),
+            ("/users/3", "/users/{id}"),
+            ("/health", "/health"),
+            ("/missing/7", "/missing/{id}"),
+            ("/users/4", "/users/{id}"),
+            ("/users", "/users"),
+        ]
+    );
+
+    let inventory = Agent::inventory(&db);
+    // Counted once, at the server (curl is a local process: no "called" entries).
+    assert_eq!(inventory.len(), 4, "{inventory:#?}");
+    assert!(
+        inventory
+            .iter()
+            .all(|e| e["api"] == api.as_str() && e["direction"] == "served")
+    );
+    let users = endpoint(&inventory, "GET", "/users/{id}");
+    assert_eq!(users["calls"], 4);
+    assert_eq!(users["status"]["2xx"], 4);
+    assert_eq!(users["clients"], serde_json::json!(["curl"]));
+    assert_eq!(users["auth_schemes"], serde_json::json!(["bearer", "none"]));
+    assert_eq!(
+        users["response_content_types"],
+        serde_json::json!(["text/plain"])
+    );
+    assert_eq!(users["tls_calls"], 0);
+    assert_eq!(endpoint(&inventory, "GET", "/health")["calls"], 1);
+    let missing = endpoint(&inventory, "GET", "/missing/{id}");
+    assert_eq!(missing["status"]["4xx"], 1);
+    let post = endpoint(&inventory, "POST", "/users");
+    assert_eq!(post["status"]["2xx"], 1);
+    assert_eq!(
+        post["request_content_types"],
+        serde_json::json!(["application/x-www-form-urlencoded"])
+    );
+    let first_seen = users["first_seen"].clone();
+
+    // A restart keeps the inventory, and the same paths the same templates.
+    let mut agent = Agent::start(&["--inventory-db", &db_arg]);
+    curl(&[&format!("{base}/users/5"), "-o", "/dev/null"]);
+    agent.wait_for_calls("the call after the restart", |c| {
+        calls_on_port(c, "server", port).len() == 1
+    });
+    agent.stop();
+    assert_eq!(
+        calls_on_port(&agent.calls(), "server", port)[0]["http.route"],
+        "/users/{id}"
+    );
+    let inventory = Agent::inventory(&db);
+    let users = endpoint(&inventory, "GET", "/users/{id}");
+    assert_eq!(users["calls"], 5);
+    assert_eq!(users["first_seen"], first_seen);
+
+    // The database is plain SQLite with the documented columns (read here by Python's sqlite3).
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             print(c.execute(\"SELECT method, route, calls, status_2xx FROM endpoints \
+             WHERE route='/users/{id}'\").fetchall())",
+            &db_arg,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[('GET', '/users/{id}', 5, 5)]",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No credential reaches the database.
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains("inventory-s3cr3t"));
+}
