@@ -74,15 +74,18 @@ fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
 fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
     use sightline::inventory::{report, store::Store};
     use std::io::Write as _;
-    let endpoints = report::selected(
-        Store::open_read_only(&args.db)?.load()?,
-        args.service.as_deref(),
-    );
+    let store = Store::open_read_only(&args.db)?;
+    let endpoints = report::selected(store.load()?, args.service.as_deref());
+    let unused: Vec<report::Unused> = store
+        .unused_operations()?
+        .into_iter()
+        .filter(|(api, ..)| args.service.as_deref().is_none_or(|s| s == api))
+        .collect();
     let text = match args.format {
         sightline::cli::ReportFormat::Json => {
-            serde_json::to_string_pretty(&report::to_json(&endpoints))? + "\n"
+            serde_json::to_string_pretty(&report::to_json(&endpoints, &unused))? + "\n"
         }
-        sightline::cli::ReportFormat::Table => report::render_table(&endpoints),
+        sightline::cli::ReportFormat::Table => report::render_table(&endpoints, &unused),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

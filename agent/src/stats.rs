@@ -79,8 +79,10 @@ counters! {
     k8s_addresses_dropped,
     /// Calls counted under an overflow route (a route tree or the endpoint table was full).
     inventory_overflow,
-    /// Inventory writes to the database that failed (retried at the next flush).
+    /// Inventory writes to the database that failed.
     inventory_store_errors,
+    /// API specs that could not be loaded (each logged with its file and place).
+    inventory_spec_errors,
     /// Call ends whose cgroup id could not be resolved to a path (named without container,
     /// pod or unit).
     cgroups_unresolved,

@@ -127,3 +127,127 @@ fn endpoints_are_templated_counted_and_kept_across_restarts() {
     let bytes = std::fs::read(&db).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("inventory-s3cr3t"));
 }
+
+#[test]
+fn endpoints_are_classified_against_the_specs_with_one_finding_each() {
+    let (server, port) = keepalive_server();
+    let api = server.executable_name();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        "openapi: 3.0.3\ninfo: {title: shop, version: '1'}\nservers: [{url: /api}]\npaths:\n\
+         \x20 /users/{userId}:\n    get: {responses: {'200': {description: ok}}}\n\
+         \x20 /users:\n    post: {responses: {'201': {description: created}}}\n\
+         \x20 /orders/{orderId}:\n    get: {deprecated: true, responses: {'200': {description: ok}}}\n\
+         \x20 /reports:\n    get: {responses: {'200': {description: ok}}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("legacy.json"),
+        r#"{"swagger": "2.0", "info": {"title": "legacy", "version": "0"}, "basePath": "/v0",
+            "paths": {"/legacy": {"get": {"responses": {"200": {"description": "ok"}}}}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "openapi: 3.0.3\npaths:\n  /x: {get: [}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("sightline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[api_specs]]\npath = \"shop.yaml\"\nservice = {api:?}\n\n\
+             [[api_specs]]\npath = \"legacy.json\"\nservice = {api:?}\nretired = true\n\n\
+             [[api_specs]]\npath = \"broken.yaml\"\nservice = {api:?}\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("inventory.sqlite");
+    let mut agent = Agent::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--inventory-db",
+        db.to_str().unwrap(),
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    for path in [
+        "/api/users/1",
+        "/api/users/2",
+        "/api/orders/9",
+        "/api/orders/10",
+        "/api/admin/export",
+        "/api/admin/export",
+        "/v0/legacy",
+    ] {
+        curl(&[&format!("{base}{path}"), "-o", "/dev/null"]);
+    }
+    curl(&[
+        "-d",
+        "name=x",
+        &format!("{base}/api/users"),
+        "-o",
+        "/dev/null",
+    ]);
+    curl(&[
+        "-X",
+        "DELETE",
+        &format!("{base}/api/users/3"),
+        "-o",
+        "/dev/null",
+    ]);
+    agent.wait_for_calls("nine server calls", |c| {
+        calls_on_port(c, "server", port).len() == 9
+    });
+    let log = agent.stop();
+
+    let inventory = Agent::inventory(&db);
+    let classes: Vec<(String, String, String, u64)> = inventory
+        .iter()
+        .map(|e| {
+            (
+                e["method"].as_str().unwrap().to_string(),
+                e["route"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+                e["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String, u64)> = [
+        ("GET", "/api/admin/export", "shadow", 2),
+        ("GET", "/api/orders/{orderId}", "zombie", 2),
+        ("POST", "/api/users", "documented", 1),
+        ("DELETE", "/api/users/{userId}", "shadow", 1),
+        ("GET", "/api/users/{userId}", "documented", 2),
+        ("GET", "/v0/legacy", "zombie", 1),
+        ("GET", "/api/reports", "unused", 0),
+    ]
+    .iter()
+    .map(|(m, r, c, n)| (m.to_string(), r.to_string(), c.to_string(), *n))
+    .collect();
+    assert_eq!(classes, expected, "{inventory:#?}");
+
+    // One finding per new shadow or zombie endpoint, not one per call.
+    assert_eq!(log.matches("new shadow endpoint").count(), 2, "{log}");
+    assert_eq!(log.matches("new zombie endpoint").count(), 2, "{log}");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             [print(*r) for r in c.execute('SELECT kind, method, route, client FROM findings \
+             ORDER BY kind, route, method')]",
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "shadow GET /api/admin/export curl\nshadow DELETE /api/users/{userId} curl\n\
+         zombie GET /api/orders/{orderId} curl\nzombie GET /v0/legacy curl\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The broken spec is reported with its place, and the others still apply.
+    assert!(log.contains("broken.yaml:3:"), "{log}");
+    assert!(log.contains("inventory_spec_errors=1"), "{log}");
+}

@@ -34,6 +34,20 @@ pub struct FileConfig {
     pub kubernetes: KubernetesSection,
     /// `service.name` rules, tried in order before the built-in naming.
     pub service_rules: Vec<ServiceRule>,
+    /// API specs (OpenAPI 3.0/3.1, Swagger 2.0) to compare the inventory with.
+    pub api_specs: Vec<ApiSpecEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpecEntry {
+    /// A spec file, or a directory of them (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// The `service.name` the spec documents (else it applies by its servers' hosts).
+    pub service: Option<String>,
+    /// The spec describes a retired API: every endpoint it lists is a zombie when called.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -86,10 +100,17 @@ impl FileConfig {
             column,
             message,
         })?;
-        if let (Some(kubeconfig), Some(dir)) = (&config.kubernetes.kubeconfig, path.parent())
-            && kubeconfig.is_relative()
-        {
-            config.kubernetes.kubeconfig = Some(dir.join(kubeconfig));
+        if let Some(dir) = path.parent() {
+            if let Some(kubeconfig) = &config.kubernetes.kubeconfig
+                && kubeconfig.is_relative()
+            {
+                config.kubernetes.kubeconfig = Some(dir.join(kubeconfig));
+            }
+            for spec in &mut config.api_specs {
+                if spec.path.is_relative() {
+                    spec.path = dir.join(&spec.path);
+                }
+            }
         }
         Ok(config)
     }

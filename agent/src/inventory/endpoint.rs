@@ -75,6 +75,8 @@ pub struct EndpointStats {
     /// Clients past [`MAX_CLIENTS`] were seen.
     pub more_clients: bool,
     pub tls_calls: u64,
+    /// Against the specs, as of the last call.
+    pub class: Option<super::classify::Class>,
 }
 
 impl EndpointStats {

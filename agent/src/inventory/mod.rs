@@ -7,9 +7,11 @@
 //! else at the client's end (an API this host calls). Each call gets its route template
 //! (`http.route`) here, for every sink.
 
+pub mod classify;
 pub mod endpoint;
 pub mod report;
 pub mod segment;
+pub mod spec;
 pub mod store;
 pub mod template;
 pub mod writer;
@@ -19,6 +21,7 @@ use std::{
     sync::Arc,
 };
 
+use classify::{Class, Specs};
 use endpoint::{Direction, EndpointKey, EndpointStats};
 use template::{OVERFLOW, RouteTree, TemplateLimits};
 
@@ -50,7 +53,23 @@ impl Default for InventoryLimits {
 /// Whose route tree: an API and its direction.
 type ApiKey = (String, String, Direction);
 
+/// A new shadow or zombie endpoint, raised once with what its first call showed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub class: Class,
+    pub key: EndpointKey,
+    pub first_seen_unix_nano: u64,
+    pub client: String,
+    pub status: Option<u16>,
+    pub spec_file: Option<String>,
+}
+
+/// Findings waiting for the writer, at most.
+const MAX_PENDING_FINDINGS: usize = 4_096;
+
 pub struct Inventory {
+    specs: Specs,
+    findings: Vec<Finding>,
     trees: HashMap<ApiKey, RouteTree>,
     endpoints: HashMap<EndpointKey, EndpointStats>,
     /// Endpoints changed since the last [`Inventory::take_changed`].
@@ -60,8 +79,10 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    pub fn new(limits: InventoryLimits, stats: Arc<Stats>) -> Self {
+    pub fn new(limits: InventoryLimits, specs: Specs, stats: Arc<Stats>) -> Self {
         Self {
+            specs,
+            findings: Vec::new(),
             trees: HashMap::new(),
             endpoints: HashMap::new(),
             changed: HashSet::new(),
@@ -94,31 +115,82 @@ impl Inventory {
         let Some((api, namespace, direction, client)) = owner(call) else {
             return;
         };
-        let Some(tree) = self.tree((api.clone(), namespace.clone(), direction)) else {
-            Stats::inc(&self.stats.inventory_overflow);
-            return;
+        let method = method(&call.method);
+        let verdict = self.specs.classify(&api, method, &call.path);
+        // A spec's template wins over a learnt one.
+        let (route, overflow) = match verdict.route {
+            Some(route) => (route, false),
+            None => {
+                let Some(tree) = self.tree((api.clone(), namespace.clone(), direction)) else {
+                    Stats::inc(&self.stats.inventory_overflow);
+                    return;
+                };
+                let template = tree.template(&call.path);
+                (template.route, template.overflow)
+            }
         };
-        let template = tree.template(&call.path);
         let mut key = EndpointKey {
             api,
             namespace,
             direction,
-            method: method(&call.method).to_string(),
-            route: template.route,
+            method: method.to_string(),
+            route,
         };
         let full = self.endpoints.len() >= self.limits.max_endpoints;
-        if template.overflow || (full && !self.endpoints.contains_key(&key)) {
+        if overflow || (full && !self.endpoints.contains_key(&key)) {
             Stats::inc(&self.stats.inventory_overflow);
             key.route = OVERFLOW.to_string();
         }
         call.route = Some(Arc::from(key.route.as_str()));
         // Past the cap only overflow endpoints are added: at most one per API and method, and
         // both are bounded (`max_apis`, [`METHODS`]).
-        self.endpoints
-            .entry(key.clone())
-            .or_default()
-            .record(call, &client);
+        let is_new = !self.endpoints.contains_key(&key);
+        let stats = self.endpoints.entry(key.clone()).or_default();
+        stats.record(call, &client);
+        stats.class = Some(verdict.class);
+        if is_new && matches!(verdict.class, Class::Shadow | Class::Zombie) {
+            self.raise(Finding {
+                class: verdict.class,
+                key: key.clone(),
+                first_seen_unix_nano: call.start_unix_ns,
+                client,
+                status: call.status,
+                spec_file: verdict.spec_file.map(|f| f.display().to_string()),
+            });
+        }
         self.changed.insert(key);
+    }
+
+    fn raise(&mut self, finding: Finding) {
+        tracing::warn!(
+            class = finding.class.name(),
+            api = %finding.key.api,
+            method = %finding.key.method,
+            route = %finding.key.route,
+            client = %finding.client,
+            "new {} endpoint",
+            finding.class.name()
+        );
+        if self.findings.len() < MAX_PENDING_FINDINGS {
+            self.findings.push(finding);
+        } else {
+            Stats::inc(&self.stats.inventory_overflow);
+        }
+    }
+
+    /// Findings the writer could not take yet.
+    pub fn requeue_findings(&mut self, findings: Vec<Finding>) {
+        let room = MAX_PENDING_FINDINGS.saturating_sub(self.findings.len());
+        self.findings.extend(findings.into_iter().take(room));
+    }
+
+    /// Findings raised since the last call.
+    pub fn take_findings(&mut self) -> Vec<Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    pub fn specs(&self) -> &Specs {
+        &self.specs
     }
 
     /// Keys whose statistics could not be written yet: written with the next batch.
@@ -218,6 +290,7 @@ mod tests {
                 max_endpoints,
                 ..InventoryLimits::default()
             },
+            Specs::default(),
             Arc::new(Stats::default()),
         )
     }

@@ -22,8 +22,15 @@ fn rfc3339(unix_ns: u64) -> String {
     .to_string()
 }
 
-/// One JSON object per endpoint.
-pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)]) -> Value {
+/// A spec operation no call matched: (api, method, route, spec file).
+pub type Unused = (String, String, String, String);
+
+/// One JSON object per endpoint, then one per unused spec operation (`class` "unused").
+pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> Value {
+    let unused = unused.iter().map(|(api, method, route, file)| {
+        json!({"api": api, "method": method, "route": route, "class": "unused",
+               "calls": 0, "spec_file": file})
+    });
     Value::Array(
         endpoints
             .iter()
@@ -51,17 +58,30 @@ pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)]) -> Value {
                     "clients": s.clients,
                     "more_clients": s.more_clients,
                     "tls_calls": s.tls_calls,
+                    "class": s.class.map_or("no-spec", |c| c.name()),
                 })
             })
+            .chain(unused)
             .collect(),
     )
 }
 
 /// A readable table.
-pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)]) -> String {
+pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> String {
     let mut out = format!(
-        "{:<24} {:<7} {:<7} {:<40} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}\n",
-        "API", "DIR", "METHOD", "ROUTE", "CALLS", "2XX", "4XX", "5XX", "P95", "AUTH", "CLIENTS"
+        "{:<24} {:<7} {:<7} {:<40} {:<10} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}\n",
+        "API",
+        "DIR",
+        "METHOD",
+        "ROUTE",
+        "CLASS",
+        "CALLS",
+        "2XX",
+        "4XX",
+        "5XX",
+        "P95",
+        "AUTH",
+        "CLIENTS"
     );
     for (key, s) in endpoints {
         let api = if key.namespace.is_empty() {
@@ -75,10 +95,11 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)]) -> String {
         let auth: Vec<&str> = s.auth_schemes.iter().map(String::as_str).collect();
         let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
         out.push_str(&format!(
-            "{api:<24} {:<7} {:<7} {:<40} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}{}\n",
+            "{api:<24} {:<7} {:<7} {:<40} {:<10} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}{}\n",
             key.direction.name(),
             key.method,
             key.route,
+            s.class.map_or("no-spec", |c| c.name()),
             s.calls,
             s.status_classes[1],
             s.status_classes[3],
@@ -87,6 +108,12 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)]) -> String {
             auth.join(","),
             clients.join(","),
             if s.more_clients { ",…" } else { "" },
+        ));
+    }
+    for (api, method, route, _) in unused {
+        out.push_str(&format!(
+            "{api:<24} {:<7} {method:<7} {route:<40} {:<10} {:>7}\n",
+            "-", "unused", 0
         ));
     }
     out

@@ -7,7 +7,11 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::endpoint::{Direction, EndpointKey, EndpointStats};
+use super::{
+    Finding,
+    classify::{Class, Specs},
+    endpoint::{Direction, EndpointKey, EndpointStats},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,7 +61,29 @@ CREATE TABLE IF NOT EXISTS endpoints (
     clients TEXT NOT NULL,
     more_clients INTEGER NOT NULL,
     tls_calls INTEGER NOT NULL,
+    class TEXT,
     PRIMARY KEY (api, namespace, direction, method, route)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    kind TEXT NOT NULL,
+    api TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    first_seen_unix_nano INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    status INTEGER,
+    spec_file TEXT,
+    PRIMARY KEY (kind, api, namespace, direction, method, route)
+);
+CREATE TABLE IF NOT EXISTS spec_operations (
+    api TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    retired_or_deprecated INTEGER NOT NULL,
+    spec_file TEXT NOT NULL,
+    PRIMARY KEY (api, method, route)
 );
 ";
 
@@ -113,7 +139,7 @@ impl Store {
                     last_seen_unix_nano, calls, status_1xx, status_2xx, status_3xx, status_4xx,
                     status_5xx, status_none, duration_sum_ns, duration_max_ns,
                     duration_histogram, request_content_types, response_content_types,
-                    auth_schemes, clients, more_clients, tls_calls
+                    auth_schemes, clients, more_clients, tls_calls, class
              FROM endpoints ORDER BY api, namespace, direction, route, method",
         )?;
         let rows = statement.query_map([], |r| {
@@ -143,11 +169,12 @@ impl Store {
                     r.get(22)?,
                 ],
                 texts,
+                r.get::<_, Option<String>>(23)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (key, n, texts) = row?;
+            let (key, n, texts, class) = row?;
             let n: Vec<u64> = n.iter().map(|v| *v as u64).collect();
             let stats = EndpointStats {
                 first_seen_unix_nano: n[0],
@@ -163,10 +190,76 @@ impl Store {
                 clients: serde_json::from_str(&texts[4])?,
                 more_clients: n[11] != 0,
                 tls_calls: n[12],
+                class: class.as_deref().and_then(Class::parse),
             };
             out.push((key, stats));
         }
         Ok(out)
+    }
+
+    /// Findings are kept once each (the first one raised).
+    pub fn save_findings(&mut self, findings: &[Finding]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT OR IGNORE INTO findings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for f in findings {
+                statement.execute(params![
+                    f.class.name(),
+                    f.key.api,
+                    f.key.namespace,
+                    f.key.direction.name(),
+                    f.key.method,
+                    f.key.route,
+                    f.first_seen_unix_nano as i64,
+                    f.client,
+                    f.status,
+                    f.spec_file,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces the operations of the specs (for the report's unused endpoints).
+    pub fn save_spec_operations(&mut self, specs: &Specs) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM spec_operations", [])?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT OR REPLACE INTO spec_operations VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for bound in specs.bound() {
+                let apis: Vec<&String> = bound.service.iter().chain(&bound.spec.hosts).collect();
+                for api in apis {
+                    for (method, route, old) in bound.routes() {
+                        statement.execute(params![
+                            api,
+                            method,
+                            route,
+                            i64::from(old),
+                            bound.spec.file.display().to_string()
+                        ])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Spec operations no endpoint has matched: (api, method, route, spec file).
+    pub fn unused_operations(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT s.api, s.method, s.route, s.spec_file FROM spec_operations s
+             WHERE NOT EXISTS (SELECT 1 FROM endpoints e
+                 WHERE e.api = s.api AND e.method = s.method AND e.route = s.route)
+             ORDER BY s.api, s.route, s.method",
+        )?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Writes the endpoints' current statistics, in one transaction.
@@ -175,7 +268,7 @@ impl Store {
         {
             let mut statement = tx.prepare_cached(
                 "INSERT INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
                  ON CONFLICT (api, namespace, direction, method, route) DO UPDATE SET
                     first_seen_unix_nano = excluded.first_seen_unix_nano,
                     last_seen_unix_nano = excluded.last_seen_unix_nano,
@@ -189,7 +282,8 @@ impl Store {
                     request_content_types = excluded.request_content_types,
                     response_content_types = excluded.response_content_types,
                     auth_schemes = excluded.auth_schemes, clients = excluded.clients,
-                    more_clients = excluded.more_clients, tls_calls = excluded.tls_calls",
+                    more_clients = excluded.more_clients, tls_calls = excluded.tls_calls,
+                    class = excluded.class",
             )?;
             for (key, s) in endpoints {
                 let c = s.status_classes.map(|n| n as i64);
@@ -217,6 +311,7 @@ impl Store {
                     serde_json::to_string(&s.clients)?,
                     i64::from(s.more_clients),
                     s.tls_calls as i64,
+                    s.class.map(Class::name),
                 ])?;
             }
         }

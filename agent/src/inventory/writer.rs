@@ -1,6 +1,6 @@
 //! The inventory as a pipeline stage: counts calls on the processor task and hands the changed
-//! endpoints to a writer thread every few seconds (SQLite writes never block capture; a batch
-//! that does not fit the writer's queue is sent again with the next one).
+//! endpoints and new findings to a writer thread every few seconds (SQLite writes never block
+//! capture; a batch that does not fit the writer's queue is sent again with the next one).
 
 use std::{
     path::Path,
@@ -12,13 +12,18 @@ use std::{
 };
 
 use super::{
-    Inventory, InventoryLimits,
+    Finding, Inventory, InventoryLimits,
+    classify::Specs,
     endpoint::{EndpointKey, EndpointStats},
     store::{Store, StoreError},
 };
 use crate::{call::ApiCall, stats::Stats};
 
-type Batch = Vec<(EndpointKey, EndpointStats)>;
+/// What the writer writes at once.
+struct Batch {
+    endpoints: Vec<(EndpointKey, EndpointStats)>,
+    findings: Vec<Finding>,
+}
 
 pub struct InventoryStage {
     inventory: Inventory,
@@ -27,14 +32,17 @@ pub struct InventoryStage {
 }
 
 impl InventoryStage {
-    /// Opens the database, restores what it holds and starts the writer.
+    /// Opens the database, records the specs' operations, restores the stored endpoints and
+    /// starts the writer.
     pub fn start(
         path: &Path,
         limits: InventoryLimits,
+        specs: Specs,
         stats: Arc<Stats>,
     ) -> Result<Self, StoreError> {
-        let store = Store::open(path)?;
-        let mut inventory = Inventory::new(limits, stats.clone());
+        let mut store = Store::open(path)?;
+        store.save_spec_operations(&specs)?;
+        let mut inventory = Inventory::new(limits, specs, stats.clone());
         inventory.restore(store.load()?);
         tracing::info!(path = %path.display(), endpoints = inventory.len(), "inventory opened");
         let (batches, receive) = sync_channel(2);
@@ -58,24 +66,30 @@ impl InventoryStage {
 
     /// Hands what changed to the writer.
     pub fn flush(&mut self) {
-        let batch = self.inventory.take_changed();
-        if batch.is_empty() {
+        let batch = self.batch();
+        if batch.endpoints.is_empty() && batch.findings.is_empty() {
             return;
         }
         if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
             self.batches.try_send(batch)
         {
             self.inventory
-                .requeue(batch.into_iter().map(|(key, _)| key));
+                .requeue(batch.endpoints.into_iter().map(|(key, _)| key));
+            self.inventory.requeue_findings(batch.findings);
+        }
+    }
+
+    fn batch(&mut self) -> Batch {
+        Batch {
+            endpoints: self.inventory.take_changed(),
+            findings: self.inventory.take_findings(),
         }
     }
 
     /// Writes what is left and waits for the writer.
     pub fn finish(mut self) {
-        let batch = self.inventory.take_changed();
-        if !batch.is_empty() {
-            let _ = self.batches.send(batch);
-        }
+        let batch = self.batch();
+        let _ = self.batches.send(batch);
         drop(self.batches);
         let _ = self.thread.join();
     }
@@ -83,7 +97,10 @@ impl InventoryStage {
 
 fn write(mut store: Store, batches: Receiver<Batch>, stats: Arc<Stats>) {
     while let Ok(batch) = batches.recv() {
-        if let Err(error) = store.save(&batch) {
+        let saved = store
+            .save(&batch.endpoints)
+            .and_then(|()| store.save_findings(&batch.findings));
+        if let Err(error) = saved {
             Stats::inc(&stats.inventory_store_errors);
             tracing::warn!(%error, "writing the inventory failed");
         }
