@@ -42,6 +42,19 @@ pub enum Command {
     /// Show the API inventory: every endpoint seen, per service (read from the agent's
     /// database; works while it runs).
     Inventory(InventoryArgs),
+    /// Write an OpenAPI 3.1 document reconstructed from a service's traffic (from the
+    /// inventory database) to stdout.
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct OpenapiArgs {
+    /// The agent's inventory database (its --inventory-db).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub db: PathBuf,
+    /// The service (`service.name`), or the host of an API called.
+    #[arg(long)]
+    pub service: String,
 }
 
 #[derive(Clone, Debug, Args)]

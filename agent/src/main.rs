@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Tls(args)) => tls_report(&args),
         Some(Command::Inventory(args)) => inventory(&args),
+        Some(Command::Openapi(args)) => openapi(&args),
         None => run(cli.run),
     };
     match result {
@@ -87,6 +88,23 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
         }
         sightline::cli::ReportFormat::Table => report::render_table(&endpoints, &unused),
     };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `sightline openapi`: prints the document reconstructed from a service's traffic.
+fn openapi(args: &sightline::cli::OpenapiArgs) -> anyhow::Result<()> {
+    use sightline::inventory::{openapi_out, report, store::Store};
+    use std::io::Write as _;
+    let endpoints = report::selected(
+        Store::open_read_only(&args.db)?.load()?,
+        Some(&args.service),
+    );
+    if endpoints.is_empty() {
+        anyhow::bail!("no endpoint of {:?} in {}", args.service, args.db.display());
+    }
+    let doc = openapi_out::document(&args.service, &endpoints);
+    let text = serde_json::to_string_pretty(&doc)? + "\n";
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
 }

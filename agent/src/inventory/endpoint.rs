@@ -77,6 +77,13 @@ pub struct EndpointStats {
     pub tls_calls: u64,
     /// Against the specs, as of the last call.
     pub class: Option<super::classify::Class>,
+    /// Status codes answered.
+    pub status_codes: BTreeSet<u16>,
+    /// Names of the query parameters sent (never their values).
+    pub query_params: BTreeSet<String>,
+    /// JSON Schemas of the JSON bodies seen (types and names only).
+    pub request_schema: Option<serde_json::Value>,
+    pub response_schema: Option<serde_json::Value>,
 }
 
 impl EndpointStats {
@@ -106,7 +113,7 @@ impl EndpointStats {
             insert_bounded(&mut self.response_content_types, kind);
         }
         for scheme in auth_schemes(call) {
-            insert_bounded(&mut self.auth_schemes, scheme.to_string());
+            insert_bounded(&mut self.auth_schemes, scheme);
         }
         if !self.clients.contains(client) {
             if self.clients.len() < MAX_CLIENTS {
@@ -118,6 +125,28 @@ impl EndpointStats {
         if call.tls.is_some() {
             self.tls_calls += 1;
         }
+        if let Some(status) = call.status
+            && (self.status_codes.len() < MAX_SET || self.status_codes.contains(&status))
+        {
+            self.status_codes.insert(status);
+        }
+        for name in query_names(call.query.as_deref()) {
+            if self.query_params.len() < MAX_SET || self.query_params.contains(name) {
+                self.query_params.insert(name.to_string());
+            }
+        }
+        merge_schema(
+            &mut self.request_schema,
+            call.request_size.body_complete,
+            &call.request_body_sample,
+            &call.request_headers,
+        );
+        merge_schema(
+            &mut self.response_schema,
+            call.response_size.body_complete,
+            &call.response_body_sample,
+            &call.response_headers,
+        );
     }
 
     /// The duration below which `quantile` (0..1) of the calls were, from the histogram (an
@@ -136,6 +165,42 @@ impl EndpointStats {
             }
         }
         Some(self.duration_max_ns)
+    }
+}
+
+/// Query parameter names that are names (tokens), not values.
+fn query_names(query: Option<&str>) -> impl Iterator<Item = &str> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.[]".contains(&b))
+                && super::segment::classify(name) == super::segment::SegmentKind::Literal
+        })
+}
+
+/// Adds the schema of a complete JSON body to `schema`.
+fn merge_schema(
+    schema: &mut Option<serde_json::Value>,
+    complete: bool,
+    body: &[u8],
+    headers: &[crate::protocol::http1::Header],
+) {
+    let is_json =
+        content_type(headers).is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+    if !complete || !is_json || body.is_empty() {
+        return;
+    }
+    if let Some(new) = super::schema::of_body(body) {
+        *schema = Some(match schema.take() {
+            Some(old) => super::schema::merge(old, new),
+            None => new,
+        });
     }
 }
 
@@ -168,7 +233,7 @@ fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<String> {
 }
 
 /// The authentication schemes a request carries (names only, never values).
-pub fn auth_schemes(call: &ApiCall) -> Vec<&'static str> {
+pub fn auth_schemes(call: &ApiCall) -> Vec<String> {
     let mut schemes = Vec::new();
     for header in &call.request_headers {
         let name = header.name.to_ascii_lowercase();
@@ -180,33 +245,50 @@ pub fn auth_schemes(call: &ApiCall) -> Vec<&'static str> {
                     .next()
                     .unwrap_or("")
                     .to_ascii_lowercase();
-                schemes.push(match scheme.as_str() {
-                    "bearer" => "bearer",
-                    "basic" => "basic",
-                    "digest" => "digest",
-                    "negotiate" => "negotiate",
-                    "aws4-hmac-sha256" => "aws-sigv4",
-                    _ => "authorization-other",
-                });
+                schemes.push(
+                    match scheme.as_str() {
+                        "bearer" => "bearer",
+                        "basic" => "basic",
+                        "digest" => "digest",
+                        "negotiate" => "negotiate",
+                        "aws4-hmac-sha256" => "aws-sigv4",
+                        _ => "authorization-other",
+                    }
+                    .to_string(),
+                );
             }
-            "cookie" => schemes.push("cookie"),
-            _ if redact::is_secret_name(&name) => schemes.push("api-key-header"),
+            "cookie" => schemes.push("cookie".to_string()),
+            _ if redact::is_secret_name(&name) && is_name(&name) => {
+                schemes.push(format!("api-key-header:{name}"))
+            }
             _ => {}
         }
     }
-    if call.query.as_deref().is_some_and(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .any(|(name, value)| !value.is_empty() && redact::is_secret_name(name))
-    }) {
-        schemes.push("api-key-query");
+    for (name, value) in call
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+    {
+        if !value.is_empty() && redact::is_secret_name(name) && is_name(name) {
+            schemes.push(format!("api-key-query:{name}"));
+        }
     }
     if schemes.is_empty() {
-        schemes.push("none");
+        schemes.push("none".to_string());
     }
     schemes.sort_unstable();
     schemes.dedup();
     schemes
+}
+
+/// A header or parameter name safe to keep (a short token).
+fn is_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 #[cfg(test)]
@@ -241,7 +323,7 @@ mod tests {
         // The sample has a Bearer token and api_key in the query.
         assert_eq!(
             stats.auth_schemes.iter().collect::<Vec<_>>(),
-            ["api-key-query", "bearer", "none"]
+            ["api-key-query:api_key", "bearer", "none"]
         );
         assert_eq!(stats.clients.iter().collect::<Vec<_>>(), ["cart", "web"]);
         let text = serde_json::to_string(&stats).unwrap();

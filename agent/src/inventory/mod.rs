@@ -9,7 +9,9 @@
 
 pub mod classify;
 pub mod endpoint;
+pub mod openapi_out;
 pub mod report;
+pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod store;

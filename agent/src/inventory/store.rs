@@ -62,6 +62,10 @@ CREATE TABLE IF NOT EXISTS endpoints (
     more_clients INTEGER NOT NULL,
     tls_calls INTEGER NOT NULL,
     class TEXT,
+    status_codes TEXT NOT NULL,
+    query_params TEXT NOT NULL,
+    request_schema TEXT,
+    response_schema TEXT,
     PRIMARY KEY (api, namespace, direction, method, route)
 );
 CREATE TABLE IF NOT EXISTS findings (
@@ -139,7 +143,8 @@ impl Store {
                     last_seen_unix_nano, calls, status_1xx, status_2xx, status_3xx, status_4xx,
                     status_5xx, status_none, duration_sum_ns, duration_max_ns,
                     duration_histogram, request_content_types, response_content_types,
-                    auth_schemes, clients, more_clients, tls_calls, class
+                    auth_schemes, clients, more_clients, tls_calls, class, status_codes,
+                    query_params, request_schema, response_schema
              FROM endpoints ORDER BY api, namespace, direction, route, method",
         )?;
         let rows = statement.query_map([], |r| {
@@ -170,11 +175,23 @@ impl Store {
                 ],
                 texts,
                 r.get::<_, Option<String>>(23)?,
+                [
+                    Some(r.get::<_, String>(24)?),
+                    Some(r.get::<_, String>(25)?),
+                    r.get::<_, Option<String>>(26)?,
+                    r.get::<_, Option<String>>(27)?,
+                ],
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (key, n, texts, class) = row?;
+            let (key, n, texts, class, more) = row?;
+            let json = |text: &Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+                Ok(match text {
+                    Some(t) => Some(serde_json::from_str(t)?),
+                    None => None,
+                })
+            };
             let n: Vec<u64> = n.iter().map(|v| *v as u64).collect();
             let stats = EndpointStats {
                 first_seen_unix_nano: n[0],
@@ -191,6 +208,10 @@ impl Store {
                 more_clients: n[11] != 0,
                 tls_calls: n[12],
                 class: class.as_deref().and_then(Class::parse),
+                status_codes: serde_json::from_str(more[0].as_deref().unwrap_or("[]"))?,
+                query_params: serde_json::from_str(more[1].as_deref().unwrap_or("[]"))?,
+                request_schema: json(&more[2])?,
+                response_schema: json(&more[3])?,
             };
             out.push((key, stats));
         }
@@ -268,7 +289,7 @@ impl Store {
         {
             let mut statement = tx.prepare_cached(
                 "INSERT INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)
                  ON CONFLICT (api, namespace, direction, method, route) DO UPDATE SET
                     first_seen_unix_nano = excluded.first_seen_unix_nano,
                     last_seen_unix_nano = excluded.last_seen_unix_nano,
@@ -283,7 +304,10 @@ impl Store {
                     response_content_types = excluded.response_content_types,
                     auth_schemes = excluded.auth_schemes, clients = excluded.clients,
                     more_clients = excluded.more_clients, tls_calls = excluded.tls_calls,
-                    class = excluded.class",
+                    class = excluded.class, status_codes = excluded.status_codes,
+                    query_params = excluded.query_params,
+                    request_schema = excluded.request_schema,
+                    response_schema = excluded.response_schema",
             )?;
             for (key, s) in endpoints {
                 let c = s.status_classes.map(|n| n as i64);
@@ -312,6 +336,10 @@ impl Store {
                     i64::from(s.more_clients),
                     s.tls_calls as i64,
                     s.class.map(Class::name),
+                    serde_json::to_string(&s.status_codes)?,
+                    serde_json::to_string(&s.query_params)?,
+                    s.request_schema.as_ref().map(serde_json::Value::to_string),
+                    s.response_schema.as_ref().map(serde_json::Value::to_string),
                 ])?;
             }
         }
