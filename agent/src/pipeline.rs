@@ -19,11 +19,7 @@ use crate::{
         resolver::{Resolver, ResolverConfig},
     },
     inventory::{
-        InventoryLimits,
-        classify::{BoundSpec, Specs},
-        spec,
-        store::StoreError,
-        writer::InventoryStage,
+        InventoryLimits, spec_source::SpecSource, store::StoreError, writer::InventoryStage,
     },
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{self, Sink, json::JsonLines, terminal::Terminal},
@@ -65,7 +61,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         Some(path) => Some(InventoryStage::start(
             path,
             InventoryLimits::default(),
-            load_specs(&config, &stats),
+            SpecSource::load(config.file.api_specs.clone(), &stats),
             stats.clone(),
         )?),
         None => None,
@@ -146,34 +142,6 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         Ok(Err(e)) => Err(PipelineError::Reader(e)),
         _ => Ok(()),
     }
-}
-
-/// The API specs of the config file. A spec that cannot be read is left out with one error
-/// line naming the file and place; the agent runs on without it.
-fn load_specs(config: &RunConfig, stats: &Stats) -> Specs {
-    let mut bound = Vec::new();
-    for entry in &config.file.api_specs {
-        match spec::load(&entry.path) {
-            Ok(specs) => bound.extend(specs.into_iter().map(|spec| {
-                tracing::info!(
-                    file = %spec.file.display(),
-                    format = spec.format,
-                    operations = spec.operations.len(),
-                    "API spec loaded"
-                );
-                BoundSpec {
-                    spec,
-                    service: entry.service.clone(),
-                    retired: entry.retired,
-                }
-            })),
-            Err(error) => {
-                Stats::inc(&stats.inventory_spec_errors);
-                tracing::error!(%error, "API spec not loaded");
-            }
-        }
-    }
-    Specs::new(bound)
 }
 
 /// The identity stage, and the Kubernetes watchers when Kubernetes is configured.

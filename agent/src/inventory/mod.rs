@@ -14,6 +14,7 @@ pub mod report;
 pub mod schema;
 pub mod segment;
 pub mod spec;
+pub mod spec_source;
 pub mod store;
 pub mod template;
 pub mod writer;
@@ -191,8 +192,9 @@ impl Inventory {
         std::mem::take(&mut self.findings)
     }
 
-    pub fn specs(&self) -> &Specs {
-        &self.specs
+    /// New specs (a spec file changed): later calls are classified by them.
+    pub fn set_specs(&mut self, specs: Specs) {
+        self.specs = specs;
     }
 
     /// Keys whose statistics could not be written yet: written with the next batch.

@@ -15,6 +15,7 @@ use super::{
     Finding, Inventory, InventoryLimits,
     classify::Specs,
     endpoint::{EndpointKey, EndpointStats},
+    spec_source::SpecSource,
     store::{Store, StoreError},
 };
 use crate::{call::ApiCall, stats::Stats};
@@ -23,10 +24,14 @@ use crate::{call::ApiCall, stats::Stats};
 struct Batch {
     endpoints: Vec<(EndpointKey, EndpointStats)>,
     findings: Vec<Finding>,
+    /// The specs changed: their operations are written again.
+    specs: Option<Specs>,
 }
 
 pub struct InventoryStage {
     inventory: Inventory,
+    specs: SpecSource,
+    stats: Arc<Stats>,
     batches: SyncSender<Batch>,
     thread: JoinHandle<()>,
 }
@@ -37,24 +42,29 @@ impl InventoryStage {
     pub fn start(
         path: &Path,
         limits: InventoryLimits,
-        specs: Specs,
+        specs: SpecSource,
         stats: Arc<Stats>,
     ) -> Result<Self, StoreError> {
         let mut store = Store::open(path)?;
-        store.save_spec_operations(&specs)?;
-        let mut inventory = Inventory::new(limits, specs, stats.clone());
+        store.save_spec_operations(&specs.specs())?;
+        let mut inventory = Inventory::new(limits, specs.specs(), stats.clone());
         inventory.restore(store.load()?);
         tracing::info!(path = %path.display(), endpoints = inventory.len(), "inventory opened");
         let (batches, receive) = sync_channel(2);
         let thread = std::thread::Builder::new()
             .name("sightline-inventory".to_string())
-            .spawn(move || write(store, receive, stats))
+            .spawn({
+                let stats = stats.clone();
+                move || write(store, receive, stats)
+            })
             .map_err(|source| StoreError::Directory {
                 path: "inventory writer thread".to_string(),
                 source,
             })?;
         Ok(Self {
             inventory,
+            specs,
+            stats,
             batches,
             thread,
         })
@@ -64,10 +74,14 @@ impl InventoryStage {
         self.inventory.observe(call);
     }
 
-    /// Hands what changed to the writer.
+    /// Picks up changed spec files and hands what changed to the writer.
     pub fn flush(&mut self) {
-        let batch = self.batch();
-        if batch.endpoints.is_empty() && batch.findings.is_empty() {
+        let mut batch = self.batch();
+        if let Some(specs) = self.specs.reload_if_changed(&self.stats) {
+            self.inventory.set_specs(specs.clone());
+            batch.specs = Some(specs);
+        }
+        if batch.endpoints.is_empty() && batch.findings.is_empty() && batch.specs.is_none() {
             return;
         }
         if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
@@ -83,6 +97,7 @@ impl InventoryStage {
         Batch {
             endpoints: self.inventory.take_changed(),
             findings: self.inventory.take_findings(),
+            specs: None,
         }
     }
 
@@ -99,7 +114,11 @@ fn write(mut store: Store, batches: Receiver<Batch>, stats: Arc<Stats>) {
     while let Ok(batch) = batches.recv() {
         let saved = store
             .save(&batch.endpoints)
-            .and_then(|()| store.save_findings(&batch.findings));
+            .and_then(|()| store.save_findings(&batch.findings))
+            .and_then(|()| match &batch.specs {
+                Some(specs) => store.save_spec_operations(specs),
+                None => Ok(()),
+            });
         if let Err(error) = saved {
             Stats::inc(&stats.inventory_store_errors);
             tracing::warn!(%error, "writing the inventory failed");
