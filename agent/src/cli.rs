@@ -65,6 +65,9 @@ pub struct InventoryArgs {
     /// Only this service's endpoints (`service.name`, or the host of an API called).
     #[arg(long)]
     pub service: Option<String>,
+    /// A spec operation is unused when no call matched it in this many days.
+    #[arg(long, default_value_t = 30)]
+    pub unused_days: u64,
     /// Table for people, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,

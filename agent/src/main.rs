@@ -77,8 +77,11 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
     use std::io::Write as _;
     let store = Store::open_read_only(&args.db)?;
     let endpoints = report::selected(store.load()?, args.service.as_deref());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let window = std::time::Duration::from_secs(args.unused_days.saturating_mul(86_400));
+    let since = now.saturating_sub(window).as_nanos() as u64;
     let unused: Vec<report::Unused> = store
-        .unused_operations()?
+        .unused_operations(since)?
         .into_iter()
         .filter(|(api, ..)| args.service.as_deref().is_none_or(|s| s == api))
         .collect();

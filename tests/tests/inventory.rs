@@ -106,6 +106,17 @@ fn endpoints_are_templated_counted_and_kept_across_restarts() {
     assert_eq!(users["calls"], 5);
     assert_eq!(users["first_seen"], first_seen);
 
+    // A crash (SIGKILL) loses at most what was not written yet: wait until the running
+    // agent's periodic write shows the next call (read while it runs), then kill it.
+    let mut agent = Agent::start(&["--inventory-db", &db_arg]);
+    curl(&[&format!("{base}/users/6"), "-o", "/dev/null"]);
+    agent.wait_until("the running agent to write the call", |_| {
+        endpoint(&Agent::inventory(&db), "GET", "/users/{id}")["calls"] == 6
+    });
+    sightline_tests::signal(agent.pid(), libc::SIGKILL);
+    let inventory = Agent::inventory(&db);
+    assert_eq!(endpoint(&inventory, "GET", "/users/{id}")["calls"], 6);
+
     // The database is plain SQLite with the documented columns (read here by Python's sqlite3).
     let out = std::process::Command::new("python3")
         .args([
@@ -119,7 +130,7 @@ fn endpoints_are_templated_counted_and_kept_across_restarts() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "[('GET', '/users/{id}', 5, 5)]",
+        "[('GET', '/users/{id}', 6, 6)]",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -271,15 +271,21 @@ impl Store {
         Ok(())
     }
 
-    /// Spec operations no endpoint has matched: (api, method, route, spec file).
-    pub fn unused_operations(&self) -> Result<Vec<(String, String, String, String)>, StoreError> {
+    /// Spec operations no call matched since `since_unix_nano`: (api, method, route, spec file).
+    pub fn unused_operations(
+        &self,
+        since_unix_nano: u64,
+    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
         let mut statement = self.conn.prepare(
             "SELECT s.api, s.method, s.route, s.spec_file FROM spec_operations s
              WHERE NOT EXISTS (SELECT 1 FROM endpoints e
-                 WHERE e.api = s.api AND e.method = s.method AND e.route = s.route)
+                 WHERE e.api = s.api AND e.method = s.method AND e.route = s.route
+                   AND e.last_seen_unix_nano >= ?1)
              ORDER BY s.api, s.route, s.method",
         )?;
-        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = statement.query_map([since_unix_nano as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
