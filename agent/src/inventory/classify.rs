@@ -80,11 +80,17 @@ pub struct Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct Specs {
     bound: Vec<BoundSpec>,
+    /// Per spec, its operations' path templates split once into segments (not per call).
+    templates: Vec<Vec<Vec<String>>>,
 }
 
 impl Specs {
     pub fn new(bound: Vec<BoundSpec>) -> Self {
-        Self { bound }
+        let templates = bound
+            .iter()
+            .map(|b| b.spec.operations.iter().map(|op| split(&op.path)).collect())
+            .collect();
+        Self { bound, templates }
     }
 
     pub fn bound(&self) -> &[BoundSpec] {
@@ -93,7 +99,12 @@ impl Specs {
 
     /// The class of `method path` on `api`.
     pub fn classify(&self, api: &str, method: &str, path: &str) -> Verdict {
-        let specs: Vec<&BoundSpec> = self.bound.iter().filter(|b| b.applies_to(api)).collect();
+        let specs: Vec<(&BoundSpec, &Vec<Vec<String>>)> = self
+            .bound
+            .iter()
+            .zip(&self.templates)
+            .filter(|(b, _)| b.applies_to(api))
+            .collect();
         if specs.is_empty() {
             return Verdict {
                 class: Class::NoSpec,
@@ -105,17 +116,17 @@ impl Specs {
         // The most specific matching path template (most literal segments) over every spec and
         // base path.
         let mut best: Option<(usize, &BoundSpec, &str, &Operation)> = None;
-        for bound in &specs {
+        for (bound, templates) in &specs {
             for base in &bound.spec.base_paths {
                 let base_segments: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
                 let Some(rest) = segments.strip_prefix(base_segments.as_slice()) else {
                     continue;
                 };
-                for op in &bound.spec.operations {
-                    if let Some(score) = matches(&op.path, rest)
+                for (op, template) in bound.spec.operations.iter().zip(templates.iter()) {
+                    if let Some(score) = matches(template, rest)
                         && best.is_none_or(|(s, ..)| score > s)
                     {
-                        best = Some((score, bound, base, op));
+                        best = Some((score, *bound, base.as_str(), op));
                     }
                 }
             }
@@ -145,9 +156,16 @@ impl Specs {
     }
 }
 
+fn split(template: &str) -> Vec<String> {
+    template
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Whether a spec path template matches the segments; the score is its literal segments + 1.
-fn matches(template: &str, segments: &[&str]) -> Option<usize> {
-    let parts: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+fn matches(parts: &[String], segments: &[&str]) -> Option<usize> {
     if parts.len() != segments.len() {
         return None;
     }

@@ -13,6 +13,9 @@ use crate::{call::ApiCall, findings::redact};
 const MAX_SET: usize = 16;
 /// Distinct clients kept per endpoint; past it they are only counted as more.
 pub const MAX_CLIENTS: usize = 64;
+/// Calls whose JSON bodies all go into the schemas; past them, one in [`SCHEMA_SAMPLE_EVERY`].
+const SCHEMA_EVERY_CALL_UNTIL: u64 = 100;
+const SCHEMA_SAMPLE_EVERY: u64 = 64;
 /// Latency histogram: bucket `i` holds durations below 2^(i+10) ns (1 µs .. ~35 min).
 pub const LATENCY_BUCKETS: usize = 32;
 
@@ -135,6 +138,14 @@ impl EndpointStats {
                 self.query_params.insert(name.to_string());
             }
         }
+        // Bodies are parsed for the first calls, then for one call in 64 (enough to see the
+        // shapes, without parsing every body of a busy endpoint).
+        if self.calls <= SCHEMA_EVERY_CALL_UNTIL || self.calls.is_multiple_of(SCHEMA_SAMPLE_EVERY) {
+            self.record_schemas(call);
+        }
+    }
+
+    fn record_schemas(&mut self, call: &ApiCall) {
         merge_schema(
             &mut self.request_schema,
             call.request_size.body_complete,
