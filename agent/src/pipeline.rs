@@ -56,6 +56,13 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let stats = Arc::new(Stats::default());
     let sinks = open_sinks(&config)?;
+
+    let dump = match &config.dump_events {
+        Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
+        None => None,
+    };
+    let mut probes = LoadedProbes::load(&config.probes)?;
+    // After the probes: a host or user that cannot run the agent hears that first.
     let (resolver, kube, watchers) = start_identity(&config, &stats).await?;
     let inventory = match &config.inventory_db {
         Some(path) => Some(InventoryStage::start(
@@ -66,11 +73,6 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         )?),
         None => None,
     };
-    let dump = match &config.dump_events {
-        Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
-        None => None,
-    };
-    let mut probes = LoadedProbes::load(&config.probes)?;
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
     // The TLS attach thread owns the probes from here on and detaches them when it stops.
