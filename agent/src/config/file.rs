@@ -130,18 +130,21 @@ impl FileConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            // The library appends " at line L column C"; the prefix says it already.
-            let message = e.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            (line, column, message)
-        })
+        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e))
     }
+}
+
+/// A YAML error as (line, column, message), 1-based.
+pub fn yaml_error(error: &serde_yaml_ng::Error) -> (usize, usize, String) {
+    let (line, column) = error.location().map_or((1, 1), |l| (l.line(), l.column()));
+    // The library appends " at line L column C"; the caller's prefix says it already.
+    let message = error.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
+    (line, column, message)
 }
 
 /// 1-based line and column of a byte offset.

@@ -105,16 +105,7 @@ fn parse_text(text: &str) -> Result<Value, (usize, usize, String)> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| (e.line(), e.column(), e.to_string()))
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let message = e.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
-            (line, column, message)
-        })
+        serde_yaml_ng::from_str(text).map_err(|e| crate::config::file::yaml_error(&e))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The inventory on disk: one SQLite database (WAL, so `sightline inventory` and the sqlite3
-//! shell can read it while the agent writes), one row per endpoint, upserted with the
+//! shell can read it while the agent writes), one row per endpoint, replaced with the
 //! endpoint's cumulative statistics. The schema is documented in the README; sets are JSON
 //! arrays of strings. Its size is bounded by the inventory's endpoint cap.
 
@@ -294,26 +294,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut statement = tx.prepare_cached(
-                "INSERT INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)
-                 ON CONFLICT (api, namespace, direction, method, route) DO UPDATE SET
-                    first_seen_unix_nano = excluded.first_seen_unix_nano,
-                    last_seen_unix_nano = excluded.last_seen_unix_nano,
-                    calls = excluded.calls,
-                    status_1xx = excluded.status_1xx, status_2xx = excluded.status_2xx,
-                    status_3xx = excluded.status_3xx, status_4xx = excluded.status_4xx,
-                    status_5xx = excluded.status_5xx, status_none = excluded.status_none,
-                    duration_sum_ns = excluded.duration_sum_ns,
-                    duration_max_ns = excluded.duration_max_ns,
-                    duration_histogram = excluded.duration_histogram,
-                    request_content_types = excluded.request_content_types,
-                    response_content_types = excluded.response_content_types,
-                    auth_schemes = excluded.auth_schemes, clients = excluded.clients,
-                    more_clients = excluded.more_clients, tls_calls = excluded.tls_calls,
-                    class = excluded.class, status_codes = excluded.status_codes,
-                    query_params = excluded.query_params,
-                    request_schema = excluded.request_schema,
-                    response_schema = excluded.response_schema",
+                // A row holds an endpoint's cumulative statistics: replacing it is the update.
+                "INSERT OR REPLACE INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                    ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+                    ?25, ?26, ?27, ?28)",
             )?;
             for (key, s) in endpoints {
                 let c = s.status_classes.map(|n| n as i64);
@@ -359,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoints_survive_a_reopen_and_upserts_replace() {
+    fn endpoints_survive_a_reopen_and_writes_replace() {
         let dir = tempfile_dir();
         let path = dir.join("inventory.sqlite");
         let key = EndpointKey {
