@@ -66,6 +66,15 @@ pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) ->
     )
 }
 
+/// `850us`, `12.5ms`, `3.2s`.
+fn duration(ns: u64) -> String {
+    match ns {
+        0..1_000_000 => format!("{}us", ns / 1_000),
+        1_000_000..1_000_000_000 => format!("{:.1}ms", ns as f64 / 1e6),
+        _ => format!("{:.1}s", ns as f64 / 1e9),
+    }
+}
+
 /// A readable table.
 pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> String {
     let mut out = format!(
@@ -91,7 +100,7 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused
         };
         let p95 = s
             .duration_quantile_ns(0.95)
-            .map_or("-".to_string(), |n| format!("{:.1}ms", n as f64 / 1e6));
+            .map_or("-".to_string(), duration);
         let auth: Vec<&str> = s.auth_schemes.iter().map(String::as_str).collect();
         let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
         out.push_str(&format!(
