@@ -89,7 +89,6 @@ pub struct ApiCall {
     pub peer: Endpoint,
     /// Thread that made the first request syscall.
     pub thread_id: u32,
-    pub cgroup_id: u64,
     /// The agent did not see the connection open (it predates the agent or was evicted).
     pub joined_midstream: bool,
     /// The connection is TLS and this library gave its plaintext; `None` for plaintext TCP.
@@ -176,7 +175,6 @@ pub mod tests {
                 identity: None,
             },
             thread_id: 11,
-            cgroup_id: 1,
             joined_midstream: false,
             tls: None,
             tls_server_name: None,

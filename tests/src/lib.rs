@@ -450,6 +450,13 @@ pub fn curl(args: &[&str]) -> (u32, String) {
     (pid, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The one item that satisfies `matches`; fails, showing them all, when none or several do.
+pub fn the_one<'a>(items: &'a [Value], what: &str, matches: impl Fn(&Value) -> bool) -> &'a Value {
+    let found: Vec<&Value> = items.iter().filter(|v| matches(v)).collect();
+    assert_eq!(found.len(), 1, "{what}: {items:#?}");
+    found[0]
+}
+
 /// Calls seen by `kind` ("client" or "server") on connections to `port`.
 pub fn calls_on_port<'a>(calls: &'a [Value], kind: &str, port: u16) -> Vec<&'a Value> {
     calls

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 use sightline_tests::{
     Agent, Program, calls_on_port, cgroups::TestCgroup, curl, free_port, kube::FakeApiServer,
-    netns::TwoHosts, tls_nginx, wait_for_port,
+    netns::TwoHosts, the_one, tls_nginx, wait_for_port,
 };
 
 const NODE: &str = "test-node";
@@ -59,14 +59,11 @@ fn container_id(seed: u64) -> String {
     format!("{:016x}", seed ^ u64::from(std::process::id()) << 20).repeat(4)
 }
 
-/// One call per (kind, path).
+/// The one call seen by `kind` on `path`.
 fn call<'a>(calls: &'a [Value], kind: &str, path: &str) -> &'a Value {
-    let found: Vec<&Value> = calls
-        .iter()
-        .filter(|c| c["span.kind"] == kind && c["url.path"] == path)
-        .collect();
-    assert_eq!(found.len(), 1, "{kind} calls on {path}: {calls:#?}");
-    found[0]
+    the_one(calls, &format!("{kind} calls on {path}"), |c| {
+        c["span.kind"] == kind && c["url.path"] == path
+    })
 }
 
 #[test]
@@ -279,7 +276,13 @@ fn hosts_in_network_namespaces_are_named_at_both_ends_by_config_rules() {
         )),
         "{command_line}"
     );
-    assert!(served["host.name"].is_string());
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(served["host.name"], host_name.trim());
+    assert_eq!(
+        served["peer.host.name"],
+        host_name.trim(),
+        "a local peer is on this host"
+    );
 
     assert_eq!(made["service.name"], "storefront", "{made:#}");
     assert!(made.get("service.namespace").is_none());

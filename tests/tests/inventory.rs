@@ -3,16 +3,13 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::Value;
-use sightline_tests::{Agent, calls_on_port, curl, keepalive_server};
+use sightline_tests::{Agent, calls_on_port, curl, keepalive_server, the_one};
 
-/// (method, route) -> the endpoint's JSON object.
+/// The endpoint of (method, route).
 fn endpoint<'a>(inventory: &'a [Value], method: &str, route: &str) -> &'a Value {
-    let found: Vec<&Value> = inventory
-        .iter()
-        .filter(|e| e["method"] == method && e["route"] == route)
-        .collect();
-    assert_eq!(found.len(), 1, "{method} {route} in {inventory:#?}");
-    found[0]
+    the_one(inventory, &format!("{method} {route}"), |e| {
+        e["method"] == method && e["route"] == route
+    })
 }
 
 #[test]

@@ -95,7 +95,6 @@ pub fn api_call(
             identity: None,
         },
         thread_id: conn.thread_id,
-        cgroup_id: conn.cgroup_id,
         joined_midstream: !conn.seen_open,
         tls: conn.tls,
         tls_server_name: conn.tls_server_name.clone(),

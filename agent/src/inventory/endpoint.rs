@@ -68,7 +68,7 @@ pub struct EndpointStats {
     pub status_classes: [u64; 6],
     pub duration_sum_ns: u64,
     pub duration_max_ns: u64,
-    pub duration_histogram: Vec<u64>,
+    pub duration_histogram: [u64; LATENCY_BUCKETS],
     pub request_content_types: BTreeSet<String>,
     pub response_content_types: BTreeSet<String>,
     /// `bearer`, `basic`, `api-key-header`, `api-key-query`, `cookie`, `none`, ...
@@ -105,9 +105,6 @@ impl EndpointStats {
         let duration = call.duration_ns();
         self.duration_sum_ns = self.duration_sum_ns.saturating_add(duration);
         self.duration_max_ns = self.duration_max_ns.max(duration);
-        if self.duration_histogram.len() != LATENCY_BUCKETS {
-            self.duration_histogram = vec![0; LATENCY_BUCKETS];
-        }
         self.duration_histogram[latency_bucket(duration)] += 1;
         if let Some(kind) = content_type(&call.request_headers) {
             insert_bounded(&mut self.request_content_types, kind);

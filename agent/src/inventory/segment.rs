@@ -29,8 +29,10 @@ impl SegmentKind {
     }
 }
 
-/// Tokens shorter than this are words, not secrets or opaque ids.
+/// A long value with digits and letters is a token whatever its case (session ids, lower-case
+/// keys); a shorter one needs digits and both cases.
 const MIN_TOKEN_LEN: usize = 20;
+const MIN_MIXED_CASE_TOKEN_LEN: usize = 12;
 
 /// Classifies one (raw, undecoded) path segment.
 pub fn classify(segment: &str) -> SegmentKind {
@@ -102,16 +104,20 @@ fn is_email(segment: &str) -> bool {
     }
 }
 
-/// Long, from the base64/base64url alphabet (JWT dots allowed), and mixing digits with upper-
-/// and lower-case letters, as random values do and words don't.
+/// From the base64/base64url alphabet (JWT dots allowed) and mixing digits with letters, as
+/// random values do and words don't: long, or shorter with both cases. A secret in a path
+/// must never become a learnt literal route.
 fn is_token(b: &[u8]) -> bool {
-    b.len() >= MIN_TOKEN_LEN
-        && b.iter().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'=' | b'.' | b'~')
-        })
-        && b.iter().any(u8::is_ascii_digit)
-        && b.iter().any(u8::is_ascii_uppercase)
-        && b.iter().any(u8::is_ascii_lowercase)
+    let alphabet = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'=' | b'.' | b'~'));
+    let digit = b.iter().any(u8::is_ascii_digit);
+    let upper = b.iter().any(u8::is_ascii_uppercase);
+    let lower = b.iter().any(u8::is_ascii_lowercase);
+    alphabet
+        && digit
+        && (upper || lower)
+        && (b.len() >= MIN_TOKEN_LEN || (b.len() >= MIN_MIXED_CASE_TOKEN_LEN && upper && lower))
 }
 
 #[cfg(test)]
@@ -133,6 +139,8 @@ mod tests {
             ("alice%40example.com", Email),
             ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", Token),
             ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", Token),
+            ("k3j9q2m8x7v4z1p6w5r0t8y", Token),
+            ("aB3dE5gH7jK9", Token),
         ] {
             assert_eq!(classify(segment), kind, "{segment}");
         }
@@ -153,6 +161,8 @@ mod tests {
             "@me",
             "README",
             "getUserProfileSettings",
+            "password-reset-confirmation",
+            "oauth2",
             "",
         ] {
             assert_eq!(classify(segment), Literal, "{segment}");

@@ -9,21 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::config::file::{ConfigError, yaml_error};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Syntax {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    /// Unreadable, or not JSON/YAML (with line and column): as for the config file.
+    #[error(transparent)]
+    File(#[from] ConfigError),
     #[error("{path}: at {pointer}: {message}")]
     Invalid {
         path: String,
@@ -59,7 +51,7 @@ pub struct ApiSpec {
 
 /// Every spec in `path` (a file, or the `.json`/`.yaml`/`.yml` files of a directory).
 pub fn load(path: &Path) -> Result<Vec<ApiSpec>, SpecError> {
-    let read_error = |source| SpecError::Read {
+    let read_error = |source| ConfigError::Read {
         path: path.display().to_string(),
         source,
     };
@@ -83,11 +75,11 @@ pub fn load(path: &Path) -> Result<Vec<ApiSpec>, SpecError> {
 
 pub fn load_file(path: &Path) -> Result<ApiSpec, SpecError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: shown.clone(),
         source,
     })?;
-    let document = parse_text(&text).map_err(|(line, column, message)| SpecError::Syntax {
+    let document = parse_text(&text).map_err(|(line, column, message)| ConfigError::Invalid {
         path: shown.clone(),
         line,
         column,
@@ -105,7 +97,7 @@ fn parse_text(text: &str) -> Result<Value, (usize, usize, String)> {
     if text.trim_start().starts_with('{') {
         serde_json::from_str(text).map_err(|e| (e.line(), e.column(), e.to_string()))
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| crate::config::file::yaml_error(&e))
+        serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e))
     }
 }
 

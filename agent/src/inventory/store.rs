@@ -27,6 +27,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the inventory database {path} has schema version {found}; this agent knows \
+         {SCHEMA_VERSION} (move the file away to start a new one)"
+    )]
+    SchemaVersion { path: String, found: i64 },
     #[error("inventory database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("inventory database: bad JSON in a row: {0}")]
@@ -91,6 +96,13 @@ CREATE TABLE IF NOT EXISTS spec_operations (
 );
 ";
 
+fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 pub struct Store {
     conn: Connection,
 }
@@ -104,10 +116,7 @@ impl Store {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(open_error(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -115,11 +124,9 @@ impl Store {
             conn.execute_batch(SCHEMA)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         } else if version != SCHEMA_VERSION {
-            return Err(StoreError::Open {
+            return Err(StoreError::SchemaVersion {
                 path: path.display().to_string(),
-                source: rusqlite::Error::InvalidParameterName(format!(
-                    "schema version {version}, this agent knows {SCHEMA_VERSION}"
-                )),
+                found: version,
             });
         }
         Ok(Self { conn })
@@ -127,12 +134,8 @@ impl Store {
 
     /// Opens an existing database read-only (the CLI, while the agent may be writing).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            },
-        )?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_error(path))?;
         Ok(Self { conn })
     }
 

@@ -148,8 +148,11 @@ struct JsonCall<'a> {
     peer_owner: Option<&'a str>,
     #[serde(flatten)]
     peer_identity: EndAttributes<'a>,
-    #[serde(rename = "sightline.cgroup.id")]
-    cgroup_id: u64,
+    #[serde(
+        rename = "sightline.cgroup.id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    cgroup_id: Option<u64>,
     #[serde(rename = "sightline.capture.body_complete")]
     body_complete: bool,
     #[serde(rename = "sightline.connection.joined_midstream")]
@@ -220,7 +223,7 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
             identity: call.peer.identity.as_deref(),
             peer: true,
         },
-        cgroup_id: call.cgroup_id,
+        cgroup_id: local.map(|p| p.cgroup_id),
         body_complete: call.request_size.body_complete && call.response_size.body_complete,
         joined_midstream: call.joined_midstream,
     }

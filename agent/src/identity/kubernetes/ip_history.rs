@@ -90,14 +90,6 @@ impl IpHistory {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.by_ip.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_ip.is_empty()
-    }
-
     /// `holder` (an API object) says `owner` has `ip` since `from`. `exclusive`: the owner is a
     /// pod that got the address from the kubelet, so no other pod holds it any more.
     pub fn claim(
@@ -310,7 +302,7 @@ mod tests {
         history.release(ip, "pod/shop/a", "slices/s1", 150 * S);
         assert_eq!(history.owner_at(ip, 100 * S + GAP_LIMIT_NS * 3), None);
         history.prune(150 * S + RETENTION_NS);
-        assert!(history.is_empty());
+        assert!(history.by_ip.is_empty());
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub async fn start(
     };
     tracing::info!(server = %config.cluster_url, node = node_name, "watching Kubernetes");
     let client = Client::try_from(config).map_err(KubeError::Client)?;
-    let synced = Arc::new(watch::SyncTracker::new(4, store.clone()));
+    let synced = Arc::new(watch::SyncTracker::new(4));
     let shared = |kind| watch::Shared {
         kind,
         store: store.clone(),

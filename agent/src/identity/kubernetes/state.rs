@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
@@ -153,8 +153,6 @@ impl KubeState {
 pub struct KubeStore {
     state: RwLock<KubeState>,
     generation: AtomicU64,
-    /// Every watcher has listed its objects once.
-    synced: AtomicBool,
 }
 
 impl KubeStore {
@@ -162,20 +160,11 @@ impl KubeStore {
         Self {
             state: RwLock::new(KubeState::new(limits)),
             generation: AtomicU64::new(0),
-            synced: AtomicBool::new(false),
         }
     }
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
-    }
-
-    pub fn set_synced(&self) {
-        self.synced.store(true, Ordering::Release);
     }
 
     pub fn read<T>(&self, f: impl FnOnce(&KubeState) -> T) -> T {

@@ -22,23 +22,20 @@ use serde::de::DeserializeOwned;
 use super::{KubeStore, convert::object_key, state::ObjectFacts};
 use crate::stats::Stats;
 
-/// Counts watchers that have listed once; the store is synced when all have.
+/// Counts watchers that have listed once, to say (in the log) when all have.
 pub struct SyncTracker {
     remaining: AtomicUsize,
-    store: Arc<KubeStore>,
 }
 
 impl SyncTracker {
-    pub fn new(watchers: usize, store: Arc<KubeStore>) -> Self {
+    pub fn new(watchers: usize) -> Self {
         Self {
             remaining: AtomicUsize::new(watchers),
-            store,
         }
     }
 
     fn listed_once(&self) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.store.set_synced();
             tracing::info!("kubernetes metadata synced");
         }
     }
