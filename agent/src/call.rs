@@ -3,7 +3,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use crate::{identity::Identity, protocol::http1::Header};
+use crate::{
+    findings::{auth::CallAuth, model::Rule},
+    identity::Identity,
+    inventory::EndpointRef,
+    protocol::http1::Header,
+};
 pub use agent_common::event::TlsLibrary;
 
 /// Which end of the call the observing process was (OpenTelemetry span kind).
@@ -97,6 +102,14 @@ pub struct ApiCall {
     pub tls_server_name: Option<Arc<str>>,
     /// The route template (`http.route`), set by the inventory.
     pub route: Option<Arc<str>>,
+    /// How the request authenticated (values replaced by fingerprints), set by the findings
+    /// stage before anything else reads the call.
+    pub auth: Option<CallAuth>,
+    /// The endpoint the inventory counted the call in; `None` when it is counted at its
+    /// other end (a call between two processes of this host).
+    pub endpoint: Option<Arc<EndpointRef>>,
+    /// The rules the call matched.
+    pub findings: Vec<Rule>,
 }
 
 impl ApiCall {
@@ -179,6 +192,9 @@ pub mod tests {
             tls: None,
             tls_server_name: None,
             route: None,
+            auth: None,
+            endpoint: None,
+            findings: Vec::new(),
         }
     }
 }

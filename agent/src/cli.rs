@@ -42,6 +42,9 @@ pub enum Command {
     /// Show the API inventory: every endpoint seen, per service (read from the agent's
     /// database; works while it runs).
     Inventory(InventoryArgs),
+    /// Show the security findings (read from the agent's inventory database; works while it
+    /// runs), most severe first.
+    Findings(FindingsArgs),
     /// Write an OpenAPI 3.1 document reconstructed from a service's traffic (from the
     /// inventory database) to stdout.
     Openapi(OpenapiArgs),
@@ -55,6 +58,40 @@ pub struct OpenapiArgs {
     /// The service (`service.name`), or the host of an API called.
     #[arg(long)]
     pub service: String,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct FindingsArgs {
+    /// The agent's inventory database (its --inventory-db).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub db: PathBuf,
+    /// Only this service's findings (`service.name`, or the host of an API called).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only findings at least this severe (info, low, medium, high, critical).
+    #[arg(long, value_parser = parse_severity)]
+    pub min_severity: Option<crate::findings::model::Severity>,
+    /// Only this rule (name or id).
+    #[arg(long, value_parser = parse_rule)]
+    pub rule: Option<crate::findings::model::Rule>,
+    /// Table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+fn parse_severity(text: &str) -> Result<crate::findings::model::Severity, String> {
+    crate::findings::model::Severity::parse(text)
+        .ok_or_else(|| "one of info, low, medium, high, critical".to_string())
+}
+
+fn parse_rule(text: &str) -> Result<crate::findings::model::Rule, String> {
+    crate::findings::model::Rule::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = crate::findings::model::Rule::ALL
+            .iter()
+            .map(|r| r.name())
+            .collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 #[derive(Clone, Debug, Args)]
@@ -75,6 +112,8 @@ pub struct InventoryArgs {
 
 /// Where the agent keeps its inventory unless told otherwise.
 pub const DEFAULT_INVENTORY_DB: &str = "/var/lib/sightline/inventory.sqlite";
+/// Where the fingerprint key is kept when there is no inventory database to keep it beside.
+pub const DEFAULT_FINGERPRINT_KEY: &str = "/var/lib/sightline/fingerprint.key";
 
 #[derive(Clone, Debug, Args)]
 pub struct TlsArgs {
@@ -155,7 +194,7 @@ pub struct RunArgs {
     /// The API inventory's SQLite database (kept across restarts).
     #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
     pub inventory_db: PathBuf,
-    /// Keep no inventory (calls then have no `http.route`).
+    /// Keep no inventory database (routes and findings are still computed, in memory).
     #[arg(long)]
     pub no_inventory: bool,
 }

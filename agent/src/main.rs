@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Tls(args)) => tls_report(&args),
         Some(Command::Inventory(args)) => inventory(&args),
+        Some(Command::Findings(args)) => findings(&args),
         Some(Command::Openapi(args)) => openapi(&args),
         None => run(cli.run),
     };
@@ -90,6 +91,29 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&report::to_json(&endpoints, &unused))? + "\n"
         }
         sightline::cli::ReportFormat::Table => report::render_table(&endpoints, &unused),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `sightline findings`: prints the stored findings.
+fn findings(args: &sightline::cli::FindingsArgs) -> anyhow::Result<()> {
+    use sightline::{findings::report, inventory::store::Store};
+    use std::io::Write as _;
+    let findings = report::selected(
+        Store::open_read_only(&args.db)?.load_findings()?,
+        &report::Filter {
+            service: args.service.clone(),
+            min_severity: args.min_severity,
+            rule: args.rule,
+        },
+    );
+    let text = match args.format {
+        sightline::cli::ReportFormat::Json => {
+            let list: Vec<serde_json::Value> = findings.iter().map(|f| f.to_json()).collect();
+            serde_json::to_string_pretty(&list)? + "\n"
+        }
+        sightline::cli::ReportFormat::Table => report::render_table(&findings),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

@@ -9,10 +9,14 @@ use tokio::{
 };
 
 use crate::{
-    call::ApiCall,
     capture::{self, clock::Clock, dump::EventDump, event::CaptureEvent},
     config::{OutputFormat, RunConfig},
     conn::Tracker,
+    findings::{
+        fingerprint::{Fingerprinter, KeyError},
+        rules::settings::SettingsError,
+        stage::FindingsStage,
+    },
     identity::{
         self,
         kubernetes::{self, KubeError, KubeOptions, KubeStore},
@@ -22,7 +26,7 @@ use crate::{
         InventoryLimits, spec_source::SpecSource, store::StoreError, writer::InventoryStage,
     },
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
-    sink::{self, Sink, json::JsonLines, terminal::Terminal},
+    sink::{self, Record, Sink, json::JsonLines, terminal::Terminal},
     stats::Stats,
     tls::{Attacher, Request as TlsRequest},
 };
@@ -47,6 +51,10 @@ pub enum PipelineError {
     Kubernetes(#[from] KubeError),
     #[error(transparent)]
     Inventory(#[from] StoreError),
+    #[error(transparent)]
+    Findings(#[from] SettingsError),
+    #[error(transparent)]
+    FingerprintKey(#[from] KeyError),
 }
 
 /// How often idle connections are swept and counters logged.
@@ -64,15 +72,15 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let mut probes = LoadedProbes::load(&config.probes)?;
     // After the probes: a host or user that cannot run the agent hears that first.
     let (resolver, kube, watchers) = start_identity(&config, &stats).await?;
-    let inventory = match &config.inventory_db {
-        Some(path) => Some(InventoryStage::start(
-            path,
-            InventoryLimits::default(),
-            SpecSource::load(config.file.api_specs.clone(), &stats),
-            stats.clone(),
-        )?),
-        None => None,
-    };
+    let (inventory, stored_findings) = InventoryStage::start(
+        config.inventory_db.as_deref(),
+        InventoryLimits::default(),
+        SpecSource::load(config.file.api_specs.clone(), &stats),
+        stats.clone(),
+    )?;
+    let mut findings =
+        FindingsStage::new(&config.file.findings, fingerprints(&config)?, stats.clone())?;
+    findings.restore(stored_findings);
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
     // The TLS attach thread owns the probes from here on and detaches them when it stops.
@@ -89,7 +97,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
-    let (call_tx, call_rx) = mpsc::channel(config.sink_queue);
+    let (record_tx, record_rx) = mpsc::channel(config.sink_queue);
 
     let reader = tokio::spawn(capture::reader::run(
         ring,
@@ -105,12 +113,13 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     );
     let processor = tokio::spawn(process(
         event_rx,
-        call_tx,
+        record_tx,
         Stages {
             tracker,
             resolver,
             kube,
             inventory,
+            findings,
         },
         dump,
         attacher.clone(),
@@ -119,7 +128,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let sink_stats = stats.clone();
     let writer = std::thread::Builder::new()
         .name("sightline-sink".to_string())
-        .spawn(move || sink::run(call_rx, sinks, sink_stats))
+        .spawn(move || sink::run(record_rx, sinks, sink_stats))
         .map_err(PipelineError::Signals)?;
     let reporter = tokio::spawn(report(stats.clone(), counters.clone()));
 
@@ -143,6 +152,32 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     match read_result {
         Ok(Err(e)) => Err(PipelineError::Reader(e)),
         _ => Ok(()),
+    }
+}
+
+/// The fingerprint key: the configured file, else `fingerprint.key` beside the inventory
+/// database (or in the default state directory). A key that cannot be created (a read-only
+/// disk) gives way to one for this run only; a key file that exists but is unusable is an
+/// error (fingerprints would silently change).
+fn fingerprints(config: &RunConfig) -> Result<Fingerprinter, PipelineError> {
+    let path = match (
+        &config.file.findings.fingerprint_key_file,
+        &config.inventory_db,
+    ) {
+        (Some(path), _) => path.clone(),
+        (None, Some(db)) => db.with_file_name("fingerprint.key"),
+        (None, None) => std::path::PathBuf::from(crate::cli::DEFAULT_FINGERPRINT_KEY),
+    };
+    match Fingerprinter::load_or_create(&path) {
+        Ok(f) => Ok(f),
+        Err(error @ KeyError::Create { .. }) => {
+            tracing::warn!(
+                %error,
+                "fingerprints of credentials are valid for this run only"
+            );
+            Ok(Fingerprinter::ephemeral()?)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -228,14 +263,15 @@ struct Stages {
     tracker: Tracker,
     resolver: Resolver,
     kube: Option<Arc<KubeStore>>,
-    inventory: Option<InventoryStage>,
+    inventory: InventoryStage,
+    findings: FindingsStage,
 }
 
-/// The tracker and identity stages: events in, calls out. Ends when the reader ends (its
-/// sender drops).
+/// The tracker, identity, inventory and findings stages: events in, calls and findings out.
+/// Ends when the reader ends (its sender drops).
 async fn process(
     mut events: mpsc::Receiver<CaptureEvent>,
-    calls: mpsc::Sender<ApiCall>,
+    records: mpsc::Sender<Record>,
     stages: Stages,
     mut dump: Option<EventDump<BufWriter<File>>>,
     attacher: Option<Arc<Attacher>>,
@@ -246,6 +282,7 @@ async fn process(
         mut resolver,
         kube,
         mut inventory,
+        mut findings,
     } = stages;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut out = Vec::new();
@@ -273,9 +310,8 @@ async fn process(
             }
             _ = sweep.tick() => {
                 tracker.sweep(Clock::now_monotonic(), &mut out);
-                if let Some(inventory) = inventory.as_mut() {
-                    inventory.flush();
-                }
+                let unwritten = inventory.flush(findings.take_changed());
+                findings.requeue(unwritten);
                 if let Some(kube) = &kube {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -286,20 +322,24 @@ async fn process(
         }
         for mut call in out.drain(..) {
             resolver.resolve(&mut call);
-            if let Some(inventory) = inventory.as_mut() {
-                inventory.observe(&mut call);
-            }
-            if calls.try_send(call).is_err() {
-                Stats::inc(&stats.sink_queue_full);
+            // Secrets leave the call here, before any other stage reads it.
+            findings.prepare(&mut call);
+            inventory.observe(&mut call);
+            let shown = findings.evaluate(&mut call);
+            let records_out = std::iter::once(Record::Call(call))
+                .chain(shown.into_iter().map(|f| Record::Finding(Box::new(f))));
+            for record in records_out {
+                if records.try_send(record).is_err() {
+                    Stats::inc(&stats.sink_queue_full);
+                }
             }
         }
     }
     if let Some(dump) = dump.as_mut() {
         let _ = dump.flush();
     }
-    if let Some(inventory) = inventory {
-        tokio::task::block_in_place(|| inventory.finish());
-    }
+    let last = findings.take_changed();
+    tokio::task::block_in_place(|| inventory.finish(last));
 }
 
 /// Program and library loads are what the TLS attach thread scans for; exits end bookkeeping.

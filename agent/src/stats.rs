@@ -83,6 +83,12 @@ counters! {
     inventory_store_errors,
     /// API specs that could not be loaded (each logged with its file and place).
     inventory_spec_errors,
+    /// Findings raised (new, or more severe than before).
+    findings_raised,
+    /// Findings not kept because the findings table was full.
+    findings_dropped,
+    /// Calls some rules could not track because their state tables were full.
+    findings_state_full,
     /// Call ends whose cgroup id could not be resolved to a path (named without container,
     /// pod or unit).
     cgroups_unresolved,

@@ -55,8 +55,12 @@ impl Agent {
             binary.display()
         );
         let mut command = Command::new(&binary);
+        // JSON unless the test asks for another format (the file is the same).
+        if !extra_args.contains(&"--output") {
+            command.args(["--output", "json"]);
+        }
         command
-            .args(["--output", "json", "--output-file"])
+            .arg("--output-file")
             .arg(dir.path().join("calls.jsonl"))
             .arg("--dump-events")
             .arg(dir.path().join("events.jsonl"))
@@ -98,6 +102,17 @@ impl Agent {
     /// Every call written so far.
     pub fn calls(&self) -> Vec<Value> {
         read_json_lines(&self.dir.path().join("calls.jsonl"))
+            .into_iter()
+            .filter(|v| v.get("event.name").is_none())
+            .collect()
+    }
+
+    /// Every finding written so far to the JSON output (new ones, and ones that got worse).
+    pub fn findings(&self) -> Vec<Value> {
+        read_json_lines(&self.dir.path().join("calls.jsonl"))
+            .into_iter()
+            .filter(|v| v["event.name"] == "sightline.finding")
+            .collect()
     }
 
     /// The inventory as `sightline inventory --format json` prints it from `db`.

@@ -70,7 +70,10 @@ fn endpoints_are_templated_counted_and_kept_across_restarts() {
     assert_eq!(users["calls"], 4);
     assert_eq!(users["status"]["2xx"], 4);
     assert_eq!(users["clients"], serde_json::json!(["curl"]));
-    assert_eq!(users["auth_schemes"], serde_json::json!(["bearer", "none"]));
+    assert_eq!(
+        users["auth_schemes"],
+        serde_json::json!(["bearer-opaque", "none"])
+    );
     assert_eq!(
         users["response_content_types"],
         serde_json::json!(["text/plain"])
@@ -251,24 +254,26 @@ fn endpoints_are_classified_against_the_specs_with_one_finding_each() {
     .collect();
     assert_eq!(classes, expected, "{inventory:#?}");
 
-    // One finding per new shadow or zombie endpoint, not one per call (the shadow finding of
-    // /admin/export stays: it was shadow when first seen).
-    assert_eq!(log.matches("new shadow endpoint").count(), 2, "{log}");
-    assert_eq!(log.matches("new zombie endpoint").count(), 2, "{log}");
+    // One finding per shadow or zombie endpoint, counting its calls (the shadow finding of
+    // /admin/export stays: it was shadow when called).
+    assert_eq!(log.matches("rule=\"SL-INV-001\"").count(), 2, "{log}");
+    assert_eq!(log.matches("rule=\"SL-INV-002\"").count(), 2, "{log}");
     let out = std::process::Command::new("python3")
         .args([
             "-c",
             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
-             [print(*r) for r in c.execute('SELECT kind, method, route, client FROM findings \
-             ORDER BY kind, route, method')]",
+             [print(*r) for r in c.execute('SELECT rule, method, route, client, count \
+             FROM findings WHERE rule_id LIKE \"SL-INV-%\" ORDER BY rule, route, method')]",
             db.to_str().unwrap(),
         ])
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "shadow GET /api/admin/export curl\nshadow DELETE /api/users/{userId} curl\n\
-         zombie GET /api/orders/{orderId} curl\nzombie GET /v0/legacy curl\n",
+        "shadow-endpoint GET /api/admin/export curl 2\n\
+         shadow-endpoint DELETE /api/users/{userId} curl 1\n\
+         zombie-endpoint GET /api/orders/{orderId} curl 2\n\
+         zombie-endpoint GET /v0/legacy curl 1\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

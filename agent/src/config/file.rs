@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::identity::{kubernetes::Mode, naming::ServiceRule};
+use crate::{
+    findings::{config::FindingsSection, rules::settings::RuleSettings},
+    identity::{kubernetes::Mode, naming::ServiceRule},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -25,6 +28,8 @@ pub enum ConfigError {
     },
     #[error("{path}: the config file must end in .toml, .yaml or .yml")]
     Format { path: String },
+    #[error("{path}: {message}")]
+    Setting { path: String, message: String },
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -36,6 +41,8 @@ pub struct FileConfig {
     pub service_rules: Vec<ServiceRule>,
     /// API specs (OpenAPI 3.0/3.1, Swagger 2.0) to compare the inventory with.
     pub api_specs: Vec<ApiSpecEntry>,
+    /// Authentication names, rules, thresholds and allowlists of the findings.
+    pub findings: FindingsSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -100,7 +107,18 @@ impl FileConfig {
             column,
             message,
         })?;
+        if let Err(e) = RuleSettings::new(&config.findings) {
+            return Err(ConfigError::Setting {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            });
+        }
         if let Some(dir) = path.parent() {
+            if let Some(key) = &config.findings.fingerprint_key_file
+                && key.is_relative()
+            {
+                config.findings.fingerprint_key_file = Some(dir.join(key));
+            }
             if let Some(kubeconfig) = &config.kubernetes.kubeconfig
                 && kubeconfig.is_relative()
             {

@@ -99,5 +99,8 @@ pub fn api_call(
         tls: conn.tls,
         tls_server_name: conn.tls_server_name.clone(),
         route: None,
+        auth: None,
+        endpoint: None,
+        findings: Vec::new(),
     }
 }

@@ -1,5 +1,9 @@
 //! Removes secret values from what the agent writes out. Query parameters whose names say they
-//! carry credentials keep their name and lose their value.
+//! carry credentials, or whose values are JWTs, keep their name and lose their value; path
+//! segments that look like tokens (long random values, JWTs) are replaced.
+
+use super::jwt;
+use crate::inventory::segment::{self, SegmentKind};
 
 /// Replacement for a removed value.
 pub const REDACTED: &str = "REDACTED";
@@ -49,13 +53,24 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// The query string with the values of credential parameters replaced.
 pub fn query(query: &str) -> String {
+    query_with(query, &[])
+}
+
+/// [`query`], also replacing the values of the parameters named in `more` (lower case).
+pub fn query_with(query: &str, more: &[String]) -> String {
     query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, value))
-                if !value.is_empty() && is_secret_name(&percent_decode_name(name)) =>
-            {
-                format!("{name}={REDACTED}")
+            Some((name, value)) if !value.is_empty() => {
+                let name_text = decode_component(name);
+                let secret = is_secret_name(&name_text)
+                    || more.contains(&name_text.to_ascii_lowercase())
+                    || jwt::looks_like_jwt(&decode_component(value));
+                if secret {
+                    format!("{name}={REDACTED}")
+                } else {
+                    pair.to_string()
+                }
             }
             _ => pair.to_string(),
         })
@@ -63,8 +78,23 @@ pub fn query(query: &str) -> String {
         .join("&")
 }
 
-/// Decodes %XX in a parameter name so `api%5Fkey` is recognised too.
-fn percent_decode_name(name: &str) -> String {
+/// The path with segments that may be secrets (tokens, JWTs: what the inventory templates as
+/// `{token}`) replaced; ids, numbers, dates and words stay.
+pub fn path(path: &str) -> std::borrow::Cow<'_, str> {
+    let secret = |segment: &str| segment::classify(segment) == SegmentKind::Token;
+    if !path.split('/').any(secret) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    std::borrow::Cow::Owned(
+        path.split('/')
+            .map(|s| if secret(s) { REDACTED } else { s })
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
+/// Decodes %XX (and `+`) in a query component so `api%5Fkey` is recognised too.
+pub fn decode_component(name: &str) -> String {
     let bytes = name.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -102,5 +132,27 @@ mod tests {
         assert_eq!(query("keyword=rust&monkey=1"), "keyword=rust&monkey=1");
         assert_eq!(query("token="), "token=");
         assert_eq!(query("flag&password=hunter2"), "flag&password=REDACTED");
+        assert_eq!(
+            query("next=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.&a=b"),
+            "next=REDACTED&a=b"
+        );
+        assert_eq!(
+            query_with("q=1&sig2=zz", &["sig2".to_string()]),
+            "q=1&sig2=REDACTED"
+        );
+    }
+
+    #[test]
+    fn token_like_path_segments_are_removed() {
+        assert_eq!(
+            path("/users/42/orders/507f1f77bcf86cd799439011"),
+            "/users/42/orders/507f1f77bcf86cd799439011"
+        );
+        assert_eq!(path("/reset/k3yF0rRes3tXyZ12"), "/reset/REDACTED");
+        assert_eq!(
+            path("/v/eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0./x"),
+            "/v/REDACTED/x"
+        );
+        assert_eq!(path("/"), "/");
     }
 }

@@ -1,9 +1,12 @@
 //! A process's command line without the secrets people pass on it: values of credential flags
 //! (`--password=x`, `--token x`), credential assignments (`DB_PASSWORD=x`), passwords in URLs
 //! (`postgres://u:x@db`), credential parameters in URL queries (`https://h/p?api_key=x`), curl's
-//! `-u user:x`, secret headers (`-H 'Authorization: Bearer x'`) and anything shaped like a JWT.
+//! `-u user:x`, mysql's `-px`, secret headers (`-H 'Authorization: Bearer x'`) and anything shaped like a JWT.
 
-use crate::findings::redact::{self, REDACTED};
+use crate::findings::{
+    jwt,
+    redact::{self, REDACTED},
+};
 
 /// Flags whose next argument is `user:password` (curl, wget).
 const USER_PASSWORD_FLAGS: &[&str] = &["-u", "--user", "--proxy-user"];
@@ -56,6 +59,13 @@ fn is_secret_flag(arg: &str) -> bool {
 fn redact_arg(arg: &str) -> String {
     if looks_like_jwt(arg) {
         return REDACTED.to_string();
+    }
+    if is_glued_password(arg) {
+        return format!("-p{REDACTED}");
+    }
+    // Form data (`curl -d 'user=a&password=x'`): a query string without a URL.
+    if arg.contains('&') && arg.contains('=') && !arg.contains([' ', '/', ':']) {
+        return redact::query(arg);
     }
     // --password=x, DB_PASSWORD=x
     if let Some((name, value)) = arg.split_once('=')
@@ -130,17 +140,20 @@ fn user_password(arg: &str) -> String {
     }
 }
 
-/// Three base64url parts, the first one a JSON object (`eyJ`).
+/// A JWT, bare or after `Bearer `.
 fn looks_like_jwt(arg: &str) -> bool {
-    let token = arg.trim_start_matches("Bearer ").trim();
-    let parts: Vec<&str> = token.split('.').collect();
-    parts.len() == 3
-        && parts[0].starts_with("eyJ")
-        && parts[..2].iter().all(|p| {
-            p.len() >= 4
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    jwt::looks_like_jwt(arg.trim_start_matches("Bearer ").trim())
+}
+
+/// `-pSECRET` (mysql, mariadb, sshpass: the password glued to `-p`); a port or port mapping
+/// (`-p8080`, `-p127.0.0.1:80:80`) is not one.
+fn is_glued_password(arg: &str) -> bool {
+    arg.strip_prefix("-p").is_some_and(|value| {
+        !value.is_empty()
+            && !value
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b":./-".contains(&b))
+    })
 }
 
 #[cfg(test)]
@@ -237,6 +250,18 @@ mod tests {
                 "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
             ]),
             "client REDACTED"
+        );
+        assert_eq!(
+            line(&["curl", "-d", "user=a&password=hunter2", "http://h/login"]),
+            "curl -d user=a&password=REDACTED http://h/login"
+        );
+        assert_eq!(
+            line(&["mysql", "-uroot", "-phunter2", "shop"]),
+            "mysql -uroot -pREDACTED shop"
+        );
+        assert_eq!(
+            line(&["docker", "run", "-p8080:80", "-p127.0.0.1:9000:9000", "x"]),
+            "docker run -p8080:80 -p127.0.0.1:9000:9000 x"
         );
     }
 }

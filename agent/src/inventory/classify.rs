@@ -75,6 +75,9 @@ pub struct Verdict {
     /// The spec's route (base path + template) when the path matched one.
     pub route: Option<String>,
     pub spec_file: Option<PathBuf>,
+    /// Whether the spec's operation requires authentication (`None`: no operation matched,
+    /// or the spec does not say).
+    pub secured: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,6 +113,7 @@ impl Specs {
                 class: Class::NoSpec,
                 route: None,
                 spec_file: None,
+                secured: None,
             };
         }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -136,6 +140,7 @@ impl Specs {
                 class: Class::Shadow,
                 route: None,
                 spec_file: None,
+                secured: None,
             };
         };
         let operation = bound
@@ -152,6 +157,7 @@ impl Specs {
             class,
             route: Some(format!("{base}{}", op.path)),
             spec_file: Some(bound.spec.file.clone()),
+            secured: operation.and_then(|o| o.secured),
         }
     }
 }

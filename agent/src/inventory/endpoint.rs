@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{call::ApiCall, findings::redact};
+use crate::call::ApiCall;
 
 /// Distinct values kept per set (content types, schemes); past it, `…` is added once.
 const MAX_SET: usize = 16;
@@ -240,63 +240,27 @@ fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<String> {
     valid.then_some(media)
 }
 
-/// The authentication schemes a request carries (names only, never values).
+/// The authentication schemes a request carried (names only, never values):
+/// `bearer-jwt`, `basic`, `api-key-header:x-api-key`, `api-key-query:api_key`,
+/// `session-cookie:sid`, ..., or `none`.
 pub fn auth_schemes(call: &ApiCall) -> Vec<String> {
-    let mut schemes = Vec::new();
-    for header in &call.request_headers {
-        let name = header.name.to_ascii_lowercase();
-        match name.as_str() {
-            "authorization" | "proxy-authorization" => {
-                let value = String::from_utf8_lossy(&header.value);
-                let scheme = value
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                schemes.push(
-                    match scheme.as_str() {
-                        "bearer" => "bearer",
-                        "basic" => "basic",
-                        "digest" => "digest",
-                        "negotiate" => "negotiate",
-                        "aws4-hmac-sha256" => "aws-sigv4",
-                        _ => "authorization-other",
-                    }
-                    .to_string(),
-                );
-            }
-            "cookie" => schemes.push("cookie".to_string()),
-            _ if redact::is_secret_name(&name) && is_name(&name) => {
-                schemes.push(format!("api-key-header:{name}"))
-            }
-            _ => {}
-        }
-    }
-    for (name, value) in call
-        .query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-    {
-        if !value.is_empty() && redact::is_secret_name(name) && is_name(name) {
-            schemes.push(format!("api-key-query:{name}"));
-        }
-    }
-    if schemes.is_empty() {
-        schemes.push("none".to_string());
-    }
+    use crate::findings::auth::{Location, Scheme};
+    let Some(auth) = call.auth.as_ref().filter(|a| a.authenticated()) else {
+        return vec!["none".to_string()];
+    };
+    let mut schemes: Vec<String> = auth
+        .credentials
+        .iter()
+        .map(|c| match (&c.scheme, &c.location) {
+            (Scheme::ApiKey, Location::Header(name)) => format!("api-key-header:{name}"),
+            (Scheme::ApiKey, Location::Query(name)) => format!("api-key-query:{name}"),
+            (Scheme::SessionCookie, Location::Cookie(name)) => format!("session-cookie:{name}"),
+            (scheme, _) => scheme.name().to_string(),
+        })
+        .collect();
     schemes.sort_unstable();
     schemes.dedup();
     schemes
-}
-
-/// A header or parameter name safe to keep (a short token).
-fn is_name(name: &str) -> bool {
-    name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 #[cfg(test)]
@@ -312,11 +276,17 @@ mod tests {
             name: "Content-Type".into(),
             value: b"application/json; charset=utf-8".to_vec(),
         }];
+        let classifier = crate::findings::auth::AuthClassifier::new(
+            &Default::default(),
+            crate::findings::fingerprint::Fingerprinter::with_key([0; 32]),
+        );
+        call.auth = Some(classifier.classify_and_redact(&mut call));
         stats.record(&call, "web");
         call.status = Some(503);
         call.start_unix_ns -= 5;
         call.request_headers = vec![];
         call.query = None;
+        call.auth = Some(classifier.classify_and_redact(&mut call));
         stats.record(&call, "web");
         call.status = None;
         stats.record(&call, "cart");
@@ -331,7 +301,7 @@ mod tests {
         // The sample has a Bearer token and api_key in the query.
         assert_eq!(
             stats.auth_schemes.iter().collect::<Vec<_>>(),
-            ["api-key-query:api_key", "bearer", "none"]
+            ["api-key-query:api_key", "bearer-opaque", "none"]
         );
         assert_eq!(stats.clients.iter().collect::<Vec<_>>(), ["cart", "web"]);
         let text = serde_json::to_string(&stats).unwrap();

@@ -56,23 +56,20 @@ impl Default for InventoryLimits {
 /// Whose route tree: an API and its direction.
 type ApiKey = (String, String, Direction);
 
-/// A new shadow or zombie endpoint, raised once with what its first call showed.
+/// The endpoint a call was counted in, for the rules that follow (set on the call).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
-    pub class: Class,
+pub struct EndpointRef {
     pub key: EndpointKey,
-    pub first_seen_unix_nano: u64,
+    /// Who called: the client's service name, else its address or executable.
     pub client: String,
-    pub status: Option<u16>,
+    pub class: Class,
+    /// What the spec says of authentication (see [`classify::Verdict::secured`]).
+    pub secured: Option<bool>,
     pub spec_file: Option<String>,
 }
 
-/// Findings waiting for the writer, at most.
-const MAX_PENDING_FINDINGS: usize = 4_096;
-
 pub struct Inventory {
     specs: Specs,
-    findings: Vec<Finding>,
     trees: HashMap<ApiKey, RouteTree>,
     endpoints: HashMap<EndpointKey, EndpointStats>,
     /// Endpoints changed since the last [`Inventory::take_changed`].
@@ -85,7 +82,6 @@ impl Inventory {
     pub fn new(limits: InventoryLimits, specs: Specs, stats: Arc<Stats>) -> Self {
         Self {
             specs,
-            findings: Vec::new(),
             trees: HashMap::new(),
             endpoints: HashMap::new(),
             changed: HashSet::new(),
@@ -113,7 +109,7 @@ impl Inventory {
         self.endpoints.is_empty()
     }
 
-    /// Counts `call` in its endpoint and sets its `route`.
+    /// Counts `call` in its endpoint and sets its `route` and `endpoint`.
     pub fn observe(&mut self, call: &mut ApiCall) {
         let Some((api, namespace, direction, client)) = owner(call) else {
             return;
@@ -147,49 +143,17 @@ impl Inventory {
         call.route = Some(Arc::from(key.route.as_str()));
         // Past the cap only overflow endpoints are added: at most one per API and method, and
         // both are bounded (`max_apis`, [`METHODS`]).
-        let is_new = !self.endpoints.contains_key(&key);
         let stats = self.endpoints.entry(key.clone()).or_default();
         stats.record(call, &client);
         stats.class = Some(verdict.class);
-        if is_new && matches!(verdict.class, Class::Shadow | Class::Zombie) {
-            self.raise(Finding {
-                class: verdict.class,
-                key: key.clone(),
-                first_seen_unix_nano: call.start_unix_ns,
-                client,
-                status: call.status,
-                spec_file: verdict.spec_file.map(|f| f.display().to_string()),
-            });
-        }
-        self.changed.insert(key);
-    }
-
-    fn raise(&mut self, finding: Finding) {
-        tracing::warn!(
-            class = finding.class.name(),
-            api = %finding.key.api,
-            method = %finding.key.method,
-            route = %finding.key.route,
-            client = %finding.client,
-            "new {} endpoint",
-            finding.class.name()
-        );
-        if self.findings.len() < MAX_PENDING_FINDINGS {
-            self.findings.push(finding);
-        } else {
-            Stats::inc(&self.stats.inventory_overflow);
-        }
-    }
-
-    /// Findings the writer could not take yet.
-    pub fn requeue_findings(&mut self, findings: Vec<Finding>) {
-        let room = MAX_PENDING_FINDINGS.saturating_sub(self.findings.len());
-        self.findings.extend(findings.into_iter().take(room));
-    }
-
-    /// Findings raised since the last call.
-    pub fn take_findings(&mut self) -> Vec<Finding> {
-        std::mem::take(&mut self.findings)
+        self.changed.insert(key.clone());
+        call.endpoint = Some(Arc::new(EndpointRef {
+            key,
+            client,
+            class: verdict.class,
+            secured: verdict.secured,
+            spec_file: verdict.spec_file.map(|f| f.display().to_string()),
+        }));
     }
 
     /// New specs (a spec file changed): later calls are classified by them.

@@ -126,9 +126,18 @@ fn content(types: &std::collections::BTreeSet<String>, schema: Option<&Value>) -
 fn security_scheme(scheme: &str) -> Option<(String, Value)> {
     let (kind, name) = scheme.split_once(':').unwrap_or((scheme, ""));
     Some(match kind {
-        "bearer" => (
+        // `bearer`: databases written before the JWT/opaque split.
+        "bearer" | "bearer-opaque" => (
             "bearerAuth".into(),
             json!({"type": "http", "scheme": "bearer"}),
+        ),
+        "bearer-jwt" => (
+            "bearerJwtAuth".into(),
+            json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+        ),
+        "session-cookie" => (
+            format!("sessionCookie_{name}"),
+            json!({"type": "apiKey", "in": "cookie", "name": name}),
         ),
         "basic" => (
             "basicAuth".into(),
@@ -194,7 +203,7 @@ mod tests {
             Some(json!({"type": "object", "properties": {"id": {"type": "integer"}}}));
         stats
             .auth_schemes
-            .extend(["bearer".to_string(), "none".to_string()]);
+            .extend(["bearer-opaque".to_string(), "none".to_string()]);
         let doc = document("shop", &[(key, stats)]);
         let op = &doc["paths"]["/users/{id}"]["get"];
         assert_eq!(op["operationId"], "get_users_id");

@@ -15,7 +15,8 @@ pub fn selected(
         .collect()
 }
 
-fn rfc3339(unix_ns: u64) -> String {
+/// A Unix time in nanoseconds as RFC 3339 with milliseconds.
+pub fn rfc3339(unix_ns: u64) -> String {
     humantime::format_rfc3339_millis(
         std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns),
     )

@@ -35,6 +35,10 @@ pub struct Operation {
     /// The path template as the spec writes it (`/users/{userId}`), without base path.
     pub path: String,
     pub deprecated: bool,
+    /// Whether the operation requires authentication (its `security`, else the document's):
+    /// `Some(false)` for `security: []` or an empty requirement `{}` (public), `None` when
+    /// the spec does not say.
+    pub secured: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +138,7 @@ pub fn from_document(document: &Value, file: &Path) -> Result<ApiSpec, (String, 
     } else {
         servers(root.get("servers"))?
     };
+    let root_security = security(root.get("security"), "/security")?;
     let mut operations = Vec::new();
     let paths = match root.get("paths") {
         None => return Err(("/paths".into(), "a spec needs `paths`".into())),
@@ -165,10 +170,16 @@ pub fn from_document(document: &Value, file: &Path) -> Result<ApiSpec, (String, 
                     ));
                 }
             };
+            let secured = security(
+                operation.get("security"),
+                &format!("{pointer}/{method}/security"),
+            )?
+            .or(root_security);
             operations.push(Operation {
                 method: method.to_ascii_uppercase(),
                 path: path.clone(),
                 deprecated,
+                secured,
             });
         }
     }
@@ -179,6 +190,26 @@ pub fn from_document(document: &Value, file: &Path) -> Result<ApiSpec, (String, 
         hosts,
         operations,
     })
+}
+
+/// A `security` list: secured unless empty or holding an empty requirement (anonymous access
+/// allowed).
+fn security(value: Option<&Value>, pointer: &str) -> Result<Option<bool>, (String, String)> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let requirements = value.as_array().ok_or((
+        pointer.to_string(),
+        "expected a list of requirements".to_string(),
+    ))?;
+    let mut anonymous = requirements.is_empty();
+    for (i, requirement) in requirements.iter().enumerate() {
+        let map = requirement
+            .as_object()
+            .ok_or((format!("{pointer}/{i}"), "expected an object".to_string()))?;
+        anonymous |= map.is_empty();
+    }
+    Ok(Some(!anonymous))
 }
 
 /// 3.x `servers`: each URL's path is a base path, its host a host. Variables take their
@@ -267,12 +298,14 @@ mod tests {
                 Operation {
                     method: "DELETE".into(),
                     path: "/users/{id}".into(),
-                    deprecated: true
+                    deprecated: true,
+                    secured: None,
                 },
                 Operation {
                     method: "GET".into(),
                     path: "/users/{id}".into(),
-                    deprecated: false
+                    deprecated: false,
+                    secured: None,
                 },
             ]
         );
@@ -294,6 +327,35 @@ mod tests {
             ("swagger 2.0", vec![String::new()])
         );
         assert!(v2.operations[0].deprecated);
+    }
+
+    #[test]
+    fn security_is_read_per_operation_with_the_document_default() {
+        let s = spec(
+            "openapi: 3.0.3\nsecurity: [{bearer: []}]\npaths:\n  /a:\n    get: {}\n    post: {security: []}\n    put: {security: [{}, {key: []}]}\n",
+        )
+        .unwrap();
+        let secured: Vec<(&str, Option<bool>)> = s
+            .operations
+            .iter()
+            .map(|o| (o.method.as_str(), o.secured))
+            .collect();
+        assert_eq!(
+            secured,
+            [
+                ("GET", Some(true)),
+                ("POST", Some(false)),
+                ("PUT", Some(false))
+            ]
+        );
+        let silent = spec("openapi: 3.0.3\npaths:\n  /a: {get: {}}\n").unwrap();
+        assert_eq!(silent.operations[0].secured, None);
+        assert_eq!(
+            spec("openapi: 3.0.3\npaths:\n  /a: {get: {security: {x: 1}}}\n")
+                .unwrap_err()
+                .0,
+            "/paths/~1a/get/security"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use crate::findings::model::{Finding, FindingKey, Rule, Severity};
+
 use super::{
-    Finding,
     classify::{Class, Specs},
     endpoint::{Direction, EndpointKey, EndpointStats},
 };
@@ -38,8 +39,43 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
 }
 
-/// Version of the schema below; a database with another version is refused, not guessed at.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema below; a newer database is refused, not guessed at, an older one is
+/// migrated.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1 kept shadow and zombie endpoints in a `findings` table of its own; version 2
+/// keeps every rule's findings. The old rows become findings of the inventory rules.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE findings RENAME TO findings_v1;
+CREATE TABLE findings (
+    rule_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    owasp TEXT NOT NULL,
+    api TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    key_client TEXT NOT NULL,
+    client TEXT NOT NULL,
+    first_seen_unix_nano INTEGER NOT NULL,
+    last_seen_unix_nano INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (rule_id, api, namespace, direction, method, route, key_client)
+);
+INSERT INTO findings SELECT
+    CASE kind WHEN 'zombie' THEN 'SL-INV-002' ELSE 'SL-INV-001' END,
+    CASE kind WHEN 'zombie' THEN 'zombie-endpoint' ELSE 'shadow-endpoint' END,
+    CASE kind WHEN 'zombie' THEN 'medium' ELSE 'low' END,
+    'API9:2023 Improper Inventory Management',
+    api, namespace, direction, method, route, '', client,
+    first_seen_unix_nano, first_seen_unix_nano, 1,
+    json_object('class', kind, 'status', status, 'spec_file', spec_file)
+    FROM findings_v1;
+DROP TABLE findings_v1;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -74,17 +110,22 @@ CREATE TABLE IF NOT EXISTS endpoints (
     PRIMARY KEY (api, namespace, direction, method, route)
 );
 CREATE TABLE IF NOT EXISTS findings (
-    kind TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    owasp TEXT NOT NULL,
     api TEXT NOT NULL,
     namespace TEXT NOT NULL,
     direction TEXT NOT NULL,
     method TEXT NOT NULL,
     route TEXT NOT NULL,
-    first_seen_unix_nano INTEGER NOT NULL,
+    key_client TEXT NOT NULL,
     client TEXT NOT NULL,
-    status INTEGER,
-    spec_file TEXT,
-    PRIMARY KEY (kind, api, namespace, direction, method, route)
+    first_seen_unix_nano INTEGER NOT NULL,
+    last_seen_unix_nano INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (rule_id, api, namespace, direction, method, route, key_client)
 );
 CREATE TABLE IF NOT EXISTS spec_operations (
     api TEXT NOT NULL,
@@ -123,6 +164,10 @@ impl Store {
         if version == 0 {
             conn.execute_batch(SCHEMA)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        } else if version == 1 {
+            conn.execute_batch(&format!(
+                "BEGIN; {MIGRATE_1_TO_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::SchemaVersion {
                 path: path.display().to_string(),
@@ -221,30 +266,115 @@ impl Store {
         Ok(out)
     }
 
-    /// Findings are kept once each (the first one raised).
+    /// Writes findings (each row a finding's cumulative state), in one transaction.
     pub fn save_findings(&mut self, findings: &[Finding]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut statement = tx.prepare_cached(
-                "INSERT OR IGNORE INTO findings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR REPLACE INTO findings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                    ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for f in findings {
+                let (rule, e) = (f.key.rule, &f.key.endpoint);
                 statement.execute(params![
-                    f.class.name(),
-                    f.key.api,
-                    f.key.namespace,
-                    f.key.direction.name(),
-                    f.key.method,
-                    f.key.route,
-                    f.first_seen_unix_nano as i64,
+                    rule.id(),
+                    rule.name(),
+                    f.severity.name(),
+                    rule.owasp(),
+                    e.api,
+                    e.namespace,
+                    e.direction.name(),
+                    e.method,
+                    e.route,
+                    f.key.client,
                     f.client,
-                    f.status,
-                    f.spec_file,
+                    f.first_seen_unix_nano as i64,
+                    f.last_seen_unix_nano as i64,
+                    f.count as i64,
+                    serde_json::Value::Object(f.evidence.clone()).to_string(),
                 ])?;
             }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every finding stored (rows of rules this agent does not know are skipped), most severe
+    /// and most recent first.
+    pub fn load_findings(&self) -> Result<Vec<Finding>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT rule_id, severity, api, namespace, direction, method, route, key_client,
+                    client, first_seen_unix_nano, last_seen_unix_nano, count, evidence
+             FROM findings
+             ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1
+                      WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
+                      last_seen_unix_nano DESC, rule_id, api, route, method, key_client",
+        )?;
+        let rows = statement.query_map([], |r| {
+            let texts: [String; 10] = [
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(12)?,
+            ];
+            let numbers: [i64; 3] = [r.get(9)?, r.get(10)?, r.get(11)?];
+            Ok((texts, numbers))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                [
+                    rule,
+                    severity,
+                    api,
+                    namespace,
+                    direction,
+                    method,
+                    route,
+                    key_client,
+                    client,
+                    evidence,
+                ],
+                n,
+            ) = row?;
+            let (Some(rule), Some(severity), Some(direction)) = (
+                Rule::parse(&rule),
+                Severity::parse(&severity),
+                Direction::parse(&direction),
+            ) else {
+                continue;
+            };
+            let evidence = match serde_json::from_str(&evidence)? {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            };
+            out.push(Finding {
+                key: FindingKey {
+                    rule,
+                    endpoint: EndpointKey {
+                        api,
+                        namespace,
+                        direction,
+                        method,
+                        route,
+                    },
+                    client: key_client,
+                },
+                severity,
+                client,
+                first_seen_unix_nano: n[0] as u64,
+                last_seen_unix_nano: n[1] as u64,
+                count: n[2] as u64,
+                evidence,
+            });
+        }
+        Ok(out)
     }
 
     /// Replaces the operations of the specs (for the report's unused endpoints).
@@ -367,6 +497,39 @@ mod tests {
         assert_eq!(store.load().unwrap(), vec![(key.clone(), stats.clone())]);
         let read_only = Store::open_read_only(&path).unwrap();
         assert_eq!(read_only.load().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn findings_round_trip_and_version_1_is_migrated() {
+        let dir = tempfile_dir().join("v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inventory.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE findings (kind TEXT NOT NULL, api TEXT NOT NULL, namespace TEXT NOT NULL,
+                   direction TEXT NOT NULL, method TEXT NOT NULL, route TEXT NOT NULL,
+                   first_seen_unix_nano INTEGER NOT NULL, client TEXT NOT NULL, status INTEGER,
+                   spec_file TEXT, PRIMARY KEY (kind, api, namespace, direction, method, route));
+                 INSERT INTO findings VALUES ('zombie', 'shop', '', 'served', 'DELETE', '/u/{id}', 5, 'web', 204, 'shop.yaml');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let mut findings = store.load_findings().unwrap();
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(
+            (f.key.rule, f.severity, f.client.as_str(), f.count),
+            (Rule::ZombieEndpoint, Severity::Medium, "web", 1)
+        );
+        assert_eq!(f.evidence["spec_file"], "shop.yaml");
+        findings[0].count = 7;
+        findings[0].evidence.insert("status".into(), 200.into());
+        store.save_findings(&findings).unwrap();
+        assert_eq!(store.load_findings().unwrap(), findings);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,6 +1,8 @@
 //! The inventory as a pipeline stage: counts calls on the processor task and hands the changed
-//! endpoints and new findings to a writer thread every few seconds (SQLite writes never block
+//! endpoints and findings to a writer thread every few seconds (SQLite writes never block
 //! capture; a batch that does not fit the writer's queue is sent again with the next one).
+//! Without a database the inventory still runs in memory: calls get their routes and the
+//! rules their endpoints.
 
 use std::{
     path::Path,
@@ -12,13 +14,13 @@ use std::{
 };
 
 use super::{
-    Finding, Inventory, InventoryLimits,
+    Inventory, InventoryLimits,
     classify::Specs,
     endpoint::{EndpointKey, EndpointStats},
     spec_source::SpecSource,
     store::{Store, StoreError},
 };
-use crate::{call::ApiCall, stats::Stats};
+use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
 
 /// What the writer writes at once.
 struct Batch {
@@ -28,28 +30,48 @@ struct Batch {
     specs: Option<Specs>,
 }
 
-pub struct InventoryStage {
-    inventory: Inventory,
-    specs: SpecSource,
-    stats: Arc<Stats>,
+/// The database writer: a thread and the queue to it.
+struct Writer {
     batches: SyncSender<Batch>,
     thread: JoinHandle<()>,
 }
 
+pub struct InventoryStage {
+    inventory: Inventory,
+    specs: SpecSource,
+    stats: Arc<Stats>,
+    writer: Option<Writer>,
+}
+
 impl InventoryStage {
-    /// Opens the database, records the specs' operations, restores the stored endpoints and
-    /// starts the writer.
+    /// Opens the database (when given), records the specs' operations, restores the stored
+    /// endpoints and starts the writer. Returns the stored findings too, for the rules.
     pub fn start(
-        path: &Path,
+        path: Option<&Path>,
         limits: InventoryLimits,
         specs: SpecSource,
         stats: Arc<Stats>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Vec<Finding>), StoreError> {
+        let mut inventory = Inventory::new(limits, specs.specs(), stats.clone());
+        let Some(path) = path else {
+            let stage = Self {
+                inventory,
+                specs,
+                stats,
+                writer: None,
+            };
+            return Ok((stage, Vec::new()));
+        };
         let mut store = Store::open(path)?;
         store.save_spec_operations(&specs.specs())?;
-        let mut inventory = Inventory::new(limits, specs.specs(), stats.clone());
         inventory.restore(store.load()?);
-        tracing::info!(path = %path.display(), endpoints = inventory.len(), "inventory opened");
+        let findings = store.load_findings()?;
+        tracing::info!(
+            path = %path.display(),
+            endpoints = inventory.len(),
+            findings = findings.len(),
+            "inventory opened"
+        );
         let (batches, receive) = sync_channel(2);
         let thread = std::thread::Builder::new()
             .name("sightline-inventory".to_string())
@@ -61,52 +83,60 @@ impl InventoryStage {
                 path: "inventory writer thread".to_string(),
                 source,
             })?;
-        Ok(Self {
+        let stage = Self {
             inventory,
             specs,
             stats,
-            batches,
-            thread,
-        })
+            writer: Some(Writer { batches, thread }),
+        };
+        Ok((stage, findings))
     }
 
     pub fn observe(&mut self, call: &mut ApiCall) {
         self.inventory.observe(call);
     }
 
-    /// Picks up changed spec files and hands what changed to the writer.
-    pub fn flush(&mut self) {
-        let mut batch = self.batch();
-        if let Some(specs) = self.specs.reload_if_changed(&self.stats) {
+    /// Picks up changed spec files and hands what changed, with the changed `findings`, to
+    /// the writer. Returns the findings it could not take (to be given again next time).
+    pub fn flush(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
+        let specs = self.specs.reload_if_changed(&self.stats);
+        if let Some(specs) = &specs {
             self.inventory.set_specs(specs.clone());
-            batch.specs = Some(specs);
         }
-        if batch.endpoints.is_empty() && batch.findings.is_empty() && batch.specs.is_none() {
-            return;
+        let endpoints = self.inventory.take_changed();
+        let Some(writer) = &self.writer else {
+            return Vec::new();
+        };
+        if endpoints.is_empty() && findings.is_empty() && specs.is_none() {
+            return Vec::new();
         }
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
-            self.batches.try_send(batch)
-        {
-            self.inventory
-                .requeue(batch.endpoints.into_iter().map(|(key, _)| key));
-            self.inventory.requeue_findings(batch.findings);
+        let batch = Batch {
+            endpoints,
+            findings,
+            specs,
+        };
+        match writer.batches.try_send(batch) {
+            Ok(()) => Vec::new(),
+            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
+                self.inventory
+                    .requeue(batch.endpoints.into_iter().map(|(key, _)| key));
+                batch.findings
+            }
         }
     }
 
-    fn batch(&mut self) -> Batch {
-        Batch {
-            endpoints: self.inventory.take_changed(),
-            findings: self.inventory.take_findings(),
-            specs: None,
+    /// Writes what is left (with the last `findings`) and waits for the writer.
+    pub fn finish(mut self, findings: Vec<Finding>) {
+        let endpoints = self.inventory.take_changed();
+        if let Some(writer) = self.writer {
+            let _ = writer.batches.send(Batch {
+                endpoints,
+                findings,
+                specs: None,
+            });
+            drop(writer.batches);
+            let _ = writer.thread.join();
         }
-    }
-
-    /// Writes what is left and waits for the writer.
-    pub fn finish(mut self) {
-        let batch = self.batch();
-        let _ = self.batches.send(batch);
-        drop(self.batches);
-        let _ = self.thread.join();
     }
 }
 

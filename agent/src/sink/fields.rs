@@ -31,6 +31,11 @@ pub fn split_host(host: &str) -> (&str, Option<u16>) {
     }
 }
 
+/// `url.path` without the segments that may be secrets (tokens, JWTs).
+pub fn safe_path(call: &ApiCall) -> std::borrow::Cow<'_, str> {
+    redact::path(&call.path)
+}
+
 /// The query with credential values removed.
 pub fn safe_query(call: &ApiCall) -> Option<String> {
     call.query.as_deref().map(redact::query)

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use super::{Sink, attributes::EndAttributes, fields};
-use crate::call::ApiCall;
+use crate::{
+    call::ApiCall,
+    findings::{auth::CallAuth, model::Finding},
+};
 
 pub struct JsonLines<W: Write + Send> {
     out: W,
@@ -21,6 +24,11 @@ impl<W: Write + Send> JsonLines<W> {
 impl<W: Write + Send> Sink for JsonLines<W> {
     fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, &view(call))?;
+        self.out.write_all(b"\n")
+    }
+
+    fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &finding.to_json())?;
         self.out.write_all(b"\n")
     }
 
@@ -52,7 +60,7 @@ struct JsonCall<'a> {
     )]
     tls_server_name: Option<&'a str>,
     #[serde(rename = "url.path")]
-    path: &'a str,
+    path: std::borrow::Cow<'a, str>,
     #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
@@ -157,6 +165,80 @@ struct JsonCall<'a> {
     body_complete: bool,
     #[serde(rename = "sightline.connection.joined_midstream")]
     joined_midstream: bool,
+    #[serde(flatten)]
+    auth: AuthAttributes<'a>,
+    #[serde(rename = "sightline.findings", skip_serializing_if = "Vec::is_empty")]
+    findings: Vec<&'static str>,
+}
+
+/// How the request authenticated: its first credential's scheme, place and fingerprint, and
+/// a JWT's header and claims (never a secret value).
+#[derive(serde::Serialize)]
+struct AuthAttributes<'a> {
+    #[serde(rename = "sightline.auth.scheme")]
+    scheme: &'static str,
+    #[serde(
+        rename = "sightline.auth.location",
+        skip_serializing_if = "Option::is_none"
+    )]
+    location: Option<String>,
+    #[serde(
+        rename = "sightline.auth.fingerprint",
+        skip_serializing_if = "Option::is_none"
+    )]
+    fingerprint: Option<&'a str>,
+    #[serde(
+        rename = "sightline.auth.jwt.alg",
+        skip_serializing_if = "Option::is_none"
+    )]
+    jwt_alg: Option<&'a str>,
+    #[serde(
+        rename = "sightline.auth.jwt.iss",
+        skip_serializing_if = "Option::is_none"
+    )]
+    jwt_iss: Option<&'a str>,
+    #[serde(
+        rename = "sightline.auth.jwt.aud",
+        skip_serializing_if = "<[String]>::is_empty"
+    )]
+    jwt_aud: &'a [String],
+    #[serde(
+        rename = "sightline.auth.jwt.exp",
+        skip_serializing_if = "Option::is_none"
+    )]
+    jwt_exp: Option<i64>,
+    #[serde(
+        rename = "sightline.auth.jwt.iat",
+        skip_serializing_if = "Option::is_none"
+    )]
+    jwt_iat: Option<i64>,
+    #[serde(
+        rename = "sightline.auth.jwt.scopes",
+        skip_serializing_if = "<[String]>::is_empty"
+    )]
+    jwt_scopes: &'a [String],
+    #[serde(
+        rename = "sightline.auth.jwt.sub_fingerprint",
+        skip_serializing_if = "Option::is_none"
+    )]
+    jwt_sub: Option<&'a str>,
+}
+
+fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
+    let primary = auth.and_then(CallAuth::primary);
+    let jwt = primary.and_then(|c| c.jwt.as_ref());
+    AuthAttributes {
+        scheme: auth.map_or("none", CallAuth::scheme_name),
+        location: primary.map(|c| c.location.label()),
+        fingerprint: primary.map(|c| c.fingerprint.as_str()),
+        jwt_alg: jwt.map(|j| j.alg.as_str()),
+        jwt_iss: jwt.and_then(|j| j.iss.as_deref()),
+        jwt_aud: jwt.map_or(&[], |j| j.aud.as_slice()),
+        jwt_exp: jwt.and_then(|j| j.exp),
+        jwt_iat: jwt.and_then(|j| j.iat),
+        jwt_scopes: jwt.map_or(&[], |j| j.scopes.as_slice()),
+        jwt_sub: jwt.and_then(|j| j.sub_fingerprint.as_deref()),
+    }
 }
 
 fn view(call: &ApiCall) -> JsonCall<'_> {
@@ -178,7 +260,7 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         tls: call.tls.is_some(),
         tls_library: call.tls.map(|l| l.name()),
         tls_server_name: call.tls_server_name.as_deref(),
-        path: &call.path,
+        path: fields::safe_path(call),
         route: call.route.as_deref(),
         query: fields::safe_query(call),
         status: call.status,
@@ -226,6 +308,8 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         cgroup_id: local.map(|p| p.cgroup_id),
         body_complete: call.request_size.body_complete && call.response_size.body_complete,
         joined_midstream: call.joined_midstream,
+        auth: auth_attributes(call.auth.as_ref()),
+        findings: call.findings.iter().map(|r| r.id()).collect(),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Where calls go: a live terminal view (`terminal`) or JSON lines (`json`). Sinks run on their
-//! own thread with blocking writes, fed by a bounded channel, so a slow terminal or disk never
-//! stalls capture (the processor drops and counts instead).
+//! Where calls and findings go: a live terminal view (`terminal`) or JSON lines (`json`). Sinks
+//! run on their own thread with blocking writes, fed by a bounded channel, so a slow terminal
+//! or disk never stalls capture (the processor drops and counts instead).
 
 pub mod attributes;
 pub mod fields;
@@ -11,20 +11,30 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{call::ApiCall, stats::Stats};
+use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
 
-/// A destination for calls.
+/// What the sinks are given.
+// Calls are the stream and are moved as they are; findings are rare.
+#[allow(clippy::large_enum_variant)]
+pub enum Record {
+    Call(ApiCall),
+    /// A new finding, or one whose severity rose.
+    Finding(Box<Finding>),
+}
+
+/// A destination for calls and findings.
 pub trait Sink: Send {
     fn write(&mut self, call: &ApiCall) -> std::io::Result<()>;
+    fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
 }
 
-/// Writes every call it receives until the channel closes, flushing whenever it is idle.
-pub fn run(mut calls: mpsc::Receiver<ApiCall>, mut sinks: Vec<Box<dyn Sink>>, stats: Arc<Stats>) {
-    while let Some(call) = calls.blocking_recv() {
-        write_all(&mut sinks, &call, &stats);
-        while let Ok(call) = calls.try_recv() {
-            write_all(&mut sinks, &call, &stats);
+/// Writes every record it receives until the channel closes, flushing whenever it is idle.
+pub fn run(mut records: mpsc::Receiver<Record>, mut sinks: Vec<Box<dyn Sink>>, stats: Arc<Stats>) {
+    while let Some(record) = records.blocking_recv() {
+        write_all(&mut sinks, &record, &stats);
+        while let Ok(record) = records.try_recv() {
+            write_all(&mut sinks, &record, &stats);
         }
         for sink in &mut sinks {
             if let Err(error) = sink.flush() {
@@ -34,11 +44,15 @@ pub fn run(mut calls: mpsc::Receiver<ApiCall>, mut sinks: Vec<Box<dyn Sink>>, st
     }
 }
 
-fn write_all(sinks: &mut [Box<dyn Sink>], call: &ApiCall, stats: &Stats) {
+fn write_all(sinks: &mut [Box<dyn Sink>], record: &Record, stats: &Stats) {
     for sink in sinks.iter_mut() {
-        if let Err(error) = sink.write(call) {
+        let written = match record {
+            Record::Call(call) => sink.write(call),
+            Record::Finding(finding) => sink.write_finding(finding),
+        };
+        if let Err(error) = written {
             Stats::inc(&stats.sink_write_errors);
-            tracing::warn!(%error, "writing a call failed");
+            tracing::warn!(%error, "writing to the output failed");
         }
     }
 }

@@ -3,7 +3,10 @@
 use std::io::Write;
 
 use super::{Sink, fields};
-use crate::call::{ApiCall, SpanKind};
+use crate::{
+    call::{ApiCall, SpanKind},
+    findings::model::{Finding, Severity},
+};
 
 pub struct Terminal<W: Write + Send> {
     out: W,
@@ -21,6 +24,10 @@ impl<W: Write + Send> Sink for Terminal<W> {
         writeln!(self.out, "{}", line(call, self.color))
     }
 
+    fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        writeln!(self.out, "{}", finding_line(finding, self.color))
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
     }
@@ -30,14 +37,7 @@ impl<W: Write + Send> Sink for Terminal<W> {
 /// (each end by its service name, else its executable; ends off this host by service and
 /// address).
 pub fn line(call: &ApiCall, color: bool) -> String {
-    let secs = call.start_unix_ns / 1_000_000_000;
-    let millis = (call.start_unix_ns / 1_000_000) % 1000;
-    let time = format!(
-        "{:02}:{:02}:{:02}.{millis:03}",
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60
-    );
+    let time = clock(call.start_unix_ns);
     let me = end_name(&call.local);
     let peer = end_name(&call.peer);
     let (kind, arrow) = match call.kind {
@@ -45,9 +45,10 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         SpanKind::Client => ("CLIENT", "->"),
     };
     let (host, port) = fields::server_address(call);
+    let path = fields::safe_path(call);
     let target = match fields::safe_query(call) {
-        Some(q) => format!("{}?{q}", call.path),
-        None => call.path.clone(),
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
     };
     let status = match (call.status, &call.error) {
         (Some(s), _) => paint(&s.to_string(), status_color(s), color),
@@ -61,6 +62,44 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         call.duration_ns() as f64 / 1e6,
         bytes(call.request_size.body),
         bytes(call.response_size.body),
+    )
+}
+
+/// `HH:MM:SS.mmm` (UTC).
+fn clock(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let millis = (unix_ns / 1_000_000) % 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{millis:03}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// `12:00:01.123 FINDING high SL-AUTH-001 unauthenticated-success shop GET /users/{id} <- web  reasons=[...]`
+pub fn finding_line(finding: &Finding, color: bool) -> String {
+    let e = &finding.key.endpoint;
+    let service = match e.namespace.as_str() {
+        "" => e.api.clone(),
+        namespace => format!("{namespace}/{}", e.api),
+    };
+    let severity = finding.severity;
+    let code = match severity {
+        Severity::Critical | Severity::High => "31",
+        Severity::Medium => "33",
+        Severity::Low | Severity::Info => "36",
+    };
+    format!(
+        "{} FINDING {} {} {} {service} {} {} <- {}  {}",
+        clock(finding.last_seen_unix_nano),
+        paint(severity.name(), code, color),
+        finding.key.rule.id(),
+        finding.key.rule.name(),
+        e.method,
+        e.route,
+        finding.client,
+        finding.summary(),
     )
 }
 

@@ -1,0 +1,393 @@
+//! How each call authenticates, classified without keeping a secret: the credentials a
+//! request carries (Authorization, API-key headers, session cookies, credentials in the
+//! query), each as a scheme, where it was, a keyed fingerprint, and for JWTs the decoded
+//! header and claims. Then the secret values are removed from the call itself, so no later
+//! stage or sink can see them.
+//!
+//! mTLS is not classified: the TLS probes see plaintext after the handshake, and TLS 1.3
+//! encrypts the client's certificate; calls say nothing rather than guess.
+
+use super::{
+    config::FindingsSection,
+    fingerprint::Fingerprinter,
+    jwt::{self, JwtSummary},
+    redact::{self, REDACTED},
+};
+use crate::call::ApiCall;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    Basic,
+    BearerJwt,
+    BearerOpaque,
+    ApiKey,
+    SessionCookie,
+    Digest,
+    Negotiate,
+    AwsSigV4,
+    OtherAuthorization,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::BearerJwt => "bearer-jwt",
+            Self::BearerOpaque => "bearer-opaque",
+            Self::ApiKey => "api-key",
+            Self::SessionCookie => "session-cookie",
+            Self::Digest => "digest",
+            Self::Negotiate => "negotiate",
+            Self::AwsSigV4 => "aws-sigv4",
+            Self::OtherAuthorization => "authorization-other",
+        }
+    }
+}
+
+/// Where a credential was in the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Header(String),
+    Cookie(String),
+    Query(String),
+    Path,
+}
+
+impl Location {
+    /// `header:authorization`, `cookie:sid`, `query:api_key`, `path`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Header(name) => format!("header:{name}"),
+            Self::Cookie(name) => format!("cookie:{name}"),
+            Self::Query(name) => format!("query:{name}"),
+            Self::Path => "path".to_string(),
+        }
+    }
+
+    pub fn in_url(&self) -> bool {
+        matches!(self, Self::Query(_) | Self::Path)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub scheme: Scheme,
+    pub location: Location,
+    pub fingerprint: String,
+    pub jwt: Option<JwtSummary>,
+}
+
+/// The credentials of one request, strongest place first (Authorization, API-key headers,
+/// cookies, the URL).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallAuth {
+    pub credentials: Vec<Credential>,
+}
+
+impl CallAuth {
+    pub fn authenticated(&self) -> bool {
+        !self.credentials.is_empty()
+    }
+
+    /// The credential that names the call's scheme.
+    pub fn primary(&self) -> Option<&Credential> {
+        self.credentials.first()
+    }
+
+    /// `none`, or the primary credential's scheme.
+    pub fn scheme_name(&self) -> &'static str {
+        self.primary().map_or("none", |c| c.scheme.name())
+    }
+}
+
+/// Most credentials kept per request (and most query parameters looked at).
+const MAX_CREDENTIALS: usize = 8;
+const MAX_QUERY_PARAMS: usize = 64;
+
+/// Classifies requests and strips their secrets; holds the names from the config.
+#[derive(Debug)]
+pub struct AuthClassifier {
+    api_key_headers: Vec<String>,
+    api_key_params: Vec<String>,
+    session_cookies: Vec<String>,
+    fingerprints: Fingerprinter,
+}
+
+impl AuthClassifier {
+    pub fn new(config: &FindingsSection, fingerprints: Fingerprinter) -> Self {
+        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        Self {
+            api_key_headers: lower(&config.api_key_headers),
+            api_key_params: lower(&config.api_key_params),
+            session_cookies: lower(&config.session_cookies),
+            fingerprints,
+        }
+    }
+
+    pub fn fingerprints(&self) -> &Fingerprinter {
+        &self.fingerprints
+    }
+
+    /// The call's credentials; afterwards the call holds none of their values (headers,
+    /// query) in clear.
+    pub fn classify_and_redact(&self, call: &mut ApiCall) -> CallAuth {
+        let mut auth = CallAuth::default();
+        let mut cookies = Vec::new();
+        for header in &mut call.request_headers {
+            let name = header.name.to_ascii_lowercase();
+            let value = String::from_utf8_lossy(&header.value).trim().to_string();
+            if value.is_empty() {
+                continue;
+            }
+            let credential = match name.as_str() {
+                "authorization" | "proxy-authorization" => {
+                    Some(self.authorization(&value, Location::Header(name.clone())))
+                }
+                "cookie" => {
+                    cookies.extend(self.session_cookies(&value));
+                    None
+                }
+                _ if self.api_key_headers.contains(&name) => {
+                    Some(self.opaque_or_jwt(Scheme::ApiKey, &value, Location::Header(name.clone())))
+                }
+                _ => None,
+            };
+            let secret = credential.is_some()
+                || name == "cookie"
+                || (redact::is_secret_name(&name) && name != "content-length");
+            if let Some(credential) = credential {
+                auth.credentials.push(credential);
+            }
+            if secret {
+                header.value = REDACTED.as_bytes().to_vec();
+            }
+        }
+        auth.credentials.extend(cookies);
+        if let Some(query) = call.query.take() {
+            auth.credentials.extend(self.query_credentials(&query));
+            call.query = Some(redact::query_with(&query, &self.api_key_params));
+        }
+        for segment in call.path.split('/').filter(|s| jwt::looks_like_jwt(s)) {
+            auth.credentials
+                .push(self.opaque_or_jwt(Scheme::BearerJwt, segment, Location::Path));
+        }
+        auth.credentials.truncate(MAX_CREDENTIALS);
+        auth
+    }
+
+    fn authorization(&self, value: &str, location: Location) -> Credential {
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => self.opaque_or_jwt(Scheme::BearerOpaque, rest, location),
+            "basic" => self.credential(Scheme::Basic, rest, location),
+            "digest" => self.credential(Scheme::Digest, value, location),
+            "negotiate" => self.credential(Scheme::Negotiate, rest, location),
+            "aws4-hmac-sha256" => self.credential(Scheme::AwsSigV4, value, location),
+            _ => self.credential(Scheme::OtherAuthorization, value, location),
+        }
+    }
+
+    /// A JWT when the value decodes as one (as `BearerJwt`), else `scheme`.
+    fn opaque_or_jwt(&self, scheme: Scheme, value: &str, location: Location) -> Credential {
+        match jwt::decode(value, &self.fingerprints) {
+            Some(summary) => Credential {
+                jwt: Some(summary),
+                ..self.credential(Scheme::BearerJwt, value, location)
+            },
+            None => self.credential(scheme, value, location),
+        }
+    }
+
+    fn credential(&self, scheme: Scheme, secret: &str, location: Location) -> Credential {
+        Credential {
+            scheme,
+            location,
+            fingerprint: self.fingerprints.fingerprint(secret.as_bytes()),
+            jwt: None,
+        }
+    }
+
+    fn session_cookies(&self, header: &str) -> Vec<Credential> {
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, value)| {
+                let name = name.trim().to_ascii_lowercase();
+                !value.is_empty()
+                    && (self.session_cookies.contains(&name) || name.contains("session"))
+            })
+            .map(|(name, value)| {
+                self.credential(
+                    Scheme::SessionCookie,
+                    value,
+                    Location::Cookie(safe_name(name.trim())),
+                )
+            })
+            .collect()
+    }
+
+    /// API keys by parameter name, and JWTs whatever the parameter.
+    fn query_credentials(&self, query: &str) -> Vec<Credential> {
+        query
+            .split('&')
+            .take(MAX_QUERY_PARAMS)
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(_, value)| !value.is_empty())
+            .filter_map(|(name, value)| {
+                let lower = redact::decode_component(name).to_ascii_lowercase();
+                let location = Location::Query(safe_name(&lower));
+                let value = redact::decode_component(value);
+                if jwt::looks_like_jwt(&value) {
+                    Some(self.opaque_or_jwt(Scheme::BearerJwt, &value, location))
+                } else if self.api_key_params.contains(&lower) {
+                    Some(self.opaque_or_jwt(Scheme::ApiKey, &value, location))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// A header, cookie or parameter name as it may be shown: a short token, else `_other`.
+fn safe_name(name: &str) -> String {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        name.to_string()
+    } else {
+        "_other".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{call::tests::sample, protocol::http1::Header};
+
+    fn classifier() -> AuthClassifier {
+        AuthClassifier::new(
+            &FindingsSection::default(),
+            Fingerprinter::with_key([3; 32]),
+        )
+    }
+
+    fn call_with(headers: &[(&str, &str)], query: Option<&str>) -> ApiCall {
+        let mut call = sample();
+        call.request_headers = headers
+            .iter()
+            .map(|(n, v)| Header {
+                name: n.to_string(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect();
+        call.query = query.map(str::to_string);
+        call
+    }
+
+    fn schemes(auth: &CallAuth) -> Vec<(&'static str, String)> {
+        auth.credentials
+            .iter()
+            .map(|c| (c.scheme.name(), c.location.label()))
+            .collect()
+    }
+
+    const JWT: &str = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.";
+
+    #[test]
+    fn every_scheme_is_recognised_and_its_value_removed() {
+        let c = classifier();
+        type Pairs<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Pairs, Option<&str>, Pairs)] = &[
+            (&[], None, &[]),
+            (
+                &[("Authorization", "Basic dXNlcjpwYXNz")],
+                None,
+                &[("basic", "header:authorization")],
+            ),
+            (
+                &[("Authorization", &format!("Bearer {JWT}"))],
+                None,
+                &[("bearer-jwt", "header:authorization")],
+            ),
+            (
+                &[("authorization", "Bearer s3cr3t-opaque")],
+                None,
+                &[("bearer-opaque", "header:authorization")],
+            ),
+            (
+                &[("X-API-Key", "k-123")],
+                None,
+                &[("api-key", "header:x-api-key")],
+            ),
+            (
+                &[("Cookie", "theme=dark; sid=abc123; _ga=1")],
+                None,
+                &[("session-cookie", "cookie:sid")],
+            ),
+            (&[("Cookie", "theme=dark")], None, &[]),
+            (
+                &[],
+                Some("page=2&api_key=k-1"),
+                &[("api-key", "query:api_key")],
+            ),
+            (
+                &[],
+                Some(&format!("next={JWT}")),
+                &[("bearer-jwt", "query:next")],
+            ),
+            (&[], Some("keyword=x&monkey=1&key="), &[]),
+            (
+                &[("Authorization", "Digest username=\"u\", response=\"r\"")],
+                None,
+                &[("digest", "header:authorization")],
+            ),
+        ];
+        for (headers, query, expected) in cases {
+            let mut call = call_with(headers, *query);
+            let auth = c.classify_and_redact(&mut call);
+            let expected: Vec<(&str, String)> =
+                expected.iter().map(|(s, l)| (*s, l.to_string())).collect();
+            assert_eq!(schemes(&auth), expected, "{headers:?} {query:?}");
+            assert_eq!(auth.authenticated(), !expected.is_empty());
+            let text = format!("{:?} {:?}", call.request_headers, call.query);
+            for secret in [
+                "dXNlcjpwYXNz",
+                "s3cr3t-opaque",
+                "k-123",
+                "abc123",
+                "k-1&",
+                JWT,
+            ] {
+                assert!(!text.contains(secret), "{secret} left in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn jwts_are_decoded_and_fingerprints_recognise_the_same_token() {
+        let c = classifier();
+        let mut one = call_with(&[("Authorization", &format!("Bearer {JWT}"))], None);
+        let mut two = call_with(&[], Some(&format!("access_token={JWT}")));
+        let a = c.classify_and_redact(&mut one);
+        let b = c.classify_and_redact(&mut two);
+        assert_eq!(a.primary().unwrap().jwt.as_ref().unwrap().alg, "none");
+        assert_eq!(
+            a.primary().unwrap().fingerprint,
+            b.primary().unwrap().fingerprint
+        );
+        assert_eq!(
+            b.primary().unwrap().location,
+            Location::Query("access_token".into())
+        );
+        assert_eq!(two.query.as_deref(), Some("access_token=REDACTED"));
+        let mut path = call_with(&[], None);
+        path.path = format!("/reset/{JWT}");
+        let p = c.classify_and_redact(&mut path);
+        assert_eq!(schemes(&p), [("bearer-jwt", "path".to_string())]);
+    }
+}

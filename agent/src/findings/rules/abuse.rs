@@ -1,0 +1,246 @@
+//! Abuse signals counted in time windows: one client walking many distinct ids of one
+//! templated endpoint (`object-enumeration`, the BOLA pattern), and one client collecting
+//! many 401/403 answers from one endpoint (`auth-failure-burst`, credential stuffing).
+//!
+//! A "client" for enumeration is the calling service or address together with the credential
+//! it used: a front end calling for many users, each with their own token, is not one walker.
+//! Ids and credentials are kept as hashes, only for counting. Trackers are bounded; when full,
+//! expired windows are dropped first, then new clients are not tracked (counted).
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{BuildHasher, Hash, RandomState},
+};
+
+use serde_json::json;
+
+use super::{Context, Hit, evidence, settings::Threshold};
+use crate::{
+    findings::model::{Rule, Severity},
+    inventory::endpoint::EndpointKey,
+};
+
+/// Tracked (endpoint, client) windows per rule, at most.
+const MAX_TRACKED: usize = 16_384;
+
+#[derive(Debug, Default)]
+struct Window {
+    start: u64,
+    /// Distinct id hashes (enumeration) or credential hashes (failures), at most the
+    /// threshold.
+    distinct: HashSet<u64>,
+    events: u64,
+    successes: u64,
+    /// Reported in this window already.
+    reported: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    windows: HashMap<(EndpointKey, String, u64), Window>,
+    hasher: RandomState,
+    /// Clients not tracked because the table was full.
+    pub untracked: u64,
+}
+
+impl Tracker {
+    fn hash(&self, value: impl Hash) -> u64 {
+        self.hasher.hash_one(value)
+    }
+
+    /// The window of (endpoint, client, credential) at `now`, restarted when expired.
+    fn window(
+        &mut self,
+        key: (EndpointKey, String, u64),
+        now: u64,
+        length: u64,
+    ) -> Option<&mut Window> {
+        if !self.windows.contains_key(&key) && self.windows.len() >= MAX_TRACKED {
+            self.windows
+                .retain(|_, w| now.saturating_sub(w.start) <= length);
+            if self.windows.len() >= MAX_TRACKED {
+                self.untracked += 1;
+                return None;
+            }
+        }
+        let window = self.windows.entry(key).or_default();
+        if window.events == 0 || now.saturating_sub(window.start) > length {
+            *window = Window {
+                start: now,
+                ..Window::default()
+            };
+        }
+        Some(window)
+    }
+}
+
+/// The values at the route's parameter positions (`/users/{id}` and `/users/42` -> `42`).
+pub fn ids<'a>(route: &str, path: &'a str) -> Option<Vec<&'a str>> {
+    let parts: Vec<&str> = route.split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let ids: Vec<&str> = parts
+        .iter()
+        .zip(&segments)
+        .filter(|(p, _)| p.starts_with('{') && p.ends_with('}'))
+        .map(|(_, s)| *s)
+        .collect();
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// `object-enumeration`.
+pub fn enumeration(
+    ctx: &Context<'_>,
+    limits: Threshold,
+    tracker: &mut Tracker,
+    out: &mut Vec<Hit>,
+) {
+    let Some(ids) = ids(&ctx.endpoint.key.route, &ctx.call.path) else {
+        return;
+    };
+    let credential = ctx.auth.primary().map(|c| c.fingerprint.clone());
+    let id = tracker.hash(&ids);
+    let key = (
+        ctx.endpoint.key.clone(),
+        ctx.endpoint.client.clone(),
+        tracker.hash(&credential),
+    );
+    let Some(w) = tracker.window(key, ctx.call.start_unix_ns, limits.window_ns) else {
+        return;
+    };
+    w.events += 1;
+    if ctx.succeeded() {
+        w.successes += 1;
+    }
+    if w.distinct.len() < limits.count as usize {
+        w.distinct.insert(id);
+    }
+    if w.distinct.len() >= limits.count as usize && !w.reported {
+        w.reported = true;
+        let mut e = evidence([
+            ("distinct_ids", json!(w.distinct.len())),
+            ("calls", json!(w.events)),
+            ("successful_calls", json!(w.successes)),
+            ("window_seconds", json!(limits.window_ns / 1_000_000_000)),
+        ]);
+        if let Some(fp) = credential {
+            e.insert("credential_fingerprint".into(), json!(fp));
+        }
+        out.push(ctx.hit(Rule::ObjectEnumeration, Severity::High, e));
+    }
+}
+
+/// `auth-failure-burst`.
+pub fn auth_failures(
+    ctx: &Context<'_>,
+    limits: Threshold,
+    tracker: &mut Tracker,
+    out: &mut Vec<Hit>,
+) {
+    if !matches!(ctx.call.status, Some(401 | 403)) {
+        return;
+    }
+    let credential = tracker.hash(ctx.auth.primary().map(|c| &c.fingerprint));
+    let key = (ctx.endpoint.key.clone(), ctx.endpoint.client.clone(), 0);
+    let Some(w) = tracker.window(key, ctx.call.start_unix_ns, limits.window_ns) else {
+        return;
+    };
+    w.events += 1;
+    if w.distinct.len() < limits.count as usize {
+        w.distinct.insert(credential);
+    }
+    if w.events >= u64::from(limits.count) && !w.reported {
+        w.reported = true;
+        out.push(ctx.hit(
+            Rule::AuthFailureBurst,
+            Severity::High,
+            evidence([
+                ("failures", json!(w.events)),
+                ("distinct_credentials", json!(w.distinct.len())),
+                ("window_seconds", json!(limits.window_ns / 1_000_000_000)),
+            ]),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::{auth::CallAuth, rules::tests::call};
+
+    const LIMITS: Threshold = Threshold {
+        count: 5,
+        window_ns: 60_000_000_000,
+    };
+
+    fn walk(
+        paths: &[String],
+        client: &str,
+        status: u16,
+        at: &[u64],
+        tracker: &mut Tracker,
+    ) -> usize {
+        let mut out = Vec::new();
+        for (path, t) in paths.iter().zip(at) {
+            let mut c = call("GET", path, "/users/{id}", client, status);
+            c.start_unix_ns = *t;
+            let endpoint = c.endpoint.clone().unwrap();
+            let auth = CallAuth::default();
+            let ctx = Context {
+                call: &c,
+                auth: &auth,
+                endpoint: &endpoint,
+            };
+            enumeration(&ctx, LIMITS, tracker, &mut out);
+            auth_failures(&ctx, LIMITS, tracker, &mut out);
+        }
+        out.len()
+    }
+
+    #[test]
+    fn ids_come_from_parameter_positions() {
+        assert_eq!(
+            ids("/users/{id}/orders/{oid}", "/users/4/orders/9"),
+            Some(vec!["4", "9"])
+        );
+        assert_eq!(ids("/users", "/users"), None);
+        assert_eq!(ids("/users/{id}", "/users/4/x"), None);
+    }
+
+    #[test]
+    fn enumeration_needs_distinct_ids_within_the_window() {
+        let s = 1_000_000_000u64;
+        let distinct: Vec<String> = (1..=6).map(|i| format!("/users/{i}")).collect();
+        let same: Vec<String> = (1..=6).map(|_| "/users/1".to_string()).collect();
+        let times: Vec<u64> = (1..=6).map(|i| i * s).collect();
+        assert_eq!(
+            walk(&distinct, "a", 200, &times, &mut Tracker::default()),
+            1,
+            "reported once"
+        );
+        assert_eq!(walk(&same, "a", 200, &times, &mut Tracker::default()), 0);
+        let slow: Vec<u64> = (1..=6).map(|i| i * 61 * s).collect();
+        assert_eq!(walk(&distinct, "a", 200, &slow, &mut Tracker::default()), 0);
+        // Four ids each from two clients: neither walked five.
+        let mut t = Tracker::default();
+        assert_eq!(walk(&distinct[..4], "a", 200, &times, &mut t), 0);
+        assert_eq!(walk(&distinct[..4], "b", 200, &times, &mut t), 0);
+    }
+
+    #[test]
+    fn failure_bursts_need_the_threshold_within_the_window() {
+        let s = 1_000_000_000u64;
+        let same: Vec<String> = (1..=5).map(|_| "/users/1".to_string()).collect();
+        let times: Vec<u64> = (1..=5).map(|i| i * s).collect();
+        assert_eq!(walk(&same, "a", 401, &times, &mut Tracker::default()), 1);
+        assert_eq!(
+            walk(&same[..4], "a", 403, &times, &mut Tracker::default()),
+            0
+        );
+        assert_eq!(walk(&same, "a", 404, &times, &mut Tracker::default()), 0);
+        let slow: Vec<u64> = (1..=5).map(|i| i * 20 * s).collect();
+        assert_eq!(walk(&same, "a", 401, &slow, &mut Tracker::default()), 0);
+    }
+}

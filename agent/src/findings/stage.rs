@@ -1,0 +1,174 @@
+//! The findings as a pipeline stage on the processor task. Two steps per call:
+//! [`FindingsStage::prepare`] before the inventory (classify the authentication, strip the
+//! secrets: nothing later sees them), and [`FindingsStage::evaluate`] after it (the rules
+//! need the endpoint the inventory names).
+
+use std::{collections::HashMap, sync::Arc};
+
+use super::{
+    auth::{AuthClassifier, CallAuth},
+    config::FindingsSection,
+    fingerprint::Fingerprinter,
+    model::Finding,
+    rules::{
+        Context, Hit,
+        abuse::{self, Tracker},
+        access::{self, EndpointAccess},
+        exposure, inventory,
+        settings::{RuleSettings, SettingsError},
+        tokens,
+    },
+    table::FindingsTable,
+};
+use crate::{call::ApiCall, inventory::endpoint::EndpointKey, stats::Stats};
+
+/// Findings kept, at most.
+const MAX_FINDINGS: usize = 10_000;
+/// Endpoints whose per-endpoint rule state is kept, at most (as many as the inventory).
+const MAX_ENDPOINTS: usize = 50_000;
+
+#[derive(Debug, Default)]
+struct EndpointState {
+    calls: u64,
+    access: EndpointAccess,
+}
+
+pub struct FindingsStage {
+    enabled: bool,
+    classifier: AuthClassifier,
+    settings: RuleSettings,
+    table: FindingsTable,
+    endpoints: HashMap<EndpointKey, EndpointState>,
+    enumeration: Tracker,
+    failures: Tracker,
+    stats: Arc<Stats>,
+}
+
+impl FindingsStage {
+    pub fn new(
+        section: &FindingsSection,
+        fingerprints: Fingerprinter,
+        stats: Arc<Stats>,
+    ) -> Result<Self, SettingsError> {
+        Ok(Self {
+            enabled: section.enabled,
+            classifier: AuthClassifier::new(section, fingerprints),
+            settings: RuleSettings::new(section)?,
+            table: FindingsTable::new(MAX_FINDINGS),
+            endpoints: HashMap::new(),
+            enumeration: Tracker::default(),
+            failures: Tracker::default(),
+            stats,
+        })
+    }
+
+    /// Starts from the findings a previous run stored.
+    pub fn restore(&mut self, stored: Vec<Finding>) {
+        self.table.restore(stored);
+    }
+
+    /// Classifies the call's authentication and removes its secrets.
+    pub fn prepare(&mut self, call: &mut ApiCall) {
+        let auth = self.classifier.classify_and_redact(call);
+        call.auth = Some(auth);
+    }
+
+    /// Runs the rules on a call the inventory counted; returns the findings worth showing
+    /// (new, or more severe than before).
+    pub fn evaluate(&mut self, call: &mut ApiCall) -> Vec<Finding> {
+        let Some(endpoint) = call.endpoint.clone() else {
+            return Vec::new();
+        };
+        if !self.enabled {
+            return Vec::new();
+        }
+        let none = CallAuth::default();
+        let auth = call.auth.as_ref().unwrap_or(&none);
+        let ctx = Context {
+            call,
+            auth,
+            endpoint: &endpoint,
+        };
+        let mut hits = Vec::new();
+        let full = self.endpoints.len() >= MAX_ENDPOINTS;
+        match self.endpoints.get_mut(&endpoint.key) {
+            Some(state) => rules_with_state(&ctx, state, &mut hits),
+            None if full => Stats::inc(&self.stats.findings_state_full),
+            None => {
+                let state = self.endpoints.entry(endpoint.key.clone()).or_default();
+                rules_with_state(&ctx, state, &mut hits);
+            }
+        }
+        access::cleartext_credentials(&ctx, &mut hits);
+        tokens::check(&ctx, self.settings.jwt_leeway_s, &mut hits);
+        abuse::enumeration(
+            &ctx,
+            self.settings.enumeration,
+            &mut self.enumeration,
+            &mut hits,
+        );
+        abuse::auth_failures(
+            &ctx,
+            self.settings.auth_failures,
+            &mut self.failures,
+            &mut hits,
+        );
+        inventory::check(&ctx, &mut hits);
+        let untracked = self.enumeration.untracked + self.failures.untracked;
+        self.enumeration.untracked = 0;
+        self.failures.untracked = 0;
+        Stats::add(&self.stats.findings_state_full, untracked);
+
+        let mut shown = Vec::new();
+        for mut hit in hits {
+            if !self.settings.enabled(hit.rule) || self.settings.allowed(&hit, &endpoint.key) {
+                continue;
+            }
+            hit.severity = self.settings.severity(&hit);
+            if !call.findings.contains(&hit.rule) {
+                call.findings.push(hit.rule);
+            }
+            let dropped = self.table.dropped;
+            if let Some(finding) = self.table.record(hit, &endpoint.key) {
+                log(&finding);
+                Stats::inc(&self.stats.findings_raised);
+                shown.push(finding);
+            }
+            Stats::add(&self.stats.findings_dropped, self.table.dropped - dropped);
+        }
+        shown
+    }
+
+    pub fn take_changed(&mut self) -> Vec<Finding> {
+        self.table.take_changed()
+    }
+
+    pub fn requeue(&mut self, findings: Vec<Finding>) {
+        self.table.requeue(findings.into_iter().map(|f| f.key));
+    }
+}
+
+/// The rules that keep per-endpoint state: unauthenticated successes, and exposure (sampled
+/// by the endpoint's call count).
+fn rules_with_state(ctx: &Context<'_>, state: &mut EndpointState, hits: &mut Vec<Hit>) {
+    state.calls += 1;
+    access::unauthenticated_success(ctx, &mut state.access, hits);
+    if exposure::sampled(state.calls) && !exposure::compressed(ctx.call) {
+        exposure::check(ctx, hits);
+    }
+}
+
+fn log(finding: &Finding) {
+    let e = &finding.key.endpoint;
+    tracing::warn!(
+        rule = finding.key.rule.id(),
+        name = finding.key.rule.name(),
+        severity = finding.severity.name(),
+        service = %e.api,
+        method = %e.method,
+        route = %e.route,
+        client = %finding.client,
+        evidence = %finding.summary(),
+        "finding"
+    );
+}
