@@ -117,17 +117,7 @@ impl Agent {
 
     /// The inventory as `sightline inventory --format json` prints it from `db`.
     pub fn inventory(db: &Path) -> Vec<Value> {
-        let out = Command::new(agent_binary())
-            .args(["inventory", "--format", "json", "--db"])
-            .arg(db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sightline inventory: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&report("inventory", db, &["--format", "json"])).unwrap()
     }
 
     /// Every event dumped so far.
@@ -281,6 +271,23 @@ fn read_json_lines(path: &Path) -> Vec<Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
+}
+
+/// What `sightline SUBCOMMAND --db DB ARGS...` prints (inventory, findings, openapi).
+pub fn report(subcommand: &str, db: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(agent_binary())
+        .arg(subcommand)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sightline {subcommand}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// A program started by a test, killed when dropped.

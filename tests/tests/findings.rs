@@ -15,7 +15,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, agent_binary, calls_on_port, curl, fixture, free_port, netns::TwoHosts, python,
+    Agent, Program, calls_on_port, curl, fixture, free_port, netns::TwoHosts, python, report,
     the_one,
 };
 
@@ -259,23 +259,6 @@ fn traffic(port: u16, s: &Secrets, hosts: &TwoHosts) -> usize {
     41
 }
 
-/// `sightline SUBCOMMAND --db DB ARGS...` -> stdout.
-fn cli(subcommand: &str, db: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(agent_binary())
-        .arg(subcommand)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sightline {subcommand}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// The database and its WAL, byte for byte.
 fn database_bytes(db: &Path) -> Vec<u8> {
     ["", "-wal", "-shm"]
@@ -360,7 +343,7 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
     );
     assert_eq!(live.len(), expected.len(), "{live:#?}");
     let stored: Vec<Value> =
-        serde_json::from_slice(&cli("findings", &db, &["--format", "json"])).unwrap();
+        serde_json::from_slice(&report("findings", &db, &["--format", "json"])).unwrap();
     assert_eq!(
         stored.iter().map(key).collect::<BTreeSet<_>>(),
         expected,
@@ -488,18 +471,19 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         &all,
     );
     assert_no_secret("the database files", &database_bytes(&db), &all);
-    assert_no_secret("sightline findings", &cli("findings", &db, &[]), &all);
+    assert_no_secret("sightline findings", &report("findings", &db, &[]), &all);
     assert_no_secret(
         "sightline inventory",
-        &cli("inventory", &db, &["--format", "json"]),
+        &report("inventory", &db, &["--format", "json"]),
         &all,
     );
     assert_no_secret(
         "sightline openapi",
-        &cli("openapi", &db, &["--service", "shop"]),
+        &report("openapi", &db, &["--service", "shop"]),
         &all,
     );
-    let table = String::from_utf8(cli("findings", &db, &["--min-severity", "critical"])).unwrap();
+    let table =
+        String::from_utf8(report("findings", &db, &["--min-severity", "critical"])).unwrap();
     assert_eq!(
         table.lines().count(),
         3,

@@ -344,17 +344,12 @@ fn the_openapi_document_reconstructed_from_traffic_validates() {
     });
     agent.stop();
 
-    let out = std::process::Command::new(sightline_tests::agent_binary())
-        .args(["openapi", "--service", &api, "--db"])
-        .arg(agent.dir().join("inventory.sqlite"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = sightline_tests::report(
+        "openapi",
+        &agent.dir().join("inventory.sqlite"),
+        &["--service", &api],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = String::from_utf8(out).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let get = &doc["paths"]["/users/{id}"]["get"];
     let statuses: Vec<&String> = get["responses"].as_object().unwrap().keys().collect();

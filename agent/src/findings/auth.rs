@@ -7,8 +7,11 @@
 //! mTLS is not classified: the TLS probes see plaintext after the handshake, and TLS 1.3
 //! encrypts the client's certificate; calls say nothing rather than guess.
 
+use std::sync::Arc;
+
 use super::{
     config::FindingsSection,
+    credential_cache::CredentialCache,
     fingerprint::Fingerprinter,
     jwt::{self, JwtSummary},
     redact::{self, REDACTED},
@@ -73,8 +76,9 @@ impl Location {
 pub struct Credential {
     pub scheme: Scheme,
     pub location: Location,
-    pub fingerprint: String,
-    pub jwt: Option<JwtSummary>,
+    /// Shared with the credential cache (a token is seen in call after call).
+    pub fingerprint: Arc<str>,
+    pub jwt: Option<Arc<JwtSummary>>,
 }
 
 /// The credentials of one request, strongest place first (Authorization, API-key headers,
@@ -110,7 +114,7 @@ pub struct AuthClassifier {
     api_key_headers: Vec<String>,
     api_key_params: Vec<String>,
     session_cookies: Vec<String>,
-    fingerprints: Fingerprinter,
+    credentials: CredentialCache,
 }
 
 impl AuthClassifier {
@@ -120,47 +124,47 @@ impl AuthClassifier {
             api_key_headers: lower(&config.api_key_headers),
             api_key_params: lower(&config.api_key_params),
             session_cookies: lower(&config.session_cookies),
-            fingerprints,
+            credentials: CredentialCache::new(fingerprints),
         }
-    }
-
-    pub fn fingerprints(&self) -> &Fingerprinter {
-        &self.fingerprints
     }
 
     /// The call's credentials; afterwards the call holds none of their values (headers,
     /// query) in clear.
-    pub fn classify_and_redact(&self, call: &mut ApiCall) -> CallAuth {
+    pub fn classify_and_redact(&mut self, call: &mut ApiCall) -> CallAuth {
         let mut auth = CallAuth::default();
         let mut cookies = Vec::new();
         for header in &mut call.request_headers {
-            let name = header.name.to_ascii_lowercase();
-            let value = String::from_utf8_lossy(&header.value).trim().to_string();
+            let mut buf = [0u8; MAX_HEADER_NAME];
+            // Longer names are no credential header we know.
+            let Some(name) = lower_name(&header.name, &mut buf) else {
+                continue;
+            };
+            let is_api_key = self.api_key_headers.iter().any(|h| h == name);
+            let kind = match name {
+                "authorization" | "proxy-authorization" | "cookie" => name,
+                _ if is_api_key => "api-key",
+                _ if redact::is_secret_lower(name) => "",
+                _ => continue,
+            };
+            let text = String::from_utf8_lossy(&header.value);
+            let value = text.trim();
             if value.is_empty() {
                 continue;
             }
-            let credential = match name.as_str() {
-                "authorization" | "proxy-authorization" => {
-                    Some(self.authorization(&value, Location::Header(name.clone())))
+            match kind {
+                "cookie" => cookies.extend(self.session_cookies(value)),
+                "api-key" => {
+                    let location = Location::Header(name.to_string());
+                    auth.credentials
+                        .push(self.opaque_or_jwt(Scheme::ApiKey, value, location));
                 }
-                "cookie" => {
-                    cookies.extend(self.session_cookies(&value));
-                    None
+                "" => {}
+                _ => {
+                    let location = Location::Header(name.to_string());
+                    auth.credentials.push(self.authorization(value, location));
                 }
-                _ if self.api_key_headers.contains(&name) => {
-                    Some(self.opaque_or_jwt(Scheme::ApiKey, &value, Location::Header(name.clone())))
-                }
-                _ => None,
-            };
-            let secret = credential.is_some()
-                || name == "cookie"
-                || (redact::is_secret_name(&name) && name != "content-length");
-            if let Some(credential) = credential {
-                auth.credentials.push(credential);
             }
-            if secret {
-                header.value = REDACTED.as_bytes().to_vec();
-            }
+            header.value = REDACTED.as_bytes().to_vec();
         }
         auth.credentials.extend(cookies);
         if let Some(query) = call.query.take() {
@@ -175,7 +179,7 @@ impl AuthClassifier {
         auth
     }
 
-    fn authorization(&self, value: &str, location: Location) -> Credential {
+    fn authorization(&mut self, value: &str, location: Location) -> Credential {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
         match scheme.to_ascii_lowercase().as_str() {
@@ -189,46 +193,46 @@ impl AuthClassifier {
     }
 
     /// A JWT when the value decodes as one (as `BearerJwt`), else `scheme`.
-    fn opaque_or_jwt(&self, scheme: Scheme, value: &str, location: Location) -> Credential {
-        match jwt::decode(value, &self.fingerprints) {
-            Some(summary) => Credential {
-                jwt: Some(summary),
-                ..self.credential(Scheme::BearerJwt, value, location)
+    fn opaque_or_jwt(&mut self, scheme: Scheme, value: &str, location: Location) -> Credential {
+        let (fingerprint, jwt) = self.credentials.get(value);
+        Credential {
+            scheme: if jwt.is_some() {
+                Scheme::BearerJwt
+            } else {
+                scheme
             },
-            None => self.credential(scheme, value, location),
+            location,
+            fingerprint,
+            jwt,
         }
     }
 
-    fn credential(&self, scheme: Scheme, secret: &str, location: Location) -> Credential {
+    /// A credential of `scheme` whatever the value looks like.
+    fn credential(&mut self, scheme: Scheme, secret: &str, location: Location) -> Credential {
         Credential {
             scheme,
             location,
-            fingerprint: self.fingerprints.fingerprint(secret.as_bytes()),
+            fingerprint: self.credentials.get(secret).0,
             jwt: None,
         }
     }
 
-    fn session_cookies(&self, header: &str) -> Vec<Credential> {
-        header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, value)| {
-                let name = name.trim().to_ascii_lowercase();
-                !value.is_empty()
-                    && (self.session_cookies.contains(&name) || name.contains("session"))
-            })
-            .map(|(name, value)| {
-                self.credential(
-                    Scheme::SessionCookie,
-                    value,
-                    Location::Cookie(safe_name(name.trim())),
-                )
-            })
-            .collect()
+    fn session_cookies(&mut self, header: &str) -> Vec<Credential> {
+        let mut out = Vec::new();
+        for (name, value) in header.split(';').filter_map(|p| p.trim().split_once('=')) {
+            let name = name.trim().to_ascii_lowercase();
+            if !value.is_empty()
+                && (self.session_cookies.contains(&name) || name.contains("session"))
+            {
+                let location = Location::Cookie(safe_name(&name));
+                out.push(self.credential(Scheme::SessionCookie, value, location));
+            }
+        }
+        out
     }
 
     /// API keys by parameter name, and JWTs whatever the parameter.
-    fn query_credentials(&self, query: &str) -> Vec<Credential> {
+    fn query_credentials(&mut self, query: &str) -> Vec<Credential> {
         query
             .split('&')
             .take(MAX_QUERY_PARAMS)
@@ -248,6 +252,19 @@ impl AuthClassifier {
             })
             .collect()
     }
+}
+
+/// Header names longer than this are not looked at.
+const MAX_HEADER_NAME: usize = 64;
+
+/// `name` in lower case, in `buf` (no allocation per header); `None` when longer than the
+/// buffer or not UTF-8.
+fn lower_name<'b>(name: &str, buf: &'b mut [u8; MAX_HEADER_NAME]) -> Option<&'b str> {
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
 }
 
 /// A header, cookie or parameter name as it may be shown: a short token, else `_other`.
@@ -300,7 +317,7 @@ mod tests {
 
     #[test]
     fn every_scheme_is_recognised_and_its_value_removed() {
-        let c = classifier();
+        let mut c = classifier();
         type Pairs<'a> = &'a [(&'a str, &'a str)];
         let cases: &[(Pairs, Option<&str>, Pairs)] = &[
             (&[], None, &[]),
@@ -370,7 +387,7 @@ mod tests {
 
     #[test]
     fn jwts_are_decoded_and_fingerprints_recognise_the_same_token() {
-        let c = classifier();
+        let mut c = classifier();
         let mut one = call_with(&[("Authorization", &format!("Bearer {JWT}"))], None);
         let mut two = call_with(&[], Some(&format!("access_token={JWT}")));
         let a = c.classify_and_redact(&mut one);

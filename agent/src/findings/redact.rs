@@ -47,8 +47,12 @@ const SECRET_FRAGMENTS: &[&str] = &[
 
 /// Whether a query parameter name carries a credential.
 pub fn is_secret_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    SECRET_NAMES.contains(&lower.as_str()) || SECRET_FRAGMENTS.iter().any(|f| lower.contains(f))
+    is_secret_lower(&name.to_ascii_lowercase())
+}
+
+/// [`is_secret_name`] of a name already in lower case.
+pub fn is_secret_lower(lower: &str) -> bool {
+    SECRET_NAMES.contains(&lower) || SECRET_FRAGMENTS.iter().any(|f| lower.contains(f))
 }
 
 /// The query string with the values of credential parameters replaced.

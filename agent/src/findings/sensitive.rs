@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde_json::Value;
 
 use super::model::Severity;
@@ -100,10 +100,38 @@ const PASSWORD_KEYS: &[&str] = &[
     "privatekey",
 ];
 
+/// Any detector's pattern, to skip bodies with nothing to find in one pass.
+static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    // The patterns are the constants above: a failure is a build defect.
+    #[allow(clippy::expect_used)]
+    RegexSet::new([
+        EMAIL.as_str(),
+        CARD.as_str(),
+        SSN.as_str(),
+        PHONE.as_str(),
+        PRIVATE_KEY.as_str(),
+        CLOUD_KEY.as_str(),
+    ])
+    .expect("built-in patterns")
+});
+
+/// Whether a body may hold something: a detector matches somewhere, or a password-like key
+/// appears (checked precisely by the JSON walk).
+fn worth_scanning(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    if ANY.is_match(&text) {
+        return true;
+    }
+    let lower = text.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "privatekey", "private_key"]
+        .iter()
+        .any(|k| lower.contains(k))
+}
+
 /// The sensitive data in a response body.
 pub fn scan(body: &[u8]) -> Detections {
     let mut found = Detections::new();
-    if body.is_empty() {
+    if body.is_empty() || !worth_scanning(body) {
         return found;
     }
     match serde_json::from_slice::<Value>(body) {

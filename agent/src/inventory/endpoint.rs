@@ -276,7 +276,7 @@ mod tests {
             name: "Content-Type".into(),
             value: b"application/json; charset=utf-8".to_vec(),
         }];
-        let classifier = crate::findings::auth::AuthClassifier::new(
+        let mut classifier = crate::findings::auth::AuthClassifier::new(
             &Default::default(),
             crate::findings::fingerprint::Fingerprinter::with_key([0; 32]),
         );

@@ -146,7 +146,10 @@ impl Inventory {
         let stats = self.endpoints.entry(key.clone()).or_default();
         stats.record(call, &client);
         stats.class = Some(verdict.class);
-        self.changed.insert(key.clone());
+        // Usually already there (the set empties every few seconds): no copy of the key then.
+        if !self.changed.contains(&key) {
+            self.changed.insert(key.clone());
+        }
         call.endpoint = Some(Arc::new(EndpointRef {
             key,
             client,

@@ -47,24 +47,10 @@ const SCHEMA_VERSION: i64 = 2;
 /// keeps every rule's findings. The old rows become findings of the inventory rules.
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE findings RENAME TO findings_v1;
-CREATE TABLE findings (
-    rule_id TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    owasp TEXT NOT NULL,
-    api TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    method TEXT NOT NULL,
-    route TEXT NOT NULL,
-    key_client TEXT NOT NULL,
-    client TEXT NOT NULL,
-    first_seen_unix_nano INTEGER NOT NULL,
-    last_seen_unix_nano INTEGER NOT NULL,
-    count INTEGER NOT NULL,
-    evidence TEXT NOT NULL,
-    PRIMARY KEY (rule_id, api, namespace, direction, method, route, key_client)
-);
+";
+
+/// The rest of [`MIGRATE_1_TO_2`], after the new findings table.
+const MIGRATE_1_TO_2_ROWS: &str = "
 INSERT INTO findings SELECT
     CASE kind WHEN 'zombie' THEN 'SL-INV-002' ELSE 'SL-INV-001' END,
     CASE kind WHEN 'zombie' THEN 'zombie-endpoint' ELSE 'shadow-endpoint' END,
@@ -77,7 +63,8 @@ INSERT INTO findings SELECT
 DROP TABLE findings_v1;
 ";
 
-const SCHEMA: &str = "
+/// The endpoints table, then [`FINDINGS_TABLE`] and [`SPEC_OPERATIONS_TABLE`].
+const ENDPOINTS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS endpoints (
     api TEXT NOT NULL,
     namespace TEXT NOT NULL,
@@ -109,6 +96,9 @@ CREATE TABLE IF NOT EXISTS endpoints (
     response_schema TEXT,
     PRIMARY KEY (api, namespace, direction, method, route)
 );
+";
+/// One row per finding, its cumulative state.
+const FINDINGS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS findings (
     rule_id TEXT NOT NULL,
     rule TEXT NOT NULL,
@@ -127,6 +117,9 @@ CREATE TABLE IF NOT EXISTS findings (
     evidence TEXT NOT NULL,
     PRIMARY KEY (rule_id, api, namespace, direction, method, route, key_client)
 );
+";
+/// Every spec operation (for the unused ones).
+const SPEC_OPERATIONS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS spec_operations (
     api TEXT NOT NULL,
     method TEXT NOT NULL,
@@ -162,11 +155,14 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version == 0 {
-            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(&format!(
+                "{ENDPOINTS_TABLE}{FINDINGS_TABLE}{SPEC_OPERATIONS_TABLE}"
+            ))?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         } else if version == 1 {
             conn.execute_batch(&format!(
-                "BEGIN; {MIGRATE_1_TO_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN; {MIGRATE_1_TO_2} {FINDINGS_TABLE} {MIGRATE_1_TO_2_ROWS} \
+                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         } else if version != SCHEMA_VERSION {
             return Err(StoreError::SchemaVersion {

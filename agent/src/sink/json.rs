@@ -230,7 +230,7 @@ fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
     AuthAttributes {
         scheme: auth.map_or("none", CallAuth::scheme_name),
         location: primary.map(|c| c.location.label()),
-        fingerprint: primary.map(|c| c.fingerprint.as_str()),
+        fingerprint: primary.map(|c| &*c.fingerprint),
         jwt_alg: jwt.map(|j| j.alg.as_str()),
         jwt_iss: jwt.and_then(|j| j.iss.as_deref()),
         jwt_aud: jwt.map_or(&[], |j| j.aud.as_slice()),

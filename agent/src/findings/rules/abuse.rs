@@ -35,9 +35,13 @@ struct Window {
     reported: bool,
 }
 
+/// Whose window: a hash of (endpoint, client, credential fingerprint), so a call allocates no
+/// key (a collision merges two windows' counts: 1 in 2^64).
+type WindowKey = u64;
+
 #[derive(Debug, Default)]
 pub struct Tracker {
-    windows: HashMap<(EndpointKey, String, u64), Window>,
+    windows: HashMap<WindowKey, Window>,
     hasher: RandomState,
     /// Clients not tracked because the table was full.
     pub untracked: u64,
@@ -48,13 +52,12 @@ impl Tracker {
         self.hasher.hash_one(value)
     }
 
-    /// The window of (endpoint, client, credential) at `now`, restarted when expired.
-    fn window(
-        &mut self,
-        key: (EndpointKey, String, u64),
-        now: u64,
-        length: u64,
-    ) -> Option<&mut Window> {
+    fn key(&self, endpoint: &EndpointKey, client: &str, credential: Option<&str>) -> WindowKey {
+        self.hash((endpoint, client, credential))
+    }
+
+    /// The window of `key` at `now`, restarted when expired.
+    fn window(&mut self, key: WindowKey, now: u64, length: u64) -> Option<&mut Window> {
         if !self.windows.contains_key(&key) && self.windows.len() >= MAX_TRACKED {
             self.windows
                 .retain(|_, w| now.saturating_sub(w.start) <= length);
@@ -100,13 +103,9 @@ pub fn enumeration(
     let Some(ids) = ids(&ctx.endpoint.key.route, &ctx.call.path) else {
         return;
     };
-    let credential = ctx.auth.primary().map(|c| c.fingerprint.clone());
+    let credential = ctx.auth.primary().map(|c| &*c.fingerprint);
     let id = tracker.hash(&ids);
-    let key = (
-        ctx.endpoint.key.clone(),
-        ctx.endpoint.client.clone(),
-        tracker.hash(&credential),
-    );
+    let key = tracker.key(&ctx.endpoint.key, &ctx.endpoint.client, credential);
     let Some(w) = tracker.window(key, ctx.call.start_unix_ns, limits.window_ns) else {
         return;
     };
@@ -143,7 +142,7 @@ pub fn auth_failures(
         return;
     }
     let credential = tracker.hash(ctx.auth.primary().map(|c| &c.fingerprint));
-    let key = (ctx.endpoint.key.clone(), ctx.endpoint.client.clone(), 0);
+    let key = tracker.key(&ctx.endpoint.key, &ctx.endpoint.client, None);
     let Some(w) = tracker.window(key, ctx.call.start_unix_ns, limits.window_ns) else {
         return;
     };
@@ -170,6 +169,9 @@ mod tests {
     use super::*;
     use crate::findings::{auth::CallAuth, rules::tests::call};
 
+    /// One tracker per rule, as the stage keeps them.
+    type Trackers = [Tracker; 2];
+
     const LIMITS: Threshold = Threshold {
         count: 5,
         window_ns: 60_000_000_000,
@@ -180,7 +182,7 @@ mod tests {
         client: &str,
         status: u16,
         at: &[u64],
-        tracker: &mut Tracker,
+        tracker: &mut Trackers,
     ) -> usize {
         let mut out = Vec::new();
         for (path, t) in paths.iter().zip(at) {
@@ -193,8 +195,8 @@ mod tests {
                 auth: &auth,
                 endpoint: &endpoint,
             };
-            enumeration(&ctx, LIMITS, tracker, &mut out);
-            auth_failures(&ctx, LIMITS, tracker, &mut out);
+            enumeration(&ctx, LIMITS, &mut tracker[0], &mut out);
+            auth_failures(&ctx, LIMITS, &mut tracker[1], &mut out);
         }
         out.len()
     }
@@ -216,15 +218,18 @@ mod tests {
         let same: Vec<String> = (1..=6).map(|_| "/users/1".to_string()).collect();
         let times: Vec<u64> = (1..=6).map(|i| i * s).collect();
         assert_eq!(
-            walk(&distinct, "a", 200, &times, &mut Tracker::default()),
+            walk(&distinct, "a", 200, &times, &mut Trackers::default()),
             1,
             "reported once"
         );
-        assert_eq!(walk(&same, "a", 200, &times, &mut Tracker::default()), 0);
+        assert_eq!(walk(&same, "a", 200, &times, &mut Trackers::default()), 0);
         let slow: Vec<u64> = (1..=6).map(|i| i * 61 * s).collect();
-        assert_eq!(walk(&distinct, "a", 200, &slow, &mut Tracker::default()), 0);
+        assert_eq!(
+            walk(&distinct, "a", 200, &slow, &mut Trackers::default()),
+            0
+        );
         // Four ids each from two clients: neither walked five.
-        let mut t = Tracker::default();
+        let mut t = Trackers::default();
         assert_eq!(walk(&distinct[..4], "a", 200, &times, &mut t), 0);
         assert_eq!(walk(&distinct[..4], "b", 200, &times, &mut t), 0);
     }
@@ -234,13 +239,13 @@ mod tests {
         let s = 1_000_000_000u64;
         let same: Vec<String> = (1..=5).map(|_| "/users/1".to_string()).collect();
         let times: Vec<u64> = (1..=5).map(|i| i * s).collect();
-        assert_eq!(walk(&same, "a", 401, &times, &mut Tracker::default()), 1);
+        assert_eq!(walk(&same, "a", 401, &times, &mut Trackers::default()), 1);
         assert_eq!(
-            walk(&same[..4], "a", 403, &times, &mut Tracker::default()),
+            walk(&same[..4], "a", 403, &times, &mut Trackers::default()),
             0
         );
-        assert_eq!(walk(&same, "a", 404, &times, &mut Tracker::default()), 0);
+        assert_eq!(walk(&same, "a", 404, &times, &mut Trackers::default()), 0);
         let slow: Vec<u64> = (1..=5).map(|i| i * 20 * s).collect();
-        assert_eq!(walk(&same, "a", 401, &slow, &mut Tracker::default()), 0);
+        assert_eq!(walk(&same, "a", 401, &slow, &mut Trackers::default()), 0);
     }
 }

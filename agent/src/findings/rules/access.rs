@@ -125,7 +125,7 @@ pub fn cleartext_credentials(ctx: &Context<'_>, out: &mut Vec<Hit>) {
         evidence([
             ("scheme", json!(credential.scheme.name())),
             ("location", json!(credential.location.label())),
-            ("credential_fingerprint", json!(credential.fingerprint)),
+            ("credential_fingerprint", json!(&*credential.fingerprint)),
             (
                 "peer_address",
                 json!(ctx.call.peer.address.ip().to_string()),

@@ -15,26 +15,25 @@ use crate::{
 
 pub fn check(ctx: &Context<'_>, leeway_s: i64, out: &mut Vec<Hit>) {
     for credential in &ctx.auth.credentials {
-        let base = [
-            ("location", json!(credential.location.label())),
-            ("credential_fingerprint", json!(credential.fingerprint)),
-        ];
+        // Built only for a hit: most credentials raise nothing.
+        let base = || {
+            [
+                ("location", json!(credential.location.label())),
+                ("credential_fingerprint", json!(&*credential.fingerprint)),
+            ]
+        };
         let Some(jwt) = &credential.jwt else {
             if matches!(credential.location, Location::Query(_)) {
-                out.push(ctx.hit(
-                    Rule::CredentialInUrl,
-                    Severity::Medium,
-                    evidence([
-                        base[0].clone(),
-                        base[1].clone(),
-                        ("scheme", json!(credential.scheme.name())),
-                    ]),
-                ));
+                out.push(ctx.hit(Rule::CredentialInUrl, Severity::Medium, {
+                    let mut e = evidence(base());
+                    e.insert("scheme".into(), json!(credential.scheme.name()));
+                    e
+                }));
             }
             continue;
         };
         let with = |more: Vec<(&str, serde_json::Value)>| {
-            let mut e = evidence(base.clone());
+            let mut e = evidence(base());
             e.insert("jwt_alg".into(), json!(jwt.alg));
             if let Some(iss) = &jwt.iss {
                 e.insert("jwt_iss".into(), json!(iss));
@@ -90,11 +89,11 @@ mod tests {
             scheme: Scheme::BearerJwt,
             location,
             fingerprint: "fp".into(),
-            jwt: Some(JwtSummary {
+            jwt: Some(std::sync::Arc::new(JwtSummary {
                 alg: alg.into(),
                 exp,
                 ..JwtSummary::default()
-            }),
+            })),
         }
     }
 
