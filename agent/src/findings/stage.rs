@@ -172,3 +172,104 @@ fn log(finding: &Finding) {
         "finding"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        findings::{model::Rule, rules::tests::call},
+        protocol::http1::Header,
+    };
+
+    fn stage(config: &str) -> FindingsStage {
+        let section: FindingsSection = toml::from_str(config).unwrap();
+        FindingsStage::new(
+            &section,
+            Fingerprinter::with_key([5; 32]),
+            Arc::new(Stats::default()),
+        )
+        .unwrap()
+    }
+
+    /// A POST answered 201 without credentials, and one with a JWT without `exp` in the query.
+    fn calls() -> [ApiCall; 2] {
+        let anonymous = call("POST", "/orders", "/orders", "web", 201);
+        let mut token = call("GET", "/o/1", "/o/{id}", "web", 200);
+        token.query = Some("t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln".into());
+        token.request_headers.push(Header {
+            name: "X-Trace".into(),
+            value: b"1".to_vec(),
+        });
+        [anonymous, token]
+    }
+
+    fn run(stage: &mut FindingsStage) -> (Vec<Vec<Rule>>, Vec<(Rule, Severity)>) {
+        let mut per_call = Vec::new();
+        let mut shown = Vec::new();
+        for mut call in calls() {
+            stage.prepare(&mut call);
+            shown.extend(
+                stage
+                    .evaluate(&mut call)
+                    .into_iter()
+                    .map(|f| (f.key.rule, f.severity)),
+            );
+            per_call.push(call.findings);
+        }
+        (per_call, shown)
+    }
+
+    use crate::findings::model::Severity;
+
+    #[test]
+    fn rules_are_switched_off_allowlisted_and_reseveritied_by_config() {
+        let (per_call, shown) = run(&mut stage(""));
+        assert_eq!(
+            per_call,
+            [
+                vec![Rule::UnauthenticatedSuccess],
+                // The sample's client is 10.0.0.9, over plaintext.
+                vec![
+                    Rule::CleartextCredentials,
+                    Rule::JwtWithoutExpiry,
+                    Rule::JwtInUrl
+                ]
+            ]
+        );
+        assert_eq!(
+            shown,
+            [
+                (Rule::UnauthenticatedSuccess, Severity::Medium),
+                (Rule::CleartextCredentials, Severity::High),
+                (Rule::JwtWithoutExpiry, Severity::Low),
+                (Rule::JwtInUrl, Severity::Medium)
+            ]
+        );
+        let (per_call, shown) = run(&mut stage(
+            "[rules.jwt-in-url]\nseverity = \"critical\"\n[rules.jwt-without-expiry]\nenabled = false\n[[allow]]\nroute = \"/orders\"\n",
+        ));
+        assert_eq!(
+            per_call,
+            [vec![], vec![Rule::CleartextCredentials, Rule::JwtInUrl]]
+        );
+        assert_eq!(
+            shown,
+            [
+                (Rule::CleartextCredentials, Severity::High),
+                (Rule::JwtInUrl, Severity::Critical)
+            ]
+        );
+        let (per_call, _) = run(&mut stage("enabled = false"));
+        assert_eq!(per_call, [vec![], vec![]]);
+    }
+
+    #[test]
+    fn the_same_hit_again_is_counted_not_shown() {
+        let mut stage = stage("");
+        run(&mut stage);
+        let (_, shown) = run(&mut stage);
+        assert_eq!(shown, []);
+        let counts: Vec<u64> = stage.take_changed().iter().map(|f| f.count).collect();
+        assert_eq!(counts, [2, 2, 2, 2]);
+    }
+}

@@ -21,3 +21,37 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
     }
     out.push(ctx.hit(rule, rule.default_severity(), e));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::findings::{auth::CallAuth, rules::tests::call};
+
+    fn rules(class: Class) -> Vec<Rule> {
+        let mut c = call("GET", "/u/1", "/u/{id}", "web", 200);
+        let mut endpoint = (*c.endpoint.clone().unwrap()).clone();
+        endpoint.class = class;
+        c.endpoint = Some(Arc::new(endpoint.clone()));
+        let auth = CallAuth::default();
+        let mut out = Vec::new();
+        check(
+            &Context {
+                call: &c,
+                auth: &auth,
+                endpoint: &endpoint,
+            },
+            &mut out,
+        );
+        out.into_iter().map(|h| h.rule).collect()
+    }
+
+    #[test]
+    fn shadow_and_zombie_endpoints_only() {
+        assert_eq!(rules(Class::Shadow), [Rule::ShadowEndpoint]);
+        assert_eq!(rules(Class::Zombie), [Rule::ZombieEndpoint]);
+        assert_eq!(rules(Class::Documented), []);
+        assert_eq!(rules(Class::NoSpec), []);
+    }
+}
