@@ -100,6 +100,8 @@ pub struct ApiCall {
     pub tls: Option<TlsLibrary>,
     /// The server name (SNI) of the connection's TLS ClientHello, when seen.
     pub tls_server_name: Option<Arc<str>>,
+    /// Whether the TLS client presented a certificate (mTLS), when the handshake showed it.
+    pub tls_client_certificate: Option<bool>,
     /// The route template (`http.route`), set by the inventory.
     pub route: Option<Arc<str>>,
     /// How the request authenticated (values replaced by fingerprints), set by the findings
@@ -191,6 +193,7 @@ pub mod tests {
             joined_midstream: false,
             tls: None,
             tls_server_name: None,
+            tls_client_certificate: None,
             route: None,
             auth: None,
             endpoint: None,

@@ -515,11 +515,16 @@ pub fn signal(pid: u32, sig: i32) {
 /// An nginx (Debian's) serving `root` on a free loopback port with keep-alive and sendfile, in
 /// the foreground, with its own temporary prefix.
 pub fn nginx(root: &Path) -> (Program, u16, tempfile::TempDir) {
-    nginx_with_tls(root, None)
+    nginx_with_tls(root, None, "")
 }
 
 /// Like [`nginx`], over TLS with `tls`'s certificate when given.
-pub fn nginx_with_tls(root: &Path, tls: Option<&Certificate>) -> (Program, u16, tempfile::TempDir) {
+/// nginx serving `root`, over TLS with `tls`; `server_extra` is added to its `server` block.
+pub fn nginx_with_tls(
+    root: &Path,
+    tls: Option<&Certificate>,
+    server_extra: &str,
+) -> (Program, u16, tempfile::TempDir) {
     let port = free_port();
     let listen = match tls {
         Some(c) => format!(
@@ -539,7 +544,7 @@ pub fn nginx_with_tls(root: &Path, tls: Option<&Certificate>) -> (Program, u16, 
              http {{\n  access_log off;\n  sendfile on;\n  keepalive_timeout 30;\n\
              client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n  fastcgi_temp_path {p}/fastcgi;\n\
              uwsgi_temp_path {p}/uwsgi;\n  scgi_temp_path {p}/scgi;\n\
-             server {{\n    {listen}\n    root {root};\n  }}\n}}\n",
+             server {{\n    {listen}\n    root {root};\n    {server_extra}\n  }}\n}}\n",
             p = prefix.path().display(),
             root = root.display(),
         ),
@@ -572,7 +577,7 @@ pub fn tls_nginx(agent: &mut Agent) -> TlsNginx {
     let certificate = certificate();
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "hello over tls\n").unwrap();
-    let (server, port, prefix) = nginx_with_tls(site.path(), Some(&certificate));
+    let (server, port, prefix) = nginx_with_tls(site.path(), Some(&certificate), "");
     agent.wait_tls_ready(server.pid(), "openssl");
     TlsNginx {
         server,

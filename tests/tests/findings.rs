@@ -15,8 +15,8 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, curl, fixture, free_port, netns::TwoHosts, python, report,
-    the_one,
+    Agent, Program, calls_on_port, certificate, curl, fixture, free_port, netns::TwoHosts,
+    nginx_with_tls, python, report, the_one,
 };
 
 /// The tokens and keys the clients send; none may reach an output.
@@ -518,4 +518,63 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         &database_bytes(&terminal_db),
         &all,
     );
+}
+
+#[test]
+fn client_certificates_are_seen_in_tls12_and_unknown_in_tls13() {
+    let mut agent = Agent::start(&[]);
+    let cert = certificate();
+    let site = tempfile::tempdir().unwrap();
+    for page in ["tls12-cert", "tls12-no-cert", "tls13-cert"] {
+        std::fs::write(site.path().join(page), "ok\n").unwrap();
+    }
+    // nginx asks every client for a certificate (optional, any issuer: only its presence
+    // matters here).
+    let (server, port, _prefix) = nginx_with_tls(
+        site.path(),
+        Some(&cert),
+        "ssl_verify_client optional_no_ca; ssl_protocols TLSv1.2 TLSv1.3;",
+    );
+    agent.wait_tls_ready(server.pid(), "openssl");
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let (key, crt) = (cert.key.to_str().unwrap(), cert.cert.to_str().unwrap());
+    curl(&[
+        "-k",
+        "--tls-max",
+        "1.2",
+        "--cert",
+        crt,
+        "--key",
+        key,
+        &url("/tls12-cert"),
+    ]);
+    curl(&["-k", "--tls-max", "1.2", &url("/tls12-no-cert")]);
+    curl(&[
+        "-k",
+        "--tlsv1.3",
+        "--cert",
+        crt,
+        "--key",
+        key,
+        &url("/tls13-cert"),
+    ]);
+    let calls = agent.collect(port, 3, 3);
+    for (path, mtls, scheme) in [
+        ("/tls12-cert", Some(true), "mtls"),
+        ("/tls12-no-cert", Some(false), "none"),
+        ("/tls13-cert", None, "none"),
+    ] {
+        for kind in ["server", "client"] {
+            let call = the_one(&calls, &format!("{kind} {path}"), |c| {
+                c["span.kind"] == kind && c["url.path"] == path
+            });
+            assert_eq!(call["tls"], true);
+            assert_eq!(
+                call.get("sightline.auth.mtls").and_then(Value::as_bool),
+                mtls,
+                "{call:#}"
+            );
+            assert_eq!(call["sightline.auth.scheme"], scheme, "{call:#}");
+        }
+    }
 }

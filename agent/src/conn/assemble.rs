@@ -98,6 +98,7 @@ pub fn api_call(
         joined_midstream: !conn.seen_open,
         tls: conn.tls,
         tls_server_name: conn.tls_server_name.clone(),
+        tls_client_certificate: conn.handshake.as_ref().and_then(|h| h.client_certificate()),
         route: None,
         auth: None,
         endpoint: None,

@@ -56,6 +56,8 @@ pub struct Connection {
     pub tls: Option<TlsLibrary>,
     /// The server name the client asked for in its TLS ClientHello (SNI), when seen.
     pub tls_server_name: Option<std::sync::Arc<str>>,
+    /// What the TLS handshake showed of a client certificate (TLS connections only).
+    pub handshake: Option<Box<crate::protocol::tls_handshake::HandshakeObserver>>,
 }
 
 /// Who owns a socket pair on this host (for naming the peer of a local call).

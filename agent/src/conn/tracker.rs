@@ -168,6 +168,7 @@ impl Tracker {
                 thread_id: task.pid,
                 tls: None,
                 tls_server_name: None,
+                handshake: None,
             },
         );
     }
@@ -264,6 +265,18 @@ impl Tracker {
             }
         }
         if let Protocol::Tls { directions } = &mut conn.protocol {
+            let we_are_client = match conn.role {
+                Role::Client => Some(true),
+                Role::Server => Some(false),
+                Role::Unknown => None,
+            };
+            conn.handshake.get_or_insert_default().observe(
+                chunk.direction == Direction::Egress,
+                we_are_client,
+                &chunk.payload,
+                chunk.missing_len() == 0,
+            );
+
             // A TLS connection for the coverage report once records went both ways: a
             // handshake, not a port probe answered with an alert.
             let before = *directions;
@@ -359,6 +372,10 @@ fn detect_protocol(
     let data = &chunk.payload;
     if chunk.tls.is_none() && detect::tls_record_start(data) {
         return Some(Protocol::Tls { directions: 0 });
+    }
+    // Too short to tell (nginx peeks at one byte before its TLS handshake): wait for more.
+    if chunk.tls.is_none() && detect::tls_record_prefix(data) {
+        return None;
     }
     if conn.role == Role::Unknown {
         if detect::request_start(data) == Verdict::Yes {

@@ -4,8 +4,8 @@
 //! header and claims. Then the secret values are removed from the call itself, so no later
 //! stage or sink can see them.
 //!
-//! mTLS is not classified: the TLS probes see plaintext after the handshake, and TLS 1.3
-//! encrypts the client's certificate; calls say nothing rather than guess.
+//! mTLS comes from the connection's handshake (`protocol::tls_handshake`): seen in TLS 1.2,
+//! unknown in TLS 1.3 (encrypted) and in resumed sessions; calls say nothing rather than guess.
 
 use std::sync::Arc;
 
@@ -86,11 +86,13 @@ pub struct Credential {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallAuth {
     pub credentials: Vec<Credential>,
+    /// The TLS client presented a certificate (`None`: not TLS, or not visible).
+    pub mtls: Option<bool>,
 }
 
 impl CallAuth {
     pub fn authenticated(&self) -> bool {
-        !self.credentials.is_empty()
+        !self.credentials.is_empty() || self.mtls == Some(true)
     }
 
     /// The credential that names the call's scheme.
@@ -98,9 +100,13 @@ impl CallAuth {
         self.credentials.first()
     }
 
-    /// `none`, or the primary credential's scheme.
+    /// The primary credential's scheme, else `mtls` (a client certificate alone), else `none`.
     pub fn scheme_name(&self) -> &'static str {
-        self.primary().map_or("none", |c| c.scheme.name())
+        match (self.primary(), self.mtls) {
+            (Some(c), _) => c.scheme.name(),
+            (None, Some(true)) => "mtls",
+            (None, _) => "none",
+        }
     }
 }
 
@@ -131,7 +137,10 @@ impl AuthClassifier {
     /// The call's credentials; afterwards the call holds none of their values (headers,
     /// query) in clear.
     pub fn classify_and_redact(&mut self, call: &mut ApiCall) -> CallAuth {
-        let mut auth = CallAuth::default();
+        let mut auth = CallAuth {
+            credentials: Vec::new(),
+            mtls: call.tls.and(call.tls_client_certificate),
+        };
         let mut cookies = Vec::new();
         for header in &mut call.request_headers {
             let mut buf = [0u8; MAX_HEADER_NAME];

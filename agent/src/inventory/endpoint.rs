@@ -258,6 +258,9 @@ pub fn auth_schemes(call: &ApiCall) -> Vec<String> {
             (scheme, _) => scheme.name().to_string(),
         })
         .collect();
+    if auth.mtls == Some(true) {
+        schemes.push("mtls".to_string());
+    }
     schemes.sort_unstable();
     schemes.dedup();
     schemes

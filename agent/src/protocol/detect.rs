@@ -46,6 +46,11 @@ pub fn tls_record_start(bytes: &[u8]) -> bool {
     matches!(bytes, [0x14..=0x17, 0x03, 0x00..=0x04, ..])
 }
 
+/// Whether `bytes` are all there is and could still begin a TLS record (one or two bytes).
+pub fn tls_record_prefix(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x14..=0x17] | [0x14..=0x17, 0x03])
+}
+
 /// Does `bytes` start with a status line (`HTTP/1.x NNN`)?
 pub fn response_start(bytes: &[u8]) -> Verdict {
     const PREFIX: &[u8] = b"HTTP/1.";
@@ -83,6 +88,9 @@ mod tests {
         assert!(!tls_record_start(&[0x16, 0x03]));
         assert!(!tls_record_start(b"GET / HTTP/1.1"));
         assert!(!tls_record_start(&[0x16, 0x02, 0x00]));
+        // nginx's one-byte peek, and two bytes, are not enough to tell.
+        assert!(tls_record_prefix(&[0x16]) && tls_record_prefix(&[0x16, 0x03]));
+        assert!(!tls_record_prefix(&[0x16, 0x03, 0x01]) && !tls_record_prefix(b"G"));
     }
 
     #[test]

@@ -4,4 +4,5 @@
 
 pub mod detect;
 pub mod http1;
+pub mod tls_handshake;
 pub mod tls_hello;

@@ -178,6 +178,11 @@ struct AuthAttributes<'a> {
     #[serde(rename = "sightline.auth.scheme")]
     scheme: &'static str,
     #[serde(
+        rename = "sightline.auth.mtls",
+        skip_serializing_if = "Option::is_none"
+    )]
+    mtls: Option<bool>,
+    #[serde(
         rename = "sightline.auth.location",
         skip_serializing_if = "Option::is_none"
     )]
@@ -229,6 +234,7 @@ fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
     let jwt = primary.and_then(|c| c.jwt.as_ref());
     AuthAttributes {
         scheme: auth.map_or("none", CallAuth::scheme_name),
+        mtls: auth.and_then(|a| a.mtls),
         location: primary.map(|c| c.location.label()),
         fingerprint: primary.map(|c| &*c.fingerprint),
         jwt_alg: jwt.map(|j| j.alg.as_str()),

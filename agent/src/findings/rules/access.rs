@@ -150,6 +150,7 @@ mod tests {
                 fingerprint: "00aa".into(),
                 jwt: None,
             }],
+            mtls: None,
         }
     }
 

@@ -102,6 +102,7 @@ mod tests {
                 fingerprint: "f".into(),
                 jwt: None,
             }],
+            mtls: None,
         };
         assert_eq!(
             run(r#"{"email":"ann@example.com"}"#, authed)[0].0,

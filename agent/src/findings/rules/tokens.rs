@@ -100,7 +100,10 @@ mod tests {
     fn rules(status: u16, credentials: Vec<Credential>) -> Vec<(Rule, Severity)> {
         let call = call("GET", "/o/1", "/o/{id}", "web", status);
         let endpoint = call.endpoint.clone().unwrap();
-        let auth = CallAuth { credentials };
+        let auth = CallAuth {
+            credentials,
+            mtls: None,
+        };
         let mut out = Vec::new();
         check(
             &Context {
