@@ -332,7 +332,7 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
             f["sightline.finding.rule_id"].as_str().unwrap().to_string(),
             f["http.request.method"].as_str().unwrap().to_string(),
             f["http.route"].as_str().unwrap().to_string(),
-            f["client"].as_str().unwrap().to_string(),
+            f["sightline.finding.client"].as_str().unwrap().to_string(),
         )
     };
     let live = agent.findings();
@@ -357,7 +357,7 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         the_one(&stored, rule, |f| {
             f["sightline.finding.rule_id"] == rule
                 && f["http.route"] == route
-                && f["client"] == client
+                && f["sightline.finding.client"] == client
         })
         .clone()
     };

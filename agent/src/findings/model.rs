@@ -225,7 +225,7 @@ impl Finding {
             "sightline.endpoint.direction": e.direction.name(),
             "http.request.method": e.method,
             "http.route": e.route,
-            "client": self.client,
+            "sightline.finding.client": self.client,
             "first_seen": rfc3339(self.first_seen_unix_nano),
             "last_seen": rfc3339(self.last_seen_unix_nano),
             "first_seen_unix_nano": self.first_seen_unix_nano,

@@ -167,7 +167,10 @@ pub fn auth_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::{auth::CallAuth, rules::tests::call};
+    use crate::findings::{
+        auth::CallAuth,
+        rules::tests::{call, hits},
+    };
 
     /// One tracker per rule, as the stage keeps them.
     type Trackers = [Tracker; 2];
@@ -184,21 +187,17 @@ mod tests {
         at: &[u64],
         tracker: &mut Trackers,
     ) -> usize {
-        let mut out = Vec::new();
+        let mut found = 0;
         for (path, t) in paths.iter().zip(at) {
             let mut c = call("GET", path, "/users/{id}", client, status);
             c.start_unix_ns = *t;
-            let endpoint = c.endpoint.clone().unwrap();
-            let auth = CallAuth::default();
-            let ctx = Context {
-                call: &c,
-                auth: &auth,
-                endpoint: &endpoint,
-            };
-            enumeration(&ctx, LIMITS, &mut tracker[0], &mut out);
-            auth_failures(&ctx, LIMITS, &mut tracker[1], &mut out);
+            found += hits(&c, &CallAuth::default(), |ctx, out| {
+                enumeration(ctx, LIMITS, &mut tracker[0], out);
+                auth_failures(ctx, LIMITS, &mut tracker[1], out);
+            })
+            .len();
         }
-        out.len()
+        found
     }
 
     #[test]

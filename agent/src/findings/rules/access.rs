@@ -139,7 +139,7 @@ mod tests {
     use super::*;
     use crate::findings::{
         auth::{CallAuth, Credential, Location, Scheme},
-        rules::tests::call,
+        rules::tests::{call, hits},
     };
 
     fn bearer() -> CallAuth {
@@ -159,17 +159,12 @@ mod tests {
         auth: &CallAuth,
         state: &mut EndpointAccess,
     ) -> Vec<(String, Value)> {
-        let endpoint = call.endpoint.clone().unwrap();
-        let ctx = Context {
-            call,
-            auth,
-            endpoint: &endpoint,
-        };
-        let mut out = Vec::new();
-        unauthenticated_success(&ctx, state, &mut out);
-        out.into_iter()
-            .map(|h| (h.client, h.evidence["reasons"].clone()))
-            .collect()
+        hits(call, auth, |ctx, out| {
+            unauthenticated_success(ctx, state, out)
+        })
+        .into_iter()
+        .map(|h| (h.client, h.evidence["reasons"].clone()))
+        .collect()
     }
 
     #[test]
@@ -261,17 +256,7 @@ mod tests {
     #[test]
     fn cleartext_credentials_off_loopback_only() {
         let check = |call: &crate::call::ApiCall, auth: &CallAuth| {
-            let endpoint = call.endpoint.clone().unwrap();
-            let mut out = Vec::new();
-            cleartext_credentials(
-                &Context {
-                    call,
-                    auth,
-                    endpoint: &endpoint,
-                },
-                &mut out,
-            );
-            out.len()
+            hits(call, auth, cleartext_credentials).len()
         };
         let remote = call("GET", "/o/1", "/o/{id}", "web", 200); // peer 10.0.0.9
         assert_eq!(check(&remote, &bearer()), 1);

@@ -52,23 +52,16 @@ mod tests {
     use crate::findings::{
         auth::{CallAuth, Credential, Location, Scheme},
         model::Severity,
-        rules::tests::call,
+        rules::tests::{call, hits},
     };
 
     fn run(body: &str, auth: CallAuth) -> Vec<(Severity, Map<String, Value>)> {
         let mut call = call("GET", "/u/1", "/u/{id}", "web", 200);
         call.response_body_sample = body.as_bytes().to_vec();
-        let endpoint = call.endpoint.clone().unwrap();
-        let mut out = Vec::new();
-        check(
-            &Context {
-                call: &call,
-                auth: &auth,
-                endpoint: &endpoint,
-            },
-            &mut out,
-        );
-        out.into_iter().map(|h| (h.severity, h.evidence)).collect()
+        hits(&call, &auth, check)
+            .into_iter()
+            .map(|h| (h.severity, h.evidence))
+            .collect()
     }
 
     #[test]

@@ -27,24 +27,20 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::findings::{auth::CallAuth, rules::tests::call};
+    use crate::findings::{
+        auth::CallAuth,
+        rules::tests::{call, hits},
+    };
 
     fn rules(class: Class) -> Vec<Rule> {
         let mut c = call("GET", "/u/1", "/u/{id}", "web", 200);
         let mut endpoint = (*c.endpoint.clone().unwrap()).clone();
         endpoint.class = class;
-        c.endpoint = Some(Arc::new(endpoint.clone()));
-        let auth = CallAuth::default();
-        let mut out = Vec::new();
-        check(
-            &Context {
-                call: &c,
-                auth: &auth,
-                endpoint: &endpoint,
-            },
-            &mut out,
-        );
-        out.into_iter().map(|h| h.rule).collect()
+        c.endpoint = Some(Arc::new(endpoint));
+        hits(&c, &CallAuth::default(), check)
+            .into_iter()
+            .map(|h| h.rule)
+            .collect()
     }
 
     #[test]

@@ -96,6 +96,25 @@ pub mod tests {
         })
     }
 
+    /// What `rule` reports for `call` (which has an endpoint) with `auth`.
+    pub fn hits(
+        call: &ApiCall,
+        auth: &CallAuth,
+        rule: impl FnOnce(&Context<'_>, &mut Vec<Hit>),
+    ) -> Vec<Hit> {
+        let endpoint = call.endpoint.clone().unwrap();
+        let mut out = Vec::new();
+        rule(
+            &Context {
+                call,
+                auth,
+                endpoint: &endpoint,
+            },
+            &mut out,
+        );
+        out
+    }
+
     /// A sample call to `method path` (route `route`) from `client`, answered `status`.
     pub fn call(method: &str, path: &str, route: &str, client: &str, status: u16) -> ApiCall {
         let mut call = sample();

@@ -81,7 +81,7 @@ mod tests {
     use crate::findings::{
         auth::{CallAuth, Credential, Scheme},
         jwt::JwtSummary,
-        rules::tests::call,
+        rules::tests::{call, hits},
     };
 
     fn jwt(alg: &str, exp: Option<i64>, location: Location) -> Credential {
@@ -99,22 +99,14 @@ mod tests {
 
     fn rules(status: u16, credentials: Vec<Credential>) -> Vec<(Rule, Severity)> {
         let call = call("GET", "/o/1", "/o/{id}", "web", status);
-        let endpoint = call.endpoint.clone().unwrap();
         let auth = CallAuth {
             credentials,
             mtls: None,
         };
-        let mut out = Vec::new();
-        check(
-            &Context {
-                call: &call,
-                auth: &auth,
-                endpoint: &endpoint,
-            },
-            60,
-            &mut out,
-        );
-        out.into_iter().map(|h| (h.rule, h.severity)).collect()
+        hits(&call, &auth, |ctx, out| check(ctx, 60, out))
+            .into_iter()
+            .map(|h| (h.rule, h.severity))
+            .collect()
     }
 
     #[test]
