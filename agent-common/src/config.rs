@@ -26,8 +26,13 @@ pub struct KernelOffsets {
     pub sk_family: u32,
     pub sk_v6_daddr: u32,
     pub sk_v6_rcv_saddr: u32,
+    /// task_struct.mm, mm_struct.arg_start and arg_end: a new program's arguments at exec.
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub _pad: u32,
 }
-assert_size!(KernelOffsets, 64);
+assert_size!(KernelOffsets, 80);
 
 /// `Settings::filter_flags` bit: only processes listed with [`FILTER_INCLUDE`] are captured.
 pub const FILTER_PIDS_INCLUDE_ONLY: u32 = 1;

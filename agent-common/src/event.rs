@@ -17,6 +17,8 @@ pub const COMM_LEN: usize = 16;
 
 /// How many bytes of an executed file's path the exec event carries.
 pub const EXEC_PATH_LEN: usize = 256;
+/// Argument bytes copied at exec (a power of two).
+pub const EXEC_ARGS_LEN: usize = 512;
 
 /// Kind of an event. Explicit ids, never reused.
 #[repr(u32)]
@@ -250,8 +252,14 @@ pub struct ExecEvent {
     pub header: EventHeader,
     /// The path given to execve, NUL terminated (may be relative).
     pub filename: [u8; EXEC_PATH_LEN],
+    /// Bytes of `args` copied, and the arguments' full length (more than copied: cut).
+    pub args_len: u32,
+    pub args_total: u32,
+    /// The new program's arguments as in /proc/PID/cmdline (NUL separated), read at exec: a
+    /// short-lived process may be gone before userspace could read /proc.
+    pub args: [u8; EXEC_ARGS_LEN],
 }
-assert_size!(ExecEvent, 48 + EXEC_PATH_LEN);
+assert_size!(ExecEvent, 48 + EXEC_PATH_LEN + 8 + EXEC_ARGS_LEN);
 
 /// Indexes of the kernel-side counters in the per-CPU `COUNTERS` array. Explicit, never reused.
 #[repr(u32)]

@@ -29,6 +29,10 @@ static SIGHTLINE_OFFSETS: KernelOffsets = KernelOffsets {
     sk_family: 0,
     sk_v6_daddr: 0,
     sk_v6_rcv_saddr: 0,
+    task_mm: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    _pad: 0,
 };
 
 #[inline(always)]

@@ -1,19 +1,23 @@
-//! Process lifecycle from sched tracepoints: exec names a process even when it is gone before
-//! userspace could read /proc; exit lets userspace forget it.
+//! Process lifecycle from sched tracepoints: exec names a process (its path and arguments)
+//! even when it is gone before userspace could read /proc; exit lets userspace forget it.
 
-use agent_common::event::{EventHeader, EventKind, ExecEvent, KernelCounter};
+use agent_common::event::{EXEC_ARGS_LEN, EventHeader, EventKind, ExecEvent, KernelCounter};
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_kernel_str},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns,
+        generated::{bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use core::ffi::c_void;
 
 use crate::{
-    config::settings,
+    config::{offsets, settings},
     emit,
     maps::{EVENTS, LAST_SOCKET_READ, PENDING, TLS_CALLS, count},
+    user::kernel_at,
 };
 
 /// sched_process_exec: `__data_loc char[] filename` at offset 8.
@@ -21,6 +25,21 @@ use crate::{
 pub fn sched_exec(ctx: TracePointContext) -> u32 {
     let _ = try_sched_exec(&ctx);
     0
+}
+
+/// (arg_start, arg_end) of the current task's mm.
+#[inline(always)]
+fn arguments() -> Result<(u64, u64), i64> {
+    let off = offsets();
+    let task = unsafe { bpf_get_current_task() };
+    let mm: u64 = kernel_at(task, off.task_mm)?;
+    if mm == 0 {
+        return Err(0);
+    }
+    Ok((
+        kernel_at(mm, off.mm_arg_start)?,
+        kernel_at(mm, off.mm_arg_end)?,
+    ))
 }
 
 fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i64> {
@@ -41,6 +60,25 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i64> {
         let src = (ctx.as_ptr() as *const u8).add(offset) as *const c_void;
         if bpf_probe_read_kernel_str(dst, (*event).filename.len() as u32, src) < 0 {
             (*event).filename[0] = 0;
+        }
+        (*event).args_len = 0;
+        (*event).args_total = 0;
+        // The new program's arguments, from its mm (set up before this tracepoint fires).
+        if let Ok((start, end)) = arguments() {
+            let total = end.saturating_sub(start);
+            let n = if total > EXEC_ARGS_LEN as u64 {
+                EXEC_ARGS_LEN as u32
+            } else {
+                total as u32
+            };
+            let dst = (*event).args.as_mut_ptr() as *mut c_void;
+            if n > 0
+                && n <= EXEC_ARGS_LEN as u32
+                && bpf_probe_read_user(dst, n, start as *const c_void) == 0
+            {
+                (*event).args_len = n;
+                (*event).args_total = total.min(u32::MAX as u64) as u32;
+            }
         }
     }
     entry.submit(emit::wakeup_flags());

@@ -49,9 +49,12 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
         }
         EventKind::Exec => {
             let event: ExecEvent = read(record)?;
+            let copied = (event.args_len as usize).min(event.args.len());
             CaptureEvent::Exec {
                 task,
                 filename: c_string(&event.filename),
+                args: event.args[..copied].to_vec(),
+                args_complete: event.args_total as usize == copied,
             }
         }
         EventKind::Exit => CaptureEvent::Exit { task },

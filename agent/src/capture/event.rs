@@ -120,6 +120,10 @@ pub enum CaptureEvent {
     Exec {
         task: Task,
         filename: String,
+        /// Its arguments as the kernel saw them at exec (NUL separated, as /proc/PID/cmdline),
+        /// and whether they are whole (not cut at the copy limit).
+        args: Vec<u8>,
+        args_complete: bool,
     },
     Exit {
         task: Task,

@@ -9,7 +9,7 @@ use crate::{
         clock::Clock,
         event::{CaptureEvent, ConnKind, DataChunk, Direction, Task},
     },
-    identity::process::ProcessTable,
+    identity::process::{ExecArgs, ProcessTable},
     protocol::{
         detect::{self, Verdict},
         http1::{Http1Connection, Limits, exchange::Issue, message::ParseError},
@@ -111,8 +111,21 @@ impl Tracker {
                 };
                 self.open(key, &task, sockets, role, true, out);
             }
-            CaptureEvent::Exec { task, filename } => {
-                if self.processes.on_exec(task.tgid, &filename).is_some() {
+            CaptureEvent::Exec {
+                task,
+                filename,
+                args,
+                args_complete,
+            } => {
+                let exec_args = ExecArgs {
+                    raw: &args,
+                    complete: args_complete,
+                };
+                if self
+                    .processes
+                    .on_exec(task.tgid, &filename, exec_args)
+                    .is_some()
+                {
                     Stats::inc(&self.stats.processes_evicted_cap);
                 }
             }

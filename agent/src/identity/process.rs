@@ -87,12 +87,14 @@ impl ProcessTable {
         self.entries.is_empty()
     }
 
-    /// A process executed `filename`: prefer the resolved /proc/PID/exe while it still lives.
-    pub fn on_exec(&mut self, tgid: u32, filename: &str) -> Option<Evicted> {
+    /// A process executed `filename` with `args`: prefer the resolved /proc/PID/exe while it
+    /// still lives; the arguments as the kernel copied them, unless they were cut and /proc
+    /// still has them whole.
+    pub fn on_exec(&mut self, tgid: u32, filename: &str, args: ExecArgs<'_>) -> Option<Evicted> {
         let path = self
             .read_exe(tgid)
             .or_else(|| (!filename.is_empty()).then(|| filename.to_string()));
-        let entry = self.entry(tgid, path);
+        let entry = self.entry(tgid, path, Some(args));
         self.insert(tgid, entry)
     }
 
@@ -127,7 +129,7 @@ impl ProcessTable {
         let mut evicted = None;
         if !self.entries.contains_key(&tgid) {
             let path = self.read_exe(tgid);
-            let entry = self.entry(tgid, path);
+            let entry = self.entry(tgid, path, None);
             evicted = self.insert(tgid, entry);
         }
         let entry = self.entries.get(&tgid);
@@ -145,13 +147,20 @@ impl ProcessTable {
         (info, evicted)
     }
 
-    fn entry(&mut self, tgid: u32, path: Option<String>) -> Entry {
+    fn entry(&mut self, tgid: u32, path: Option<String>, args: Option<ExecArgs<'_>>) -> Entry {
         self.incarnations += 1;
-        let details = Details {
-            command_line: std::fs::read(format!("{}/{tgid}/cmdline", self.proc_root))
+        let from_proc = || {
+            std::fs::read(format!("{}/{tgid}/cmdline", self.proc_root))
                 .ok()
                 .and_then(|raw| cmdline::from_proc(&raw))
-                .map(Arc::from),
+        };
+        let command_line = match args.filter(|a| !a.raw.is_empty()) {
+            Some(a) if a.complete => cmdline::from_proc(a.raw),
+            Some(a) => from_proc().or_else(|| cmdline::from_proc(a.raw)),
+            None => from_proc(),
+        };
+        let details = Details {
+            command_line: command_line.map(Arc::from),
             owner: std::fs::read_to_string(format!("{}/{tgid}/status", self.proc_root))
                 .ok()
                 .and_then(|status| users::real_uid(&status))
@@ -189,6 +198,23 @@ impl ProcessTable {
     }
 }
 
+/// A program's arguments as the exec event carried them.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecArgs<'a> {
+    /// NUL separated, as /proc/PID/cmdline.
+    pub raw: &'a [u8],
+    /// Not cut at the kernel's copy limit.
+    pub complete: bool,
+}
+
+impl ExecArgs<'_> {
+    /// No arguments known (the kernel could not copy them).
+    pub const NONE: ExecArgs<'static> = ExecArgs {
+        raw: &[],
+        complete: false,
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,10 +222,27 @@ mod tests {
     #[test]
     fn exec_names_a_process_that_is_gone() {
         let mut table = ProcessTable::new(8, "/nonexistent");
-        table.on_exec(4242, "/usr/bin/curl");
+        let args = ExecArgs {
+            raw: b"curl\0-u\0alice:pw\0http://h/checkout\0",
+            complete: true,
+        };
+        table.on_exec(4242, "/usr/bin/curl", args);
         let (info, _) = table.info(4242, "curl", 1);
         assert_eq!(&*info.executable_name, "curl");
         assert_eq!(info.executable_path.as_deref(), Some("/usr/bin/curl"));
+        // The arguments the kernel copied at exec name it, secrets removed.
+        assert_eq!(
+            info.command_line.as_deref(),
+            Some("curl -u alice:REDACTED http://h/checkout")
+        );
+        // Cut arguments are used when /proc has nothing better.
+        let cut = ExecArgs {
+            raw: b"python3\0-m\0http.ser",
+            complete: false,
+        };
+        table.on_exec(4243, "/usr/bin/python3", cut);
+        let (info, _) = table.info(4243, "python3", 1);
+        assert_eq!(info.command_line.as_deref(), Some("python3 -m http.ser"));
     }
 
     #[test]
@@ -225,10 +268,10 @@ mod tests {
     #[test]
     fn stays_bounded_and_forgets_exited_processes() {
         let mut table = ProcessTable::new(2, "/nonexistent");
-        table.on_exec(1, "/a");
-        table.on_exec(2, "/b");
+        table.on_exec(1, "/a", ExecArgs::NONE);
+        table.on_exec(2, "/b", ExecArgs::NONE);
         table.on_exit(1, 10);
-        assert_eq!(table.on_exec(3, "/c"), Some(Evicted));
+        assert_eq!(table.on_exec(3, "/c", ExecArgs::NONE), Some(Evicted));
         assert_eq!(table.len(), 2);
         assert!(
             !table.entries.contains_key(&1),

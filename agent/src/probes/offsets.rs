@@ -35,6 +35,10 @@ pub fn from_btf_file(path: &str) -> Result<KernelOffsets, ProbeError> {
         sk_family: sk("skc_family")?,
         sk_v6_daddr: sk("skc_v6_daddr")?,
         sk_v6_rcv_saddr: sk("skc_v6_rcv_saddr")?,
+        task_mm: lookup.field("task_struct", "mm")?,
+        mm_arg_start: lookup.field("mm_struct", "arg_start")?,
+        mm_arg_end: lookup.field("mm_struct", "arg_end")?,
+        _pad: 0,
     })
 }
 
