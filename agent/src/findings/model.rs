@@ -149,12 +149,14 @@ impl Rule {
             Self::JwtAlgNone => Severity::Critical,
             Self::UnauthenticatedSuccess
             | Self::CleartextCredentials
-            | Self::JwtExpiredAccepted
-            | Self::AuthFailureBurst
-            | Self::ObjectEnumeration => Severity::High,
-            Self::JwtInUrl | Self::CredentialInUrl | Self::SensitiveData | Self::ZombieEndpoint => {
-                Severity::Medium
-            }
+            | Self::JwtExpiredAccepted => Severity::High,
+            // Signals of abuse, not proof: a batch job with one token also reads many ids.
+            Self::AuthFailureBurst
+            | Self::ObjectEnumeration
+            | Self::JwtInUrl
+            | Self::CredentialInUrl
+            | Self::SensitiveData
+            | Self::ZombieEndpoint => Severity::Medium,
             Self::JwtWithoutExpiry | Self::ShadowEndpoint => Severity::Low,
         }
     }

@@ -15,10 +15,7 @@ use std::{
 use serde_json::json;
 
 use super::{Context, Hit, evidence, settings::Threshold};
-use crate::{
-    findings::model::{Rule, Severity},
-    inventory::endpoint::EndpointKey,
-};
+use crate::{findings::model::Rule, inventory::endpoint::EndpointKey};
 
 /// Tracked (endpoint, client) windows per rule, at most.
 const MAX_TRACKED: usize = 16_384;
@@ -127,7 +124,11 @@ pub fn enumeration(
         if let Some(fp) = credential {
             e.insert("credential_fingerprint".into(), json!(fp));
         }
-        out.push(ctx.hit(Rule::ObjectEnumeration, Severity::High, e));
+        out.push(ctx.hit(
+            Rule::ObjectEnumeration,
+            Rule::ObjectEnumeration.default_severity(),
+            e,
+        ));
     }
 }
 
@@ -154,7 +155,7 @@ pub fn auth_failures(
         w.reported = true;
         out.push(ctx.hit(
             Rule::AuthFailureBurst,
-            Severity::High,
+            Rule::AuthFailureBurst.default_severity(),
             evidence([
                 ("failures", json!(w.events)),
                 ("distinct_credentials", json!(w.distinct.len())),

@@ -5,6 +5,9 @@
 //! authenticate; the method changes state. The second can only be known once another client
 //! has been seen, so unauthenticated successes are held per endpoint (bounded) and reported
 //! when an authenticated caller shows up later.
+//!
+//! Over TLS where the handshake did not show whether the client sent a certificate (TLS 1.3),
+//! an mTLS-only client looks unauthenticated: such findings say `client_certificate: unknown`.
 
 use std::collections::HashMap;
 
@@ -23,6 +26,8 @@ struct Pending {
     first_seen: u64,
     last_seen: u64,
     count: u64,
+    /// Some of the calls were over TLS with the client certificate not visible.
+    certificate_unknown: bool,
 }
 
 /// What the access rules remember of one endpoint.
@@ -55,7 +60,7 @@ pub fn unauthenticated_success(ctx: &Context<'_>, state: &mut EndpointAccess, ou
                 out.push(Hit {
                     rule: Rule::UnauthenticatedSuccess,
                     severity: Severity::High,
-                    evidence: reasons(&["other-callers-authenticate"]),
+                    evidence: reasons(&["other-callers-authenticate"], p.certificate_unknown),
                     client: other,
                     first_seen_unix_nano: p.first_seen,
                     last_seen_unix_nano: p.last_seen,
@@ -80,11 +85,13 @@ pub fn unauthenticated_success(ctx: &Context<'_>, state: &mut EndpointAccess, ou
     if changes_state {
         why.push("state-changing-method");
     }
+    let certificate_unknown = ctx.call.tls.is_some() && ctx.auth.mtls.is_none();
     if why.is_empty() {
         let at = ctx.call.start_unix_ns;
         if let Some(p) = state.pending.get_mut(client) {
             p.last_seen = at;
             p.count += 1;
+            p.certificate_unknown |= certificate_unknown;
         } else if state.pending.len() < MAX_CLIENTS {
             state.pending.insert(
                 client.clone(),
@@ -92,6 +99,7 @@ pub fn unauthenticated_success(ctx: &Context<'_>, state: &mut EndpointAccess, ou
                     first_seen: at,
                     last_seen: at,
                     count: 1,
+                    certificate_unknown,
                 },
             );
         }
@@ -103,11 +111,19 @@ pub fn unauthenticated_success(ctx: &Context<'_>, state: &mut EndpointAccess, ou
     } else {
         Severity::High
     };
-    out.push(ctx.hit(Rule::UnauthenticatedSuccess, severity, reasons(&why)));
+    out.push(ctx.hit(
+        Rule::UnauthenticatedSuccess,
+        severity,
+        reasons(&why, certificate_unknown),
+    ));
 }
 
-fn reasons(why: &[&str]) -> serde_json::Map<String, Value> {
-    evidence([("reasons", json!(why))])
+fn reasons(why: &[&str], certificate_unknown: bool) -> serde_json::Map<String, Value> {
+    let mut e = evidence([("reasons", json!(why))]);
+    if certificate_unknown {
+        e.insert("client_certificate".into(), json!("unknown"));
+    }
+    e
 }
 
 /// `cleartext-credentials`: a credential on a connection without TLS whose other end is not
@@ -251,6 +267,37 @@ mod tests {
         assert_eq!(run(&public, &none, &mut EndpointAccess::default()), []);
         // Authenticated POSTs are fine.
         assert_eq!(run(&post, &bearer(), &mut EndpointAccess::default()), []);
+    }
+
+    #[test]
+    fn tls_calls_whose_client_certificate_is_not_visible_say_so() {
+        let mut post = call("POST", "/o", "/o", "anon", 201);
+        post.tls = Some(crate::call::TlsLibrary::OpenSsl);
+        let evidence = |mtls: Option<bool>| {
+            let auth = CallAuth {
+                credentials: Vec::new(),
+                mtls,
+            };
+            let mut state = EndpointAccess::default();
+            hits(&post, &auth, |ctx, out| {
+                unauthenticated_success(ctx, &mut state, out)
+            })
+            .pop()
+            .map(|h| h.evidence)
+        };
+        let unknown = evidence(None).unwrap();
+        assert_eq!(unknown["client_certificate"], "unknown");
+        assert!(
+            evidence(Some(false))
+                .unwrap()
+                .get("client_certificate")
+                .is_none()
+        );
+        assert_eq!(
+            evidence(Some(true)),
+            None,
+            "a client certificate authenticates"
+        );
     }
 
     #[test]
