@@ -102,8 +102,6 @@ pub struct ApiCall {
     pub tls_server_name: Option<Arc<str>>,
     /// Whether the TLS client presented a certificate (mTLS), when the handshake showed it.
     pub tls_client_certificate: Option<bool>,
-    /// The route template (`http.route`), set by the inventory.
-    pub route: Option<Arc<str>>,
     /// How the request authenticated (values replaced by fingerprints), set by the findings
     /// stage before anything else reads the call.
     pub auth: Option<CallAuth>,
@@ -117,6 +115,12 @@ pub struct ApiCall {
 impl ApiCall {
     pub fn duration_ns(&self) -> u64 {
         self.end_unix_ns.saturating_sub(self.start_unix_ns)
+    }
+
+    /// The route template (`http.route`): the route of the endpoint the inventory counted
+    /// the call in.
+    pub fn route(&self) -> Option<&str> {
+        self.endpoint.as_deref().map(|e| e.key.route.as_str())
     }
 
     /// The socket end of the server.
@@ -139,6 +143,22 @@ impl ApiCall {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    /// [`sample`] as it leaves the processor for the sinks: authentication classified, secrets
+    /// removed by the findings stage.
+    pub fn sealed() -> ApiCall {
+        use crate::findings::{fingerprint::Fingerprinter, stage::FindingsStage};
+        let mut stage = FindingsStage::new(
+            &Default::default(),
+            Fingerprinter::with_key([1; 32]),
+            std::sync::Arc::new(crate::stats::Stats::default()),
+        )
+        .unwrap();
+        let mut call = sample();
+        stage.prepare(&mut call);
+        stage.seal(&mut call);
+        call
+    }
 
     /// A server-side call with a credential in its query and headers.
     pub fn sample() -> ApiCall {
@@ -194,7 +214,6 @@ pub mod tests {
             tls: None,
             tls_server_name: None,
             tls_client_certificate: None,
-            route: None,
             auth: None,
             endpoint: None,
             findings: Vec::new(),

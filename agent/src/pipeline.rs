@@ -326,6 +326,7 @@ async fn process(
             findings.prepare(&mut call);
             inventory.observe(&mut call);
             let shown = findings.evaluate(&mut call);
+            findings.seal(&mut call);
             let records_out = std::iter::once(Record::Call(call))
                 .chain(shown.into_iter().map(|f| Record::Finding(Box::new(f))));
             for record in records_out {

@@ -86,6 +86,19 @@ impl Agent {
         agent
     }
 
+    /// Starts the agent with the config file at `config`; its inventory database is
+    /// [`Agent::db`].
+    pub fn with_config(config: &Path, extra_args: &[&str]) -> Agent {
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra_args);
+        Agent::start(&args)
+    }
+
+    /// The inventory database the agent was started with when the test gave none.
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("inventory.sqlite")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -470,6 +483,22 @@ pub fn curl(args: &[&str]) -> (u32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (pid, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `curl -s -o /dev/null -w %{http_code} ARGS...` (inside network namespace `ns` when
+/// given) and returns the HTTP status it got (`000` when it got none).
+pub fn curl_status(ns: Option<&str>, args: &[&str]) -> String {
+    let mut all = vec!["-s", "-o", "/dev/null", "-w", "%{http_code}"];
+    all.extend_from_slice(args);
+    let mut cmd = match ns {
+        Some(ns) => netns::TwoHosts::command(ns, "curl", &all),
+        None => {
+            let mut cmd = Command::new("curl");
+            cmd.args(&all);
+            cmd
+        }
+    };
+    String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
 }
 
 /// The one item that satisfies `matches`; fails, showing them all, when none or several do.

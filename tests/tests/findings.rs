@@ -8,15 +8,14 @@
 use std::{
     collections::BTreeSet,
     path::Path,
-    process::Command,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, certificate, curl, fixture, free_port, netns::TwoHosts,
-    nginx_with_tls, python, report, the_one,
+    Agent, Program, calls_on_port, certificate, curl, curl_status, fixture, free_port,
+    netns::TwoHosts, nginx_with_tls, python, report, the_one,
 };
 
 /// The tokens and keys the clients send; none may reach an output.
@@ -191,6 +190,8 @@ fn traffic(port: u16, s: &Secrets, hosts: &TwoHosts) -> usize {
     curl(&[&url(&format!("/api/public/1?access_token={}", s.good_jwt))]);
     curl(&[&url(&format!("/api/public/2?api_key={QUERY_KEY}"))]);
     curl(&[&url("/api/public/3?page=2")]);
+    // A token in the path: templated, removed from url.path.
+    curl(&[&url(&format!("/api/reset/{}", s.good_jwt))]);
     // A state-changing call without credentials; the near miss has an API key.
     curl(&["-d", "qty=1", &url("/api/orders")]);
     curl(&[
@@ -227,36 +228,16 @@ fn traffic(port: u16, s: &Secrets, hosts: &TwoHosts) -> usize {
     );
     // Six failed logins in a row (threshold 5).
     for i in 0..6 {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-d"])
-            .arg(format!("user=alice&password={LOGIN_PASSWORD}{i}"))
-            .arg(url("/api/login"))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+        let form = format!("user=alice&password={LOGIN_PASSWORD}{i}");
+        assert_eq!(curl_status(None, &["-d", &form, &url("/api/login")]), "401");
     }
     // Basic authentication over loopback: quiet.
     curl(&["-u", &format!("alice:{BASIC_PASSWORD}"), &url("/api/admin")]);
     // An API key in cleartext from another host.
     let remote = format!("http://{}:{port}/api/items/1", hosts.b_ips[0]);
-    let out = TwoHosts::command(
-        &hosts.a,
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            &format!("X-API-Key: {REMOTE_KEY}"),
-            &remote,
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    41
+    let key = format!("X-API-Key: {REMOTE_KEY}");
+    assert_eq!(curl_status(Some(&hosts.a), &["-H", &key, &remote]), "200");
+    42
 }
 
 /// The database and its WAL, byte for byte.
@@ -276,13 +257,8 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
     let _remote = secure_api(&hosts.b_ips[0], port, Some(&hosts.b));
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), port);
-    let db = dir.path().join("inventory.sqlite");
-    let mut agent = Agent::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--inventory-db",
-        db.to_str().unwrap(),
-    ]);
+    let mut agent = Agent::with_config(&config, &[]);
+    let db = agent.db();
     let served = traffic(port, &secrets, &hosts);
     agent.wait_for_calls("every server call", |c| {
         calls_on_port(c, "server", port).len() == served
@@ -313,6 +289,8 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         ("SL-JWT-004", "GET", "/api/public/{id}", "curl"),
         ("SL-AUTH-003", "GET", "/api/public/{id}", "curl"),
         ("SL-INV-001", "GET", "/api/public/{id}", "curl"),
+        ("SL-JWT-004", "GET", "/api/reset/{token}", "curl"),
+        ("SL-INV-001", "GET", "/api/reset/{token}", "curl"),
         ("SL-AUTH-001", "POST", "/api/orders", "curl"),
         ("SL-ABUSE-001", "GET", "/api/items/{id}", "curl"),
         (
@@ -456,7 +434,14 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
             .get("sightline.auth.fingerprint")
             .is_none()
     );
-    let fingerprint_key = std::fs::metadata(dir.path().join("fingerprint.key")).unwrap();
+    let reset = on("/api/reset/REDACTED");
+    assert_eq!(reset["http.route"], "/api/reset/{token}");
+    assert_eq!(reset["sightline.auth.location"], "path");
+    assert_eq!(
+        reset["sightline.auth.fingerprint"], fp,
+        "the same token as in the header"
+    );
+    let fingerprint_key = std::fs::metadata(agent.dir().join("fingerprint.key")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&fingerprint_key.permissions()) & 0o777,
         0o600
@@ -491,15 +476,8 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
     );
 
     // The terminal view, on the same traffic.
-    let terminal_db = dir.path().join("terminal.sqlite");
-    let mut terminal = Agent::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--inventory-db",
-        terminal_db.to_str().unwrap(),
-        "--output",
-        "terminal",
-    ]);
+    let mut terminal = Agent::with_config(&config, &["--output", "terminal"]);
+    let terminal_db = terminal.db();
     traffic(port, &secrets, &hosts);
     terminal.wait_until("the terminal to show the alg-none finding", |a| {
         a.output_text()

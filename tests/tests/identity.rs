@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, free_port, kube::FakeApiServer,
-    netns::TwoHosts, the_one, tls_nginx, wait_for_port,
+    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, curl_status, free_port,
+    kube::FakeApiServer, netns::TwoHosts, the_one, tls_nginx, wait_for_port,
 };
 
 const NODE: &str = "test-node";
@@ -17,9 +17,7 @@ fn agent_with_config(config: &str, extra: &[&str]) -> (Agent, tempfile::TempDir)
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sightline.toml");
     std::fs::write(&path, config).unwrap();
-    let mut args = vec!["--config", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    (Agent::start(&args), dir)
+    (Agent::with_config(&path, extra), dir)
 }
 
 /// Waits until the agent has listed every Kubernetes kind once.
@@ -240,23 +238,8 @@ fn hosts_in_network_namespaces_are_named_at_both_ends_by_config_rules() {
     );
     let (mut agent, _config) = agent_with_config(&config, &[]);
     let url = format!("http://{server_ip}:{port}/checkout");
-    let out = TwoHosts::command(
-        &hosts.a,
-        "curl",
-        &[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-u",
-            "alice:hunter2",
-            &url,
-        ],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let status = curl_status(Some(&hosts.a), &["-u", "alice:hunter2", &url]);
+    assert_eq!(status, "200");
     let calls = agent.collect(port, 1, 1);
     let served = calls_on_port(&calls, "server", port)[0];
     let made = calls_on_port(&calls, "client", port)[0];

@@ -171,13 +171,8 @@ fn endpoints_are_classified_against_the_specs_with_one_finding_each() {
         ),
     )
     .unwrap();
-    let db = dir.path().join("inventory.sqlite");
-    let mut agent = Agent::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--inventory-db",
-        db.to_str().unwrap(),
-    ]);
+    let mut agent = Agent::with_config(&config, &[]);
+    let db = agent.db();
     let base = format!("http://127.0.0.1:{port}");
     for path in [
         "/api/users/1",

@@ -99,7 +99,6 @@ pub fn api_call(
         tls: conn.tls,
         tls_server_name: conn.tls_server_name.clone(),
         tls_client_certificate: conn.handshake.as_ref().and_then(|h| h.client_certificate()),
-        route: None,
         auth: None,
         endpoint: None,
         findings: Vec::new(),

@@ -56,17 +56,26 @@ pub enum Location {
     Path,
 }
 
-impl Location {
-    /// `header:authorization`, `cookie:sid`, `query:api_key`, `path`.
-    pub fn label(&self) -> String {
+/// `header:authorization`, `cookie:sid`, `query:api_key`, `path`.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Header(name) => format!("header:{name}"),
-            Self::Cookie(name) => format!("cookie:{name}"),
-            Self::Query(name) => format!("query:{name}"),
-            Self::Path => "path".to_string(),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Cookie(name) => write!(f, "cookie:{name}"),
+            Self::Query(name) => write!(f, "query:{name}"),
+            Self::Path => f.write_str("path"),
         }
     }
+}
 
+/// As its label, written straight into the output (no string per call).
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl Location {
     pub fn in_url(&self) -> bool {
         matches!(self, Self::Query(_) | Self::Path)
     }
@@ -318,7 +327,7 @@ mod tests {
     fn schemes(auth: &CallAuth) -> Vec<(&'static str, String)> {
         auth.credentials
             .iter()
-            .map(|c| (c.scheme.name(), c.location.label()))
+            .map(|c| (c.scheme.name(), c.location.to_string()))
             .collect()
     }
 

@@ -10,8 +10,9 @@ use super::{
     config::FindingsSection,
     fingerprint::Fingerprinter,
     model::Finding,
+    redact,
     rules::{
-        Context, Hit,
+        Context,
         abuse::{self, Tracker},
         access::{self, EndpointAccess},
         exposure, inventory,
@@ -27,18 +28,13 @@ const MAX_FINDINGS: usize = 10_000;
 /// Endpoints whose per-endpoint rule state is kept, at most (as many as the inventory).
 const MAX_ENDPOINTS: usize = 50_000;
 
-#[derive(Debug, Default)]
-struct EndpointState {
-    calls: u64,
-    access: EndpointAccess,
-}
-
 pub struct FindingsStage {
     enabled: bool,
     classifier: AuthClassifier,
     settings: RuleSettings,
     table: FindingsTable,
-    endpoints: HashMap<EndpointKey, EndpointState>,
+    /// The unauthenticated-success rule's memory of each endpoint.
+    endpoints: HashMap<EndpointKey, EndpointAccess>,
     enumeration: Tracker,
     failures: Tracker,
     stats: Arc<Stats>,
@@ -67,10 +63,20 @@ impl FindingsStage {
         self.table.restore(stored);
     }
 
-    /// Classifies the call's authentication and removes its secrets.
+    /// Classifies the call's authentication and removes its secrets from the headers and the
+    /// query (the path keeps them for the inventory and the rules until [`Self::seal`]).
     pub fn prepare(&mut self, call: &mut ApiCall) {
         let auth = self.classifier.classify_and_redact(call);
         call.auth = Some(auth);
+    }
+
+    /// The last step before the call leaves for the sinks: path segments that may be secrets
+    /// (tokens, JWTs: what the inventory templated as `{token}`) are replaced, so no sink
+    /// has to remove anything.
+    pub fn seal(&self, call: &mut ApiCall) {
+        if let std::borrow::Cow::Owned(path) = redact::path(&call.path) {
+            call.path = path;
+        }
     }
 
     /// Runs the rules on a call the inventory counted; returns the findings worth showing
@@ -92,12 +98,16 @@ impl FindingsStage {
         let mut hits = Vec::new();
         let full = self.endpoints.len() >= MAX_ENDPOINTS;
         match self.endpoints.get_mut(&endpoint.key) {
-            Some(state) => rules_with_state(&ctx, state, &mut hits),
+            Some(state) => access::unauthenticated_success(&ctx, state, &mut hits),
             None if full => Stats::inc(&self.stats.findings_state_full),
             None => {
                 let state = self.endpoints.entry(endpoint.key.clone()).or_default();
-                rules_with_state(&ctx, state, &mut hits);
+                access::unauthenticated_success(&ctx, state, &mut hits);
             }
+        }
+        // Bodies are sampled by the endpoint's call count (the inventory's).
+        if exposure::sampled(endpoint.calls) && !exposure::compressed(ctx.call) {
+            exposure::check(&ctx, &mut hits);
         }
         access::cleartext_credentials(&ctx, &mut hits);
         tokens::check(&ctx, self.settings.jwt_leeway_s, &mut hits);
@@ -145,16 +155,6 @@ impl FindingsStage {
 
     pub fn requeue(&mut self, findings: Vec<Finding>) {
         self.table.requeue(findings.into_iter().map(|f| f.key));
-    }
-}
-
-/// The rules that keep per-endpoint state: unauthenticated successes, and exposure (sampled
-/// by the endpoint's call count).
-fn rules_with_state(ctx: &Context<'_>, state: &mut EndpointState, hits: &mut Vec<Hit>) {
-    state.calls += 1;
-    access::unauthenticated_success(ctx, &mut state.access, hits);
-    if exposure::sampled(state.calls) && !exposure::compressed(ctx.call) {
-        exposure::check(ctx, hits);
     }
 }
 

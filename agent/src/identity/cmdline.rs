@@ -86,7 +86,28 @@ fn redact_arg(arg: &str) -> String {
     {
         return format!("{option}{name}: {REDACTED}");
     }
-    url_query(&url_password(arg))
+    url_query(&url_path(&url_password(arg)))
+}
+
+/// Token-like segments (what `url.path` drops) of a URL's path, in `scheme://host/path`
+/// arguments; bare file paths keep theirs (store hashes, version directories).
+fn url_path(arg: &str) -> String {
+    let Some(scheme_end) = arg.find("://") else {
+        return arg.to_string();
+    };
+    let after = scheme_end + 3;
+    let Some(path_start) = arg[after..].find('/').map(|i| after + i) else {
+        return arg.to_string();
+    };
+    let path_end = arg[path_start..]
+        .find(['?', '#'])
+        .map_or(arg.len(), |i| path_start + i);
+    format!(
+        "{}{}{}",
+        &arg[..path_start],
+        redact::path(&arg[path_start..path_end]),
+        &arg[path_end..]
+    )
 }
 
 /// The query of a URL (`scheme://...?q` or `/path?q`) with its credential values removed, the
@@ -254,6 +275,14 @@ mod tests {
         assert_eq!(
             line(&["curl", "-d", "user=a&password=hunter2", "http://h/login"]),
             "curl -d user=a&password=REDACTED http://h/login"
+        );
+        assert_eq!(
+            line(&[
+                "curl",
+                "https://h/reset/k3yF0rRes3tXyZ12?x=1",
+                "/nix/store/0c5abcdefghijklmnopqrstu1-x"
+            ]),
+            "curl https://h/reset/REDACTED?x=1 /nix/store/0c5abcdefghijklmnopqrstu1-x"
         );
         assert_eq!(
             line(&["mysql", "-uroot", "-phunter2", "shop"]),

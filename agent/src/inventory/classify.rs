@@ -4,7 +4,7 @@
 //! the hosts its servers name (APIs this host calls). A call matched to a spec operation takes
 //! the spec's template (with its base path) as its route.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +74,7 @@ pub struct Verdict {
     pub class: Class,
     /// The spec's route (base path + template) when the path matched one.
     pub route: Option<String>,
-    pub spec_file: Option<PathBuf>,
+    pub spec_file: Option<Arc<str>>,
     /// Whether the spec's operation requires authentication (`None`: no operation matched,
     /// or the spec does not say).
     pub secured: Option<bool>,
@@ -83,17 +83,31 @@ pub struct Verdict {
 #[derive(Clone, Debug, Default)]
 pub struct Specs {
     bound: Vec<BoundSpec>,
-    /// Per spec, its operations' path templates split once into segments (not per call).
-    templates: Vec<Vec<Vec<String>>>,
+    /// Per spec (same order), what matching needs, made once rather than per call.
+    prepared: Vec<Prepared>,
+}
+
+/// A spec made ready for matching.
+#[derive(Clone, Debug)]
+struct Prepared {
+    /// Each base path and each operation's path template, split into segments.
+    bases: Vec<Vec<String>>,
+    templates: Vec<Vec<String>>,
+    /// The spec's file as findings show it (shared by every call).
+    file: Arc<str>,
 }
 
 impl Specs {
     pub fn new(bound: Vec<BoundSpec>) -> Self {
-        let templates = bound
+        let prepared = bound
             .iter()
-            .map(|b| b.spec.operations.iter().map(|op| split(&op.path)).collect())
+            .map(|b| Prepared {
+                bases: b.spec.base_paths.iter().map(|p| split(p)).collect(),
+                templates: b.spec.operations.iter().map(|op| split(&op.path)).collect(),
+                file: Arc::from(b.spec.file.display().to_string()),
+            })
             .collect();
-        Self { bound, templates }
+        Self { bound, prepared }
     }
 
     pub fn bound(&self) -> &[BoundSpec] {
@@ -102,10 +116,10 @@ impl Specs {
 
     /// The class of `method path` on `api`.
     pub fn classify(&self, api: &str, method: &str, path: &str) -> Verdict {
-        let specs: Vec<(&BoundSpec, &Vec<Vec<String>>)> = self
+        let specs: Vec<(&BoundSpec, &Prepared)> = self
             .bound
             .iter()
-            .zip(&self.templates)
+            .zip(&self.prepared)
             .filter(|(b, _)| b.applies_to(api))
             .collect();
         if specs.is_empty() {
@@ -119,23 +133,22 @@ impl Specs {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         // The most specific matching path template (most literal segments) over every spec and
         // base path.
-        let mut best: Option<(usize, &BoundSpec, &str, &Operation)> = None;
-        for (bound, templates) in &specs {
-            for base in &bound.spec.base_paths {
-                let base_segments: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
-                let Some(rest) = segments.strip_prefix(base_segments.as_slice()) else {
+        let mut best: Option<(usize, &BoundSpec, &Prepared, &str, &Operation)> = None;
+        for (bound, prepared) in &specs {
+            for (base, base_segments) in bound.spec.base_paths.iter().zip(&prepared.bases) {
+                let Some(rest) = strip_segments(&segments, base_segments) else {
                     continue;
                 };
-                for (op, template) in bound.spec.operations.iter().zip(templates.iter()) {
+                for (op, template) in bound.spec.operations.iter().zip(&prepared.templates) {
                     if let Some(score) = matches(template, rest)
                         && best.is_none_or(|(s, ..)| score > s)
                     {
-                        best = Some((score, *bound, base.as_str(), op));
+                        best = Some((score, *bound, *prepared, base.as_str(), op));
                     }
                 }
             }
         }
-        let Some((_, bound, base, op)) = best else {
+        let Some((_, bound, prepared, base, op)) = best else {
             return Verdict {
                 class: Class::Shadow,
                 route: None,
@@ -156,10 +169,20 @@ impl Specs {
         Verdict {
             class,
             route: Some(format!("{base}{}", op.path)),
-            spec_file: Some(bound.spec.file.clone()),
+            spec_file: Some(prepared.file.clone()),
             secured: operation.and_then(|o| o.secured),
         }
     }
+}
+
+/// `segments` after the `base` segments, when they start with them.
+fn strip_segments<'a, 'b>(segments: &'a [&'b str], base: &[String]) -> Option<&'a [&'b str]> {
+    let prefix = segments.get(..base.len())?;
+    prefix
+        .iter()
+        .zip(base)
+        .all(|(s, b)| *s == b)
+        .then(|| &segments[base.len()..])
 }
 
 fn split(template: &str) -> Vec<String> {

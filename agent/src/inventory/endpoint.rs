@@ -3,7 +3,7 @@
 //! content types and authentication schemes, by which clients, over TLS or not. Every set is
 //! bounded; nothing here ever holds a header value or a body.
 
-use std::collections::BTreeSet;
+use std::{borrow::Cow, collections::BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,14 +107,14 @@ impl EndpointStats {
         self.duration_max_ns = self.duration_max_ns.max(duration);
         self.duration_histogram[latency_bucket(duration)] += 1;
         if let Some(kind) = content_type(&call.request_headers) {
-            insert_bounded(&mut self.request_content_types, kind);
+            insert_bounded(&mut self.request_content_types, &kind);
         }
         if let Some(kind) = content_type(&call.response_headers) {
-            insert_bounded(&mut self.response_content_types, kind);
+            insert_bounded(&mut self.response_content_types, &kind);
         }
-        for scheme in auth_schemes(call) {
-            insert_bounded(&mut self.auth_schemes, scheme);
-        }
+        for_each_auth_scheme(call, |scheme| {
+            insert_bounded(&mut self.auth_schemes, scheme)
+        });
         if !self.clients.contains(client) {
             if self.clients.len() < MAX_CLIENTS {
                 self.clients.insert(client.to_string());
@@ -217,53 +217,58 @@ fn latency_bucket(duration_ns: u64) -> usize {
     bits.saturating_sub(10).min(LATENCY_BUCKETS - 1)
 }
 
-fn insert_bounded(set: &mut BTreeSet<String>, value: String) {
-    if set.len() < MAX_SET || set.contains(&value) {
-        set.insert(value);
-    } else {
-        set.insert("…".to_string());
+/// Adds `value` (copied only when new), or `…` once the set is full.
+fn insert_bounded(set: &mut BTreeSet<String>, value: &str) {
+    if set.contains(value) {
+        return;
     }
+    let value = if set.len() < MAX_SET { value } else { "…" };
+    set.insert(value.to_string());
 }
 
-/// The media type of a Content-Type header, without parameters, lower case.
-fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<String> {
+/// The media type of a Content-Type header, without parameters, lower case (copied only
+/// when it was not lower case already).
+fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<Cow<'_, str>> {
     let header = headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-type"))?;
-    let value = String::from_utf8_lossy(&header.value);
-    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    let value = std::str::from_utf8(&header.value).ok()?;
+    let media = value.split(';').next()?.trim();
     let valid = !media.is_empty()
         && media.len() <= 100
         && media
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/+-._".contains(&b));
-    valid.then_some(media)
+    if !valid {
+        return None;
+    }
+    Some(if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(media)
+    })
 }
 
-/// The authentication schemes a request carried (names only, never values):
+/// Calls `f` with each authentication scheme the request carried (names only, never values):
 /// `bearer-jwt`, `basic`, `api-key-header:x-api-key`, `api-key-query:api_key`,
-/// `session-cookie:sid`, ..., or `none`.
-pub fn auth_schemes(call: &ApiCall) -> Vec<String> {
+/// `session-cookie:sid`, `mtls`, ..., or `none`. Only the names with a header, parameter or
+/// cookie in them are built per call.
+pub fn for_each_auth_scheme(call: &ApiCall, mut f: impl FnMut(&str)) {
     use crate::findings::auth::{Location, Scheme};
     let Some(auth) = call.auth.as_ref().filter(|a| a.authenticated()) else {
-        return vec!["none".to_string()];
+        return f("none");
     };
-    let mut schemes: Vec<String> = auth
-        .credentials
-        .iter()
-        .map(|c| match (&c.scheme, &c.location) {
-            (Scheme::ApiKey, Location::Header(name)) => format!("api-key-header:{name}"),
-            (Scheme::ApiKey, Location::Query(name)) => format!("api-key-query:{name}"),
-            (Scheme::SessionCookie, Location::Cookie(name)) => format!("session-cookie:{name}"),
-            (scheme, _) => scheme.name().to_string(),
-        })
-        .collect();
-    if auth.mtls == Some(true) {
-        schemes.push("mtls".to_string());
+    for c in &auth.credentials {
+        match (&c.scheme, &c.location) {
+            (Scheme::ApiKey, Location::Header(name)) => f(&format!("api-key-header:{name}")),
+            (Scheme::ApiKey, Location::Query(name)) => f(&format!("api-key-query:{name}")),
+            (Scheme::SessionCookie, Location::Cookie(name)) => f(&format!("session-cookie:{name}")),
+            (scheme, _) => f(scheme.name()),
+        }
     }
-    schemes.sort_unstable();
-    schemes.dedup();
-    schemes
+    if auth.mtls == Some(true) {
+        f("mtls");
+    }
 }
 
 #[cfg(test)]
@@ -325,7 +330,7 @@ mod tests {
         assert_eq!(stats.clients.len(), MAX_CLIENTS);
         assert!(stats.more_clients);
         for i in 0..40 {
-            insert_bounded(&mut stats.request_content_types, format!("type/{i}"));
+            insert_bounded(&mut stats.request_content_types, &format!("type/{i}"));
         }
         assert_eq!(stats.request_content_types.len(), MAX_SET + 1);
     }

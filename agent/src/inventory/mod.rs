@@ -65,7 +65,9 @@ pub struct EndpointRef {
     pub class: Class,
     /// What the spec says of authentication (see [`classify::Verdict::secured`]).
     pub secured: Option<bool>,
-    pub spec_file: Option<String>,
+    pub spec_file: Option<Arc<str>>,
+    /// The endpoint's calls so far, this one included.
+    pub calls: u64,
 }
 
 pub struct Inventory {
@@ -109,7 +111,7 @@ impl Inventory {
         self.endpoints.is_empty()
     }
 
-    /// Counts `call` in its endpoint and sets its `route` and `endpoint`.
+    /// Counts `call` in its endpoint and sets its `endpoint` (and so its route).
     pub fn observe(&mut self, call: &mut ApiCall) {
         let Some((api, namespace, direction, client)) = owner(call) else {
             return;
@@ -140,13 +142,19 @@ impl Inventory {
             Stats::inc(&self.stats.inventory_overflow);
             key.route = OVERFLOW.to_string();
         }
-        call.route = Some(Arc::from(key.route.as_str()));
         // Past the cap only overflow endpoints are added: at most one per API and method, and
-        // both are bounded (`max_apis`, [`METHODS`]).
-        let stats = self.endpoints.entry(key.clone()).or_default();
+        // both are bounded (`max_apis`, [`METHODS`]). The key is copied only for a new
+        // endpoint, and into the changed set only when not already there (it empties every few
+        // seconds).
+        if !self.endpoints.contains_key(&key) {
+            self.endpoints.insert(key.clone(), EndpointStats::default());
+        }
+        let Some(stats) = self.endpoints.get_mut(&key) else {
+            return;
+        };
         stats.record(call, &client);
         stats.class = Some(verdict.class);
-        // Usually already there (the set empties every few seconds): no copy of the key then.
+        let calls = stats.calls;
         if !self.changed.contains(&key) {
             self.changed.insert(key.clone());
         }
@@ -155,7 +163,8 @@ impl Inventory {
             client,
             class: verdict.class,
             secured: verdict.secured,
-            spec_file: verdict.spec_file.map(|f| f.display().to_string()),
+            spec_file: verdict.spec_file,
+            calls,
         }));
     }
 
@@ -271,14 +280,14 @@ mod tests {
         let mut inv = inventory(100);
         let mut served = sample();
         inv.observe(&mut served);
-        assert_eq!(served.route.as_deref(), Some("/users/{id}"));
+        assert_eq!(served.route(), Some("/users/{id}"));
 
         // A client call to a local process is counted at that process's end.
         let mut to_local = sample();
         to_local.kind = SpanKind::Client;
         to_local.peer.process = to_local.local.process.clone();
         inv.observe(&mut to_local);
-        assert_eq!(to_local.route, None);
+        assert_eq!(to_local.route(), None);
 
         // A client call to another host: an API this host calls, named by its Host.
         let mut external = sample();

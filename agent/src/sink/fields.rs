@@ -1,6 +1,6 @@
 //! Derived values that several sinks print the same way.
 
-use crate::{call::ApiCall, findings::redact};
+use crate::call::ApiCall;
 
 /// `server.address` and `server.port`: the Host header when the request carries one (what the
 /// client asked for), else the TLS server name (SNI), else the server's socket address.
@@ -29,16 +29,6 @@ pub fn split_host(host: &str) -> (&str, Option<u16>) {
         Some((name, port)) if !name.contains(':') => (name, port.parse().ok()),
         _ => (host, None),
     }
-}
-
-/// `url.path` without the segments that may be secrets (tokens, JWTs).
-pub fn safe_path(call: &ApiCall) -> std::borrow::Cow<'_, str> {
-    redact::path(&call.path)
-}
-
-/// The query with credential values removed.
-pub fn safe_query(call: &ApiCall) -> Option<String> {
-    call.query.as_deref().map(redact::query)
 }
 
 #[cfg(test)]

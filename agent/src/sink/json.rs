@@ -8,7 +8,10 @@ use std::net::IpAddr;
 use super::{Sink, attributes::EndAttributes, fields};
 use crate::{
     call::ApiCall,
-    findings::{auth::CallAuth, model::Finding},
+    findings::{
+        auth::{CallAuth, Location},
+        model::Finding,
+    },
 };
 
 pub struct JsonLines<W: Write + Send> {
@@ -60,11 +63,11 @@ struct JsonCall<'a> {
     )]
     tls_server_name: Option<&'a str>,
     #[serde(rename = "url.path")]
-    path: std::borrow::Cow<'a, str>,
+    path: &'a str,
     #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
-    query: Option<String>,
+    query: Option<&'a str>,
     #[serde(
         rename = "http.response.status_code",
         skip_serializing_if = "Option::is_none"
@@ -186,7 +189,7 @@ struct AuthAttributes<'a> {
         rename = "sightline.auth.location",
         skip_serializing_if = "Option::is_none"
     )]
-    location: Option<String>,
+    location: Option<&'a Location>,
     #[serde(
         rename = "sightline.auth.fingerprint",
         skip_serializing_if = "Option::is_none"
@@ -235,7 +238,7 @@ fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
     AuthAttributes {
         scheme: auth.map_or("none", CallAuth::scheme_name),
         mtls: auth.and_then(|a| a.mtls),
-        location: primary.map(|c| c.location.label()),
+        location: primary.map(|c| &c.location),
         fingerprint: primary.map(|c| &*c.fingerprint),
         jwt_alg: jwt.map(|j| j.alg.as_str()),
         jwt_iss: jwt.and_then(|j| j.iss.as_deref()),
@@ -266,9 +269,9 @@ fn view(call: &ApiCall) -> JsonCall<'_> {
         tls: call.tls.is_some(),
         tls_library: call.tls.map(|l| l.name()),
         tls_server_name: call.tls_server_name.as_deref(),
-        path: fields::safe_path(call),
-        route: call.route.as_deref(),
-        query: fields::safe_query(call),
+        path: &call.path,
+        route: call.route(),
+        query: call.query.as_deref(),
         status: call.status,
         error: call.error.as_deref(),
         server_address,
@@ -327,7 +330,7 @@ pub fn to_json(call: &ApiCall) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::tests::sample as call;
+    use crate::call::tests::sealed as call;
 
     #[test]
     fn writes_semantic_convention_keys_and_no_secrets() {
@@ -355,6 +358,12 @@ mod tests {
         assert!(v.get("peer.process.pid").is_none());
         assert!(v.get("error.type").is_none());
         assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(v["sightline.auth.scheme"], "bearer-opaque");
+        assert_eq!(v["sightline.auth.location"], "header:authorization");
+        assert_eq!(
+            v["sightline.auth.fingerprint"].as_str().map(str::len),
+            Some(16)
+        );
         assert_eq!(v["process.command_line"], "/usr/bin/api --port 8080");
         assert_eq!(v["process.owner"], "www-data");
         assert!(v.get("service.name").is_none(), "no identity, no service");

@@ -1,6 +1,9 @@
 //! Where calls and findings go: a live terminal view (`terminal`) or JSON lines (`json`). Sinks
 //! run on their own thread with blocking writes, fed by a bounded channel, so a slow terminal
 //! or disk never stalls capture (the processor drops and counts instead).
+//!
+//! Calls arrive sealed by the findings stage (no credential values left in them): sinks write
+//! what they get.
 
 pub mod attributes;
 pub mod fields;

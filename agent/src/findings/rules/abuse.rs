@@ -9,7 +9,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    hash::{BuildHasher, Hash, RandomState},
+    hash::{BuildHasher, Hash, Hasher, RandomState},
 };
 
 use serde_json::json;
@@ -74,20 +74,25 @@ impl Tracker {
     }
 }
 
-/// The values at the route's parameter positions (`/users/{id}` and `/users/42` -> `42`).
-pub fn ids<'a>(route: &str, path: &'a str) -> Option<Vec<&'a str>> {
-    let parts: Vec<&str> = route.split('/').filter(|s| !s.is_empty()).collect();
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if parts.len() != segments.len() {
-        return None;
+/// Calls `f` with the values at the route's parameter positions (`/users/{id}` and
+/// `/users/42` -> `42`), without collecting them; false when the path does not have the
+/// route's shape or the route has no parameter.
+pub fn for_each_id<'a>(route: &str, path: &'a str, mut f: impl FnMut(&'a str)) -> bool {
+    let mut parts = route.split('/').filter(|s| !s.is_empty());
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let mut any = false;
+    loop {
+        match (parts.next(), segments.next()) {
+            (None, None) => return any,
+            (Some(part), Some(segment)) => {
+                if part.starts_with('{') && part.ends_with('}') {
+                    f(segment);
+                    any = true;
+                }
+            }
+            _ => return false,
+        }
     }
-    let ids: Vec<&str> = parts
-        .iter()
-        .zip(&segments)
-        .filter(|(p, _)| p.starts_with('{') && p.ends_with('}'))
-        .map(|(_, s)| *s)
-        .collect();
-    (!ids.is_empty()).then_some(ids)
 }
 
 /// `object-enumeration`.
@@ -97,11 +102,14 @@ pub fn enumeration(
     tracker: &mut Tracker,
     out: &mut Vec<Hit>,
 ) {
-    let Some(ids) = ids(&ctx.endpoint.key.route, &ctx.call.path) else {
+    let mut hasher = tracker.hasher.build_hasher();
+    if !for_each_id(&ctx.endpoint.key.route, &ctx.call.path, |id| {
+        id.hash(&mut hasher)
+    }) {
         return;
-    };
+    }
+    let id = hasher.finish();
     let credential = ctx.auth.primary().map(|c| &*c.fingerprint);
-    let id = tracker.hash(&ids);
     let key = tracker.key(&ctx.endpoint.key, &ctx.endpoint.client, credential);
     let Some(w) = tracker.window(key, ctx.call.start_unix_ns, limits.window_ns) else {
         return;
@@ -203,6 +211,10 @@ mod tests {
 
     #[test]
     fn ids_come_from_parameter_positions() {
+        let ids = |route: &str, path: &'static str| {
+            let mut found = Vec::new();
+            for_each_id(route, path, |id| found.push(id)).then_some(found)
+        };
         assert_eq!(
             ids("/users/{id}/orders/{oid}", "/users/4/orders/9"),
             Some(vec!["4", "9"])

@@ -140,7 +140,7 @@ pub fn cleartext_credentials(ctx: &Context<'_>, out: &mut Vec<Hit>) {
         Severity::High,
         evidence([
             ("scheme", json!(credential.scheme.name())),
-            ("location", json!(credential.location.label())),
+            ("location", json!(credential.location)),
             ("credential_fingerprint", json!(&*credential.fingerprint)),
             (
                 "peer_address",

@@ -17,7 +17,7 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
         e.insert("status".into(), json!(status));
     }
     if let Some(file) = &ctx.endpoint.spec_file {
-        e.insert("spec_file".into(), json!(file));
+        e.insert("spec_file".into(), json!(&**file));
     }
     out.push(ctx.hit(rule, rule.default_severity(), e));
 }

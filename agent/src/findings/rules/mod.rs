@@ -93,6 +93,7 @@ pub mod tests {
             class: Class::NoSpec,
             secured: None,
             spec_file: None,
+            calls: 1,
         })
     }
 
@@ -123,7 +124,6 @@ pub mod tests {
         call.query = None;
         call.request_headers.clear();
         call.status = Some(status);
-        call.route = Some(route.into());
         call.endpoint = Some(endpoint(method, route, client));
         call
     }

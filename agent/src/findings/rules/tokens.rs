@@ -18,7 +18,7 @@ pub fn check(ctx: &Context<'_>, leeway_s: i64, out: &mut Vec<Hit>) {
         // Built only for a hit: most credentials raise nothing.
         let base = || {
             [
-                ("location", json!(credential.location.label())),
+                ("location", json!(credential.location)),
                 ("credential_fingerprint", json!(&*credential.fingerprint)),
             ]
         };
