@@ -111,21 +111,16 @@ static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
         PHONE.as_str(),
         PRIVATE_KEY.as_str(),
         CLOUD_KEY.as_str(),
+        // Keys the JSON walk checks as password fields.
+        r"(?i)pass|pwd|secret|private_?key",
     ])
     .expect("built-in patterns")
 });
 
 /// Whether a body may hold something: a detector matches somewhere, or a password-like key
-/// appears (checked precisely by the JSON walk).
+/// appears (checked precisely by the JSON walk). One pass, no copy of the body.
 fn worth_scanning(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body);
-    if ANY.is_match(&text) {
-        return true;
-    }
-    let lower = text.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "privatekey", "private_key"]
-        .iter()
-        .any(|k| lower.contains(k))
+    ANY.is_match(&String::from_utf8_lossy(body))
 }
 
 /// The sensitive data in a response body.
@@ -367,6 +362,8 @@ mod tests {
             assert_eq!(only(body), Vec::<&str>::new(), "{body}");
         }
         assert_eq!(only("(415) 555-0123"), ["phone"]);
+        // A password field alone passes the one-pass prefilter.
+        assert_eq!(only(r#"{"user":{"Password":"x"}}"#), ["password"]);
         assert_eq!(only("415.555.0123"), ["phone"]);
     }
 }

@@ -131,7 +131,7 @@ impl EndpointStats {
             self.status_codes.insert(status);
         }
         for name in query_names(call.query.as_deref()) {
-            if self.query_params.len() < MAX_SET || self.query_params.contains(name) {
+            if self.query_params.len() < MAX_SET && !self.query_params.contains(name) {
                 self.query_params.insert(name.to_string());
             }
         }
