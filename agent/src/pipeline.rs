@@ -26,7 +26,12 @@ use crate::{
         InventoryLimits, spec_source::SpecSource, store::StoreError, writer::InventoryStage,
     },
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
-    sink::{self, Record, Sink, json::JsonLines, terminal::Terminal},
+    sink::{
+        self, Record, Sink,
+        json::JsonLines,
+        otlp::{self, AgentResource, metrics::HealthSources, settings::OtlpSettings},
+        terminal::Terminal,
+    },
     stats::Stats,
     tls::{Attacher, Request as TlsRequest},
 };
@@ -55,6 +60,10 @@ pub enum PipelineError {
     Findings(#[from] SettingsError),
     #[error(transparent)]
     FingerprintKey(#[from] KeyError),
+    #[error("OTLP settings: {0}")]
+    OtlpSettings(#[from] otlp::settings::SettingsError),
+    #[error(transparent)]
+    Otlp(#[from] otlp::transport::TransportError),
 }
 
 /// How often idle connections are swept and counters logged.
@@ -63,7 +72,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let stats = Arc::new(Stats::default());
-    let sinks = open_sinks(&config)?;
+    let mut sinks = open_sinks(&config)?;
+    let otlp_settings = OtlpSettings::resolve(&config.file.otlp, &|name| std::env::var(name).ok())?;
 
     let dump = match &config.dump_events {
         Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
@@ -71,7 +81,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     };
     let mut probes = LoadedProbes::load(&config.probes)?;
     // After the probes: a host or user that cannot run the agent hears that first.
-    let (resolver, kube, watchers) = start_identity(&config, &stats).await?;
+    let (resolver, kube, watchers, agent) = start_identity(&config, &stats).await?;
     let (inventory, stored_findings) = InventoryStage::start(
         config.inventory_db.as_deref(),
         InventoryLimits::default(),
@@ -93,6 +103,20 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
             (Some(Arc::new(attacher)), None)
         }
         None => (None, Some(probes)),
+    };
+    let otlp = match &otlp_settings {
+        Some(settings) => {
+            let health = HealthSources {
+                stats: stats.clone(),
+                kernel: Some(counters.clone()),
+                inventory: inventory.counts(),
+                tls: attacher.as_ref().map(|a| a.statuses()),
+            };
+            let (sink, handle) = otlp::start(settings, &agent, health)?;
+            sinks.push(Box::new(sink));
+            Some(handle)
+        }
+        None => None,
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -140,6 +164,9 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let read_result = reader.await;
     let _ = processor.await;
     let _ = writer.join();
+    if let Some(otlp) = otlp {
+        otlp.finish().await;
+    }
     reporter.abort();
     for watcher in watchers {
         watcher.abort();
@@ -190,6 +217,7 @@ async fn start_identity(
         Resolver,
         Option<Arc<KubeStore>>,
         Vec<tokio::task::JoinHandle<()>>,
+        AgentResource,
     ),
     PipelineError,
 > {
@@ -212,6 +240,10 @@ async fn start_identity(
     let store = Arc::new(KubeStore::new(Default::default()));
     let watchers = kubernetes::start(&options, &node_name, store.clone(), stats.clone()).await?;
     let kube = watchers.is_some().then_some(store);
+    let agent = AgentResource {
+        host_name: host_name.clone(),
+        node_name: kube.is_some().then(|| node_name.clone()),
+    };
     let resolver = Resolver::new(
         ResolverConfig {
             rules: file.service_rules.clone(),
@@ -224,7 +256,7 @@ async fn start_identity(
         kube.clone(),
         stats.clone(),
     );
-    Ok((resolver, kube, watchers.unwrap_or_default()))
+    Ok((resolver, kube, watchers.unwrap_or_default(), agent))
 }
 
 fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
@@ -234,10 +266,11 @@ fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
     };
     let color =
         config.output_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
-    Ok(vec![match config.output {
-        OutputFormat::Terminal => Box::new(Terminal::new(out, color)),
-        OutputFormat::Json => Box::new(JsonLines::new(out)),
-    }])
+    Ok(match config.output {
+        OutputFormat::Terminal => vec![Box::new(Terminal::new(out, color))],
+        OutputFormat::Json => vec![Box::new(JsonLines::new(out))],
+        OutputFormat::None => Vec::new(),
+    })
 }
 
 fn create(path: &std::path::Path) -> Result<File, PipelineError> {

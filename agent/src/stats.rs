@@ -89,6 +89,23 @@ counters! {
     findings_dropped,
     /// Calls some rules could not track because their state tables were full.
     findings_state_full,
+    /// Spans delivered to the OTLP collector.
+    otlp_spans_exported,
+    /// Spans not exported: the span queue was full (the collector slow or down), or their
+    /// batch was given up.
+    otlp_spans_dropped,
+    /// Failed trace export attempts (each retried until given up).
+    otlp_trace_export_failures,
+    /// Log records (findings, inventory changes) delivered to the OTLP collector.
+    otlp_logs_exported,
+    /// Log records not exported (queue full or batch given up).
+    otlp_logs_dropped,
+    /// Failed log export attempts.
+    otlp_log_export_failures,
+    /// Metric exports delivered.
+    otlp_metric_exports,
+    /// Failed metric exports (cumulative metrics: the next one carries the totals).
+    otlp_metric_export_failures,
     /// Call ends whose cgroup id could not be resolved to a path (named without container,
     /// pod or unit).
     cgroups_unresolved,
@@ -101,6 +118,8 @@ impl Stats {
             &self.capture_queue_full,
             &self.sink_queue_full,
             &self.tls_requests_dropped,
+            &self.otlp_spans_dropped,
+            &self.otlp_logs_dropped,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))

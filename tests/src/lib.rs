@@ -5,6 +5,7 @@
 pub mod cgroups;
 pub mod kube;
 pub mod netns;
+pub mod otlp;
 
 use std::{
     io::{BufRead as _, BufReader},

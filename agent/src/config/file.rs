@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::{
     findings::{config::FindingsSection, rules::settings::RuleSettings},
     identity::{kubernetes::Mode, naming::ServiceRule},
+    sink::otlp::settings::OtlpSection,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct FileConfig {
     pub api_specs: Vec<ApiSpecEntry>,
     /// Authentication names, rules, thresholds and allowlists of the findings.
     pub findings: FindingsSection,
+    /// Export to an OpenTelemetry collector.
+    pub otlp: OtlpSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]

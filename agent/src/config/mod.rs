@@ -14,6 +14,8 @@ pub enum OutputFormat {
     Terminal,
     /// One JSON object per line (OpenTelemetry attribute names).
     Json,
+    /// No local output (export over OTLP only).
+    None,
 }
 
 #[derive(Clone, Debug)]

@@ -87,6 +87,12 @@ pub struct EndpointStats {
     /// JSON Schemas of the JSON bodies seen (types and names only).
     pub request_schema: Option<serde_json::Value>,
     pub response_schema: Option<serde_json::Value>,
+    /// The class this run last announced the endpoint with (`None`: not announced yet in this
+    /// run). Not stored: every run announces the endpoints it sees again, so a backend that
+    /// assembles the inventory from announcements also learns of endpoints whose first
+    /// announcement it no longer keeps.
+    #[serde(skip)]
+    pub announced: Option<super::classify::Class>,
 }
 
 impl EndpointStats {

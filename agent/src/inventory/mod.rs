@@ -8,6 +8,7 @@
 //! (`http.route`) here, for every sink.
 
 pub mod classify;
+pub mod counts;
 pub mod endpoint;
 pub mod openapi_out;
 pub mod report;
@@ -25,6 +26,7 @@ use std::{
 };
 
 use classify::{Class, Specs};
+use counts::InventoryCounts;
 use endpoint::{Direction, EndpointKey, EndpointStats};
 use template::{OVERFLOW, RouteTree, TemplateLimits};
 
@@ -68,6 +70,29 @@ pub struct EndpointRef {
     pub spec_file: Option<Arc<str>>,
     /// The endpoint's calls so far, this one included.
     pub calls: u64,
+    /// Set on the call that makes the endpoint an inventory change for the exports.
+    pub announce: Option<Announce>,
+}
+
+/// Why a call announces its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// Never seen before, in this run or a stored one.
+    Discovered,
+    /// Known from a previous run, seen for the first time in this one.
+    Seen,
+    /// Its class changed (a spec was added or changed).
+    Reclassified { from: Class },
+}
+
+impl Announce {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Discovered => "discovered",
+            Self::Seen => "seen",
+            Self::Reclassified { .. } => "reclassified",
+        }
+    }
 }
 
 pub struct Inventory {
@@ -76,6 +101,7 @@ pub struct Inventory {
     endpoints: HashMap<EndpointKey, EndpointStats>,
     /// Endpoints changed since the last [`Inventory::take_changed`].
     changed: HashSet<EndpointKey>,
+    counts: Arc<InventoryCounts>,
     limits: InventoryLimits,
     stats: Arc<Stats>,
 }
@@ -87,6 +113,7 @@ impl Inventory {
             trees: HashMap::new(),
             endpoints: HashMap::new(),
             changed: HashSet::new(),
+            counts: Arc::default(),
             limits,
             stats,
         }
@@ -99,8 +126,16 @@ impl Inventory {
             if let Some(tree) = self.tree(api) {
                 tree.learn_route(&key.route);
             }
+            if let Some(class) = stats.class {
+                self.counts.moved(&key, None, class);
+            }
             self.endpoints.insert(key, stats);
         }
+    }
+
+    /// Endpoints by API and class, shared with the exports.
+    pub fn counts(&self) -> Arc<InventoryCounts> {
+        self.counts.clone()
     }
 
     pub fn len(&self) -> usize {
@@ -146,14 +181,26 @@ impl Inventory {
         // both are bounded (`max_apis`, [`METHODS`]). The key is copied only for a new
         // endpoint, and into the changed set only when not already there (it empties every few
         // seconds).
-        if !self.endpoints.contains_key(&key) {
+        let discovered = !self.endpoints.contains_key(&key);
+        if discovered {
             self.endpoints.insert(key.clone(), EndpointStats::default());
         }
         let Some(stats) = self.endpoints.get_mut(&key) else {
             return;
         };
         stats.record(call, &client);
-        stats.class = Some(verdict.class);
+        let previous = stats.class.replace(verdict.class);
+        self.counts.moved(&key, previous, verdict.class);
+        let announce = match stats.announced {
+            Some(class) if class == verdict.class => None,
+            _ if discovered => Some(Announce::Discovered),
+            Some(from) => Some(Announce::Reclassified { from }),
+            None => match previous {
+                Some(from) if from != verdict.class => Some(Announce::Reclassified { from }),
+                _ => Some(Announce::Seen),
+            },
+        };
+        stats.announced = Some(verdict.class);
         let calls = stats.calls;
         if !self.changed.contains(&key) {
             self.changed.insert(key.clone());
@@ -165,6 +212,7 @@ impl Inventory {
             secured: verdict.secured,
             spec_file: verdict.spec_file,
             calls,
+            announce,
         }));
     }
 

@@ -256,6 +256,7 @@ impl Store {
                 query_params: serde_json::from_str(more[1].as_deref().unwrap_or("[]"))?,
                 request_schema: json(&more[2])?,
                 response_schema: json(&more[3])?,
+                announced: None,
             };
             out.push((key, stats));
         }

@@ -96,6 +96,11 @@ impl InventoryStage {
         self.inventory.observe(call);
     }
 
+    /// Endpoints by API and class, kept current by the inventory (for the exported gauges).
+    pub fn counts(&self) -> Arc<super::counts::InventoryCounts> {
+        self.inventory.counts()
+    }
+
     /// Picks up changed spec files and hands what changed, with the changed `findings`, to
     /// the writer. Returns the findings it could not take (to be given again next time).
     pub fn flush(&mut self, findings: Vec<Finding>) -> Vec<Finding> {

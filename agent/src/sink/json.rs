@@ -43,7 +43,7 @@ impl<W: Write + Send> Sink for JsonLines<W> {
 /// The JSON object for a call: a borrowed view serialised directly (no intermediate map), with
 /// OpenTelemetry semantic-convention names. Unknown values are left out.
 #[derive(serde::Serialize)]
-struct JsonCall<'a> {
+pub(crate) struct JsonCall<'a> {
     timestamp: String,
     start_time_unix_nano: u64,
     end_time_unix_nano: u64,
@@ -250,7 +250,8 @@ fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
     }
 }
 
-fn view(call: &ApiCall) -> JsonCall<'_> {
+/// The call's fields under their output names (also the OTLP attributes).
+pub(crate) fn view(call: &ApiCall) -> JsonCall<'_> {
     let (server_address, server_port) = fields::server_address(call);
     let client = call.client().address;
     let local = call.local.process.as_ref();

@@ -1,4 +1,5 @@
-//! Where calls and findings go: a live terminal view (`terminal`) or JSON lines (`json`). Sinks
+//! Where calls and findings go: a live terminal view (`terminal`) or JSON lines (`json`), and
+//! an OpenTelemetry collector (`otlp`). Sinks
 //! run on their own thread with blocking writes, fed by a bounded channel, so a slow terminal
 //! or disk never stalls capture (the processor drops and counts instead).
 //!
@@ -8,6 +9,7 @@
 pub mod attributes;
 pub mod fields;
 pub mod json;
+pub mod otlp;
 pub mod terminal;
 
 use std::sync::Arc;

@@ -50,6 +50,19 @@ pub enum Status {
     Unsupported,
 }
 
+impl Status {
+    /// As in the report (snake case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Captured => "captured",
+            Self::Partial => "partial",
+            Self::NotCaptured => "not_captured",
+            Self::Ready => "ready",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessReport {
     pub pid: u32,

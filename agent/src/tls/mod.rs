@@ -11,5 +11,5 @@ pub mod goret;
 pub mod procmaps;
 pub mod report;
 
-pub use attacher::{AttachConfig, Attacher, Request};
+pub use attacher::{AttachConfig, Attacher, Request, TlsStatuses};
 pub use coverage::TlsObservation;

@@ -93,6 +93,7 @@ pub mod tests {
             class: Class::NoSpec,
             secured: None,
             spec_file: None,
+            announce: None,
             calls: 1,
         })
     }

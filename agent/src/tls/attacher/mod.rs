@@ -27,7 +27,7 @@ use aya::programs::uprobe::UProbeLinkId;
 mod links;
 
 use super::{
-    coverage::{Coverage, LibraryReport, TlsObservation},
+    coverage::{Coverage, LibraryReport, Report, Status, TlsObservation},
     elf::{self, Inspection, Unsupported},
     procmaps,
 };
@@ -84,6 +84,31 @@ pub struct Attacher {
     requests: SyncSender<Request>,
     thread: JoinHandle<()>,
     stats: Arc<Stats>,
+    statuses: Arc<TlsStatuses>,
+}
+
+/// Each process's TLS coverage status as of the last report, for the exported metrics.
+#[derive(Debug, Default)]
+pub struct TlsStatuses {
+    processes: std::sync::Mutex<Vec<(u32, String, Status)>>,
+}
+
+impl TlsStatuses {
+    /// (pid, executable, status) of every process in the coverage report, exited ones excepted.
+    pub fn snapshot(&self) -> Vec<(u32, String, Status)> {
+        self.processes.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn publish(&self, report: &Report) {
+        if let Ok(mut processes) = self.processes.lock() {
+            *processes = report
+                .processes
+                .iter()
+                .filter(|p| !p.exited)
+                .map(|p| (p.pid, p.executable.clone(), p.status))
+                .collect();
+        }
+    }
 }
 
 impl Attacher {
@@ -96,10 +121,12 @@ impl Attacher {
         let (requests, receiver) = sync_channel(config.queue_len);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let worker_stats = stats.clone();
+        let statuses = Arc::new(TlsStatuses::default());
+        let worker_statuses = statuses.clone();
         let thread = std::thread::Builder::new()
             .name("sightline-tls".to_string())
             .spawn(move || {
-                let mut worker = Worker::new(probes, config, worker_stats);
+                let mut worker = Worker::new(probes, config, worker_stats, worker_statuses);
                 worker.scan_all();
                 let _ = ready_tx.send(());
                 worker.run(receiver);
@@ -109,7 +136,13 @@ impl Attacher {
             requests,
             thread,
             stats,
+            statuses,
         })
+    }
+
+    /// The processes' TLS statuses, updated by the attach thread.
+    pub fn statuses(&self) -> Arc<TlsStatuses> {
+        self.statuses.clone()
     }
 
     /// Queues a request; a full queue drops it (counted) and the next full rescan catches up.
@@ -161,11 +194,17 @@ struct Worker {
     /// Processes to scan, with when.
     due: HashMap<u32, Instant>,
     coverage: Coverage,
+    statuses: Arc<TlsStatuses>,
     own_pid: u32,
 }
 
 impl Worker {
-    fn new(probes: LoadedProbes, config: AttachConfig, stats: Arc<Stats>) -> Self {
+    fn new(
+        probes: LoadedProbes,
+        config: AttachConfig,
+        stats: Arc<Stats>,
+        statuses: Arc<TlsStatuses>,
+    ) -> Self {
         Self {
             probes,
             config,
@@ -176,6 +215,7 @@ impl Worker {
             process_links: HashMap::new(),
             due: HashMap::new(),
             coverage: Coverage::new(MAX_COVERAGE_PROCESSES, COVERAGE_RETENTION),
+            statuses,
             own_pid: std::process::id(),
         }
     }
@@ -340,10 +380,8 @@ impl Worker {
         result
     }
 
+    /// Publishes the coverage (for the metrics) and writes the report file, when it changed.
     fn write_report(&mut self) {
-        let Some(path) = &self.config.report_path else {
-            return;
-        };
         if !self.coverage.take_dirty() {
             return;
         }
@@ -352,6 +390,10 @@ impl Worker {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let report = self.coverage.report(self.own_pid, written_at);
+        self.statuses.publish(&report);
+        let Some(path) = &self.config.report_path else {
+            return;
+        };
         if let Err(error) = super::report::write_atomically(path, &report) {
             tracing::warn!(path = %path.display(), %error, "writing the TLS coverage report failed");
         }

@@ -1,0 +1,223 @@
+//! Export to an OpenTelemetry collector over OTLP (gRPC or HTTP/protobuf): a span per call
+//! (`traces`), request durations, inventory, findings and the agent's health (`metrics`), and
+//! a log record per finding and inventory change (`logs`).
+//!
+//! The sink thread only converts and queues: spans and log records go to bounded queues
+//! (`queue`) whose tasks batch, send, and retry while the collector is away; metrics are
+//! aggregated in memory and sent every interval. Nothing here can slow capture: a full queue
+//! drops (counted), and the processor never waits on the sink thread either.
+
+pub mod attributes;
+pub mod logs;
+pub mod metrics;
+pub mod queue;
+pub mod settings;
+pub mod traces;
+pub mod transport;
+
+use std::time::Duration;
+
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::{Resource, logs::SdkLogRecord};
+use tokio::sync::watch;
+
+use self::{
+    logs::{LogBatches, LogRecords},
+    metrics::{HealthSources, Metrics},
+    queue::{QueueCounters, QueueSender},
+    settings::OtlpSettings,
+    traces::{SpanBatches, SpanBuilder, SpanItem},
+    transport::TransportError,
+};
+use super::Sink;
+use crate::{call::ApiCall, findings::model::Finding};
+
+/// How long stopping waits for the last exports.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is exporting: the agent's own resource (metrics and logs), with the attributes every
+/// resource gets.
+#[derive(Clone, Debug)]
+pub struct AgentResource {
+    pub host_name: String,
+    /// The Kubernetes node, when the agent runs in a cluster.
+    pub node_name: Option<String>,
+}
+
+/// The sink end of the export, moved to the sink thread.
+pub struct OtlpSink {
+    spans: Option<(SpanBuilder, QueueSender<SpanItem>)>,
+    logs: Option<(LogRecords, QueueSender<SdkLogRecord>)>,
+    metrics: Option<Metrics>,
+}
+
+/// The runtime end: stops the export tasks after their last attempt.
+pub struct OtlpHandle {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds the exporters and starts the export tasks (on the current tokio runtime).
+pub fn start(
+    settings: &OtlpSettings,
+    agent: &AgentResource,
+    health: HealthSources,
+) -> Result<(OtlpSink, OtlpHandle), TransportError> {
+    let stats = health.stats.clone();
+    let scope = InstrumentationScope::builder("sightline")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let common: Vec<KeyValue> = settings
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    let agent_resource = agent_resource(agent, &common);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let spans = match &settings.traces {
+        Some(signal) => {
+            let exporter = transport::span_exporter(settings, signal)?;
+            let (sender, task) = queue::start(
+                SpanBatches { exporter },
+                settings.span_queue,
+                settings.batch_size,
+                "traces",
+                QueueCounters {
+                    exported: |s| &s.otlp_spans_exported,
+                    dropped: |s| &s.otlp_spans_dropped,
+                    failures: |s| &s.otlp_trace_export_failures,
+                },
+                stats.clone(),
+                shutdown_rx.clone(),
+            );
+            tasks.push(task);
+            Some((SpanBuilder::new(scope.clone(), common.clone()), sender))
+        }
+        None => None,
+    };
+    let logs = match &settings.logs {
+        Some(signal) => {
+            let mut exporter = transport::log_exporter(settings, signal)?;
+            opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &agent_resource);
+            let (sender, task) = queue::start(
+                LogBatches {
+                    exporter,
+                    scope: scope.clone(),
+                },
+                settings.log_queue,
+                settings.batch_size,
+                "logs",
+                QueueCounters {
+                    exported: |s| &s.otlp_logs_exported,
+                    dropped: |s| &s.otlp_logs_dropped,
+                    failures: |s| &s.otlp_log_export_failures,
+                },
+                stats.clone(),
+                shutdown_rx.clone(),
+            );
+            tasks.push(task);
+            Some((LogRecords::new(scope.clone()), sender))
+        }
+        None => None,
+    };
+    let metrics = match &settings.metrics {
+        Some(signal) => {
+            let exporter = transport::metric_exporter(settings, signal)?;
+            let metrics = Metrics::new(agent_resource.clone(), scope, health);
+            tasks.push(metrics.start_export(
+                exporter,
+                settings.metrics_interval,
+                stats.clone(),
+                shutdown_rx,
+            ));
+            Some(metrics)
+        }
+        None => None,
+    };
+    tracing::info!(
+        traces = settings
+            .traces
+            .as_ref()
+            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
+        metrics = settings
+            .metrics
+            .as_ref()
+            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
+        logs = settings
+            .logs
+            .as_ref()
+            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
+        "OTLP export started"
+    );
+    Ok((
+        OtlpSink {
+            spans,
+            logs,
+            metrics,
+        },
+        OtlpHandle { shutdown, tasks },
+    ))
+}
+
+/// The agent's resource: `service.name` sightline, its version, the host and node.
+fn agent_resource(agent: &AgentResource, common: &[KeyValue]) -> Resource {
+    let mut attributes = vec![
+        KeyValue::new("service.name", "sightline"),
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("host.name", agent.host_name.clone()),
+        KeyValue::new("process.pid", i64::from(std::process::id())),
+    ];
+    if let Some(node) = &agent.node_name {
+        attributes.push(KeyValue::new("k8s.node.name", node.clone()));
+    }
+    Resource::builder_empty()
+        .with_attributes(common.iter().cloned())
+        .with_attributes(attributes)
+        .build()
+}
+
+impl OtlpHandle {
+    /// After the sink thread ended: each task makes its last attempt (metrics: one last
+    /// export), bounded by [`FINISH_TIMEOUT`] in all.
+    pub async fn finish(self) {
+        let _ = self.shutdown.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(FINISH_TIMEOUT, all).await.is_err() {
+            tracing::warn!("the last OTLP exports did not finish in time");
+        }
+    }
+}
+
+impl Sink for OtlpSink {
+    fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
+        if let Some(metrics) = &self.metrics {
+            metrics.calls.record(call);
+        }
+        if let Some((records, queue)) = &self.logs
+            && let Some(record) = records.endpoint(call)
+        {
+            queue.push(record);
+        }
+        if let Some((builder, queue)) = &mut self.spans {
+            let span = builder.span(call).map_err(std::io::Error::other)?;
+            queue.push(span);
+        }
+        Ok(())
+    }
+
+    fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        if let Some(metrics) = &self.metrics {
+            metrics.calls.finding(finding);
+        }
+        if let Some((records, queue)) = &self.logs {
+            queue.push(records.finding(finding));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,442 @@
+//! Where and how to export: the `[otlp]` section of the config file, completed by the standard
+//! `OTEL_*` environment variables. A value in the config file wins over the environment (as a
+//! programmatic setting does in every OpenTelemetry SDK); what neither sets keeps the
+//! OpenTelemetry default.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// The `[otlp]` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSection {
+    /// Export at all. Default: yes when an endpoint is set here or in an
+    /// `OTEL_EXPORTER_OTLP_*ENDPOINT` variable.
+    pub enabled: Option<bool>,
+    /// The collector's base URL (`http://collector:4317` for gRPC, `http://collector:4318`
+    /// for HTTP, where `/v1/traces`, `/v1/metrics` and `/v1/logs` are appended).
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// Request headers (an API key of a hosted backend, a tenant id).
+    pub headers: BTreeMap<String, String>,
+    pub timeout_seconds: Option<u64>,
+    pub compression: Option<Compression>,
+    /// PEM file of the certificate authorities that sign the collector's certificate.
+    pub certificate: Option<PathBuf>,
+    /// PEM files of the agent's own certificate and key, for a collector that wants mTLS.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub traces: bool,
+    pub metrics: bool,
+    pub logs: bool,
+    pub metrics_interval_seconds: Option<u64>,
+    /// Spans waiting for export (memory bound while the collector is slow or down); past it,
+    /// new spans are dropped and counted.
+    pub span_queue: usize,
+    /// Log records (findings, inventory changes) waiting for export.
+    pub log_queue: usize,
+    /// Spans or log records per export request.
+    pub batch_size: usize,
+    /// Attributes added to every resource (`k8s.cluster.name`, `deployment.environment.name`),
+    /// with those of `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+impl Default for OtlpSection {
+    fn default() -> Self {
+        Self {
+            enabled: None,
+            endpoint: None,
+            protocol: None,
+            headers: BTreeMap::new(),
+            timeout_seconds: None,
+            compression: None,
+            certificate: None,
+            client_certificate: None,
+            client_key: None,
+            traces: true,
+            metrics: true,
+            logs: true,
+            metrics_interval_seconds: None,
+            span_queue: 8192,
+            log_queue: 4096,
+            batch_size: 512,
+            resource_attributes: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "grpc" => Some(Self::Grpc),
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    None,
+}
+
+/// The three OTLP signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+
+    /// `OTEL_EXPORTER_OTLP_<SIGNAL>_<suffix>`.
+    fn variable(self, suffix: &str) -> String {
+        format!(
+            "OTEL_EXPORTER_OTLP_{}_{suffix}",
+            self.name().to_ascii_uppercase()
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{variable}={value:?}: the protocol must be grpc or http/protobuf")]
+    Protocol { variable: String, value: String },
+    #[error("{variable}={value:?}: not a number of milliseconds")]
+    Interval { variable: String, value: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a client certificate needs its key and the key its certificate")]
+    ClientIdentity,
+}
+
+/// How one signal is exported, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalSettings {
+    pub signal: Signal,
+    pub protocol: Protocol,
+    /// The full URL when the config file gives one (for HTTP with the signal's path);
+    /// `None`: the exporter reads the environment, else its default.
+    pub endpoint: Option<String>,
+    /// PEM bytes of the collector's certificate authorities.
+    pub certificate: Option<Vec<u8>>,
+    /// PEM bytes of the agent's certificate and key.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Everything the exports need, resolved.
+#[derive(Clone, Debug)]
+pub struct OtlpSettings {
+    pub traces: Option<SignalSettings>,
+    pub metrics: Option<SignalSettings>,
+    pub logs: Option<SignalSettings>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    pub compression: Option<Compression>,
+    pub metrics_interval: Duration,
+    pub span_queue: usize,
+    pub log_queue: usize,
+    pub batch_size: usize,
+    /// From the config file and `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource_attributes: Vec<(String, String)>,
+}
+
+/// The metrics interval when neither the config file nor `OTEL_METRIC_EXPORT_INTERVAL` sets
+/// one: shorter than the specification's 60 s, to match a usual 15 s scrape and rate windows.
+const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(15);
+
+impl OtlpSettings {
+    /// The settings, or `None` when export is off. `env` reads an environment variable
+    /// (`std::env::var` in the agent, a table in tests).
+    pub fn resolve(
+        section: &OtlpSection,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, SettingsError> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let signals = [Signal::Traces, Signal::Metrics, Signal::Logs];
+        let endpoint_in_env = env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || signals
+                .iter()
+                .any(|s| env(&s.variable("ENDPOINT")).is_some());
+        let enabled = section
+            .enabled
+            .unwrap_or(section.endpoint.is_some() || endpoint_in_env);
+        if !enabled {
+            return Ok(None);
+        }
+        let mut resolved = [None, None, None];
+        for (slot, signal) in resolved.iter_mut().zip(signals) {
+            let on = match signal {
+                Signal::Traces => section.traces,
+                Signal::Metrics => section.metrics,
+                Signal::Logs => section.logs,
+            };
+            let exporter = format!("OTEL_{}_EXPORTER", signal.name().to_ascii_uppercase());
+            if on && env(&exporter).as_deref().map(str::trim) != Some("none") {
+                *slot = Some(signal_settings(section, signal, &env)?);
+            }
+        }
+        let [traces, metrics, logs] = resolved;
+        let metrics_interval = match section.metrics_interval_seconds {
+            Some(seconds) => Duration::from_secs(seconds.max(1)),
+            None => match env("OTEL_METRIC_EXPORT_INTERVAL") {
+                Some(value) => Duration::from_millis(value.trim().parse().map_err(|_| {
+                    SettingsError::Interval {
+                        variable: "OTEL_METRIC_EXPORT_INTERVAL".into(),
+                        value: value.clone(),
+                    }
+                })?)
+                .max(Duration::from_millis(100)),
+                None => DEFAULT_METRICS_INTERVAL,
+            },
+        };
+        let mut resource_attributes: Vec<(String, String)> = env("OTEL_RESOURCE_ATTRIBUTES")
+            .map(|list| parse_pairs(&list))
+            .unwrap_or_default();
+        for (key, value) in &section.resource_attributes {
+            resource_attributes.retain(|(k, _)| k != key);
+            resource_attributes.push((key.clone(), value.clone()));
+        }
+        Ok(Some(Self {
+            traces,
+            metrics,
+            logs,
+            headers: section.headers.clone(),
+            timeout: section.timeout_seconds.map(Duration::from_secs),
+            compression: section.compression,
+            metrics_interval,
+            span_queue: section.span_queue.max(1),
+            log_queue: section.log_queue.max(1),
+            batch_size: section.batch_size.max(1),
+            resource_attributes,
+        }))
+    }
+}
+
+fn signal_settings(
+    section: &OtlpSection,
+    signal: Signal,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SignalSettings, SettingsError> {
+    let protocol = match section.protocol {
+        Some(protocol) => protocol,
+        None => {
+            let specific = signal.variable("PROTOCOL");
+            match [specific.as_str(), "OTEL_EXPORTER_OTLP_PROTOCOL"]
+                .into_iter()
+                .find_map(|name| env(name).map(|value| (name, value)))
+            {
+                Some((variable, value)) => {
+                    Protocol::parse(&value).ok_or_else(|| SettingsError::Protocol {
+                        variable: variable.to_string(),
+                        value,
+                    })?
+                }
+                None => Protocol::Grpc,
+            }
+        }
+    };
+    let endpoint = section.endpoint.as_ref().map(|base| match protocol {
+        Protocol::Grpc => base.clone(),
+        Protocol::HttpProtobuf => format!("{}/v1/{}", base.trim_end_matches('/'), signal.name()),
+    });
+    let file = |configured: &Option<PathBuf>, suffix: &str| -> Option<PathBuf> {
+        configured.clone().or_else(|| {
+            env(&signal.variable(suffix))
+                .or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{suffix}")))
+                .map(PathBuf::from)
+        })
+    };
+    let certificate = file(&section.certificate, "CERTIFICATE")
+        .map(|p| read(&p))
+        .transpose()?;
+    let client_identity = match (
+        file(&section.client_certificate, "CLIENT_CERTIFICATE"),
+        file(&section.client_key, "CLIENT_KEY"),
+    ) {
+        (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+        (None, None) => None,
+        _ => return Err(SettingsError::ClientIdentity),
+    };
+    Ok(SignalSettings {
+        signal,
+        protocol,
+        endpoint,
+        certificate,
+        client_identity,
+    })
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, SettingsError> {
+    std::fs::read(path).map_err(|source| SettingsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// `k1=v1,k2=v2` (W3C baggage-like, as `OTEL_RESOURCE_ATTRIBUTES` is written), values
+/// percent-decoded.
+fn parse_pairs(list: &str) -> Vec<(String, String)> {
+    list.split(',')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let key = key.trim();
+            (!key.is_empty()).then(|| (key.to_string(), percent_decode(value.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(section: &OtlpSection, vars: &[(&str, &str)]) -> Option<OtlpSettings> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        OtlpSettings::resolve(section, &|name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn off_without_an_endpoint_on_with_one() {
+        assert!(resolve(&OtlpSection::default(), &[]).is_none());
+        let on = resolve(
+            &OtlpSection::default(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")],
+        )
+        .unwrap();
+        let traces = on.traces.unwrap();
+        assert_eq!((traces.protocol, traces.endpoint), (Protocol::Grpc, None));
+        let signal_only = resolve(
+            &OtlpSection::default(),
+            &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/v1/logs")],
+        );
+        assert!(signal_only.is_some());
+        let forced_off = OtlpSection {
+            enabled: Some(false),
+            endpoint: Some("http://c:4317".into()),
+            ..OtlpSection::default()
+        };
+        assert!(resolve(&forced_off, &[]).is_none());
+    }
+
+    #[test]
+    fn config_wins_over_environment_and_http_gets_signal_paths() {
+        let section = OtlpSection {
+            endpoint: Some("https://collector:4318/".into()),
+            protocol: Some(Protocol::HttpProtobuf),
+            ..OtlpSection::default()
+        };
+        let settings = resolve(&section, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap();
+        let logs = settings.logs.unwrap();
+        assert_eq!(logs.protocol, Protocol::HttpProtobuf);
+        assert_eq!(
+            logs.endpoint.as_deref(),
+            Some("https://collector:4318/v1/logs")
+        );
+    }
+
+    #[test]
+    fn signal_variables_win_over_general_ones_and_signals_turn_off() {
+        let settings = resolve(
+            &OtlpSection::default(),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+                ("OTEL_LOGS_EXPORTER", "none"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "2500"),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "k8s.cluster.name=prod,team=a%20b",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.traces.unwrap().protocol, Protocol::Grpc);
+        assert_eq!(settings.metrics.unwrap().protocol, Protocol::HttpProtobuf);
+        assert!(settings.logs.is_none());
+        assert_eq!(settings.metrics_interval, Duration::from_millis(2500));
+        assert_eq!(
+            settings.resource_attributes,
+            vec![
+                ("k8s.cluster.name".to_string(), "prod".to_string()),
+                ("team".to_string(), "a b".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env =
+            |name: &str| (name == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "http/json".to_string());
+        let section = OtlpSection {
+            enabled: Some(true),
+            ..OtlpSection::default()
+        };
+        let error = OtlpSettings::resolve(&section, &env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\": the protocol must be grpc or http/protobuf"
+        );
+        let section = OtlpSection {
+            enabled: Some(true),
+            certificate: Some("/nonexistent/ca.pem".into()),
+            ..OtlpSection::default()
+        };
+        let error = OtlpSettings::resolve(&section, &|_| None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("reading /nonexistent/ca.pem: ")
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The OTLP exporters of opentelemetry-otlp, over gRPC (tonic) or HTTP/protobuf (reqwest), with
+//! the settings the environment does not already give them: the config file's endpoint,
+//! headers, timeout and compression, and TLS (certificate authorities, client certificate).
+//! Exporters retry transient failures themselves (the crate's recommended policy); the export
+//! queues keep what still fails and try again later.
+
+use std::collections::HashMap;
+
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    tonic_types::{
+        metadata::MetadataMap,
+        transport::{Certificate, ClientTlsConfig, Identity},
+    },
+};
+
+use super::settings::{Compression, OtlpSettings, Protocol, SignalSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("the OTLP {signal} exporter: {source}")]
+    Build {
+        signal: &'static str,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("the OTLP {signal} exporter: header {name:?}: not a valid header")]
+    Header { signal: &'static str, name: String },
+    #[error("the OTLP {signal} exporter's TLS settings: {source}")]
+    Tls {
+        signal: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+pub fn span_exporter(
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> Result<SpanExporter, TransportError> {
+    let name = signal.signal.name();
+    let built = match signal.protocol {
+        Protocol::Grpc => tonic(SpanExporter::builder().with_tonic(), settings, signal)?.build(),
+        Protocol::HttpProtobuf => {
+            http(SpanExporter::builder().with_http(), settings, signal)?.build()
+        }
+    };
+    built.map_err(|source| TransportError::Build {
+        signal: name,
+        source,
+    })
+}
+
+pub fn metric_exporter(
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> Result<MetricExporter, TransportError> {
+    let name = signal.signal.name();
+    let built = match signal.protocol {
+        Protocol::Grpc => tonic(MetricExporter::builder().with_tonic(), settings, signal)?.build(),
+        Protocol::HttpProtobuf => {
+            http(MetricExporter::builder().with_http(), settings, signal)?.build()
+        }
+    };
+    built.map_err(|source| TransportError::Build {
+        signal: name,
+        source,
+    })
+}
+
+pub fn log_exporter(
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> Result<LogExporter, TransportError> {
+    let name = signal.signal.name();
+    let built = match signal.protocol {
+        Protocol::Grpc => tonic(LogExporter::builder().with_tonic(), settings, signal)?.build(),
+        Protocol::HttpProtobuf => {
+            http(LogExporter::builder().with_http(), settings, signal)?.build()
+        }
+    };
+    built.map_err(|source| TransportError::Build {
+        signal: name,
+        source,
+    })
+}
+
+/// What every builder shares: endpoint and timeout.
+fn common<B: WithExportConfig>(
+    mut builder: B,
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> B {
+    if let Some(endpoint) = &signal.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    if let Some(timeout) = settings.timeout {
+        builder = builder.with_timeout(timeout);
+    }
+    builder
+}
+
+fn tonic<B: WithExportConfig + WithTonicConfig>(
+    builder: B,
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> Result<B, TransportError> {
+    let name = signal.signal.name();
+    let mut builder = common(builder, settings, signal);
+    if !settings.headers.is_empty() {
+        let mut headers = http::HeaderMap::new();
+        for (key, value) in &settings.headers {
+            let bad = || TransportError::Header {
+                signal: name,
+                name: key.clone(),
+            };
+            let key = http::HeaderName::from_bytes(key.as_bytes()).map_err(|_| bad())?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| bad())?;
+            headers.insert(key, value);
+        }
+        builder = builder.with_metadata(MetadataMap::from_headers(headers));
+    }
+    if let Some(Compression::Gzip) = settings.compression {
+        builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    if signal.certificate.is_some() || signal.client_identity.is_some() {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &signal.certificate {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_enabled_roots(),
+        };
+        if let Some((cert, key)) = &signal.client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        builder = builder.with_tls_config(tls);
+    }
+    Ok(builder)
+}
+
+fn http<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    settings: &OtlpSettings,
+    signal: &SignalSettings,
+) -> Result<B, TransportError> {
+    let mut builder = common(builder, settings, signal);
+    if !settings.headers.is_empty() {
+        let headers: HashMap<String, String> = settings
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.with_headers(headers);
+    }
+    if let Some(Compression::Gzip) = settings.compression {
+        builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    Ok(builder.with_http_client(http_client(signal)?))
+}
+
+/// An async reqwest client (the exports run on the agent's tokio runtime) using rustls with
+/// ring, the provider the rest of the agent (the Kubernetes client) already uses.
+fn http_client(signal: &SignalSettings) -> Result<reqwest::Client, TransportError> {
+    // Ignored when already installed (by an earlier exporter).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls_error = |source| TransportError::Tls {
+        signal: signal.signal.name(),
+        source,
+    };
+    let mut client = reqwest::Client::builder();
+    if let Some(pem) = &signal.certificate {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(tls_error)?;
+        client = client.tls_certs_only(certs);
+    }
+    if let Some((cert, key)) = &signal.client_identity {
+        let mut pem = cert.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(key);
+        client = client.identity(reqwest::Identity::from_pem(&pem).map_err(tls_error)?);
+    }
+    client.build().map_err(tls_error)
+}
