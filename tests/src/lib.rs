@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // Test helpers: a failure is a test failure with its message.
 
 pub mod cgroups;
+pub mod dashboards;
 pub mod kube;
 pub mod netns;
 pub mod otlp;

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, counter, curl, free_port,
+    Agent, Program, calls_on_port, counter, curl, dashboards, free_port,
     otlp::{Collector, LogView, PointValue, Protocol, SpanView},
-    python_http_server,
+    python, python_http_server,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -43,6 +43,8 @@ paths:
 /// and an agent exporting to `endpoint` with `protocol`.
 struct Setup {
     server: Program,
+    /// A process with OpenSSL loaded and no connection: its TLS status is `ready`.
+    tls_idle: Program,
     port: u16,
     agent: Agent,
     _site: tempfile::TempDir,
@@ -54,6 +56,11 @@ fn setup(protocol: Protocol, otlp_port: u16, otlp_extra: &str) -> Setup {
     std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
     std::fs::write(site.path().join("other.txt"), "other\n").unwrap();
     let (server, port) = python_http_server(site.path(), "127.0.0.1");
+    let mut tls_idle = Program::spawn(python(&[
+        "-c",
+        "import ssl, sys, time; print('ready', flush=True); time.sleep(600)",
+    ]));
+    assert_eq!(tls_idle.line(), "ready");
     let config_dir = tempfile::tempdir().unwrap();
     std::fs::write(config_dir.path().join("files.yaml"), SPEC).unwrap();
     let config = config_dir.path().join("sightline.toml");
@@ -74,6 +81,7 @@ fn setup(protocol: Protocol, otlp_port: u16, otlp_extra: &str) -> Setup {
     let agent = Agent::with_config(&config, &["--port", &port_arg]);
     Setup {
         server,
+        tls_idle,
         port,
         agent,
         _site: site,
@@ -369,6 +377,16 @@ fn exports_everything(protocol: Protocol) {
         let warn = endpoint["class"] == "shadow";
         assert_eq!(log.severity_number, if warn { 13 } else { 9 });
     }
+
+    let tls = collector.metric("sightline.tls.process.status").unwrap();
+    let idle = tls.select(&[("process.pid", json!(setup.tls_idle.pid()))]);
+    assert_eq!(idle.len(), 1, "{tls:#?}");
+    assert_eq!(idle[0].attributes["sightline.tls.status"], "ready");
+
+    // The dashboards query only what this run exported.
+    let problems = dashboards::check(&dashboards::Exported::from(&collector));
+    assert!(problems.is_empty(), "dashboards:\n{}", problems.join("\n"));
+    assert_eq!(dashboards::check_collector_config(), Vec::<String>::new());
 
     // The key sent in the URL reached no export.
     assert!(!collector.dump().contains(SECRET));

@@ -127,6 +127,19 @@ impl FileConfig {
             {
                 config.kubernetes.kubeconfig = Some(dir.join(kubeconfig));
             }
+            let otlp = &mut config.otlp;
+            for file in [
+                &mut otlp.certificate,
+                &mut otlp.client_certificate,
+                &mut otlp.client_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            }
             for spec in &mut config.api_specs {
                 if spec.path.is_relative() {
                     spec.path = dir.join(&spec.path);

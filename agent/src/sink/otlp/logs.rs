@@ -1,4 +1,5 @@
-//! OTLP log records with stable event names, from which a backend can rebuild what every node
+//! OTLP log records with stable event names (the record's event name, and an `event.name`
+//! attribute for backends that index attributes only, as Loki does), from which a backend can rebuild what every node
 //! knows: `sightline.finding` for each new (or more severe) finding, and
 //! `sightline.inventory.endpoint` each time an endpoint is discovered, first seen in this run
 //! of the agent, or changes class (shadow, zombie, documented). Attribute names are those of
@@ -43,6 +44,7 @@ impl LogRecords {
     pub fn finding(&self, finding: &Finding) -> SdkLogRecord {
         let mut record = self.logger.create_log_record();
         record.set_event_name(FINDING_EVENT);
+        record.add_attribute("event.name", FINDING_EVENT);
         let at = unix(finding.last_seen_unix_nano);
         record.set_timestamp(at);
         record.set_observed_timestamp(SystemTime::now());
@@ -103,6 +105,7 @@ impl LogRecords {
         let key = &endpoint.key;
         let mut record = self.logger.create_log_record();
         record.set_event_name(ENDPOINT_EVENT);
+        record.add_attribute("event.name", ENDPOINT_EVENT);
         record.set_timestamp(unix(call.start_unix_ns));
         record.set_observed_timestamp(SystemTime::now());
         let notable = matches!(endpoint.class, Class::Shadow | Class::Zombie);
@@ -281,7 +284,7 @@ mod tests {
             get(&attrs, "sightline.finding.evidence.status"),
             Some(&AnyValue::Int(200))
         );
-        assert!(get(&attrs, "event.name").is_none());
+        assert_eq!(get(&attrs, "event.name"), Some(&s(FINDING_EVENT)));
         assert!(get(&attrs, "first_seen").is_none());
     }
 }

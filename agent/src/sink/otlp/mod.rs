@@ -161,11 +161,20 @@ pub fn start(
     ))
 }
 
-/// The agent's resource: `service.name` sightline, its version, the host and node.
+/// The agent's resource: `service.name` sightline, its version, one instance per node, the
+/// host and node.
 fn agent_resource(agent: &AgentResource, common: &[KeyValue]) -> Resource {
     let mut attributes = vec![
         KeyValue::new("service.name", "sightline"),
         KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        // Prometheus's `instance`: without it, every node's series would collide.
+        KeyValue::new(
+            "service.instance.id",
+            agent
+                .node_name
+                .clone()
+                .unwrap_or_else(|| agent.host_name.clone()),
+        ),
         KeyValue::new("host.name", agent.host_name.clone()),
         KeyValue::new("process.pid", i64::from(std::process::id())),
     ];
