@@ -315,6 +315,74 @@ const EXPORT_FAILURES: &[Named] = &[
     ("logs", |s| &s.otlp_log_export_failures),
 ];
 
+/// A counter whose data points are counters of [`Stats`] (and, for drops, of the kernel), told
+/// apart by one attribute.
+struct Family {
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    attribute: &'static str,
+    counters: &'static [Named],
+    /// Also the kernel's drop counters, as `kernel_<name>`.
+    kernel_drops: bool,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "sightline.events.dropped",
+        unit: "{event}",
+        description: "Events, calls and records dropped, by the stage that dropped them",
+        attribute: "sightline.drop.stage",
+        counters: USERSPACE_DROPS,
+        kernel_drops: true,
+    },
+    Family {
+        name: "sightline.parse.errors",
+        unit: "{error}",
+        description: "Streams the parsers could not follow, by kind",
+        attribute: "sightline.parse.error",
+        counters: PARSE_ERRORS,
+        kernel_drops: false,
+    },
+    Family {
+        name: "sightline.export.failures",
+        unit: "{attempt}",
+        description: "Failed OTLP export attempts, by signal",
+        attribute: "sightline.signal",
+        counters: EXPORT_FAILURES,
+        kernel_drops: false,
+    },
+];
+
+fn register_family(
+    meter: &Meter,
+    family: &'static Family,
+    stats: Arc<Stats>,
+    kernel: Option<Arc<KernelCounters>>,
+) {
+    meter
+        .u64_observable_counter(family.name)
+        .with_unit(family.unit)
+        .with_description(family.description)
+        .with_callback(move |o| {
+            if family.kernel_drops
+                && let Some(kernel) = &kernel
+            {
+                for (counter, n) in kernel.read().into_iter().filter(|(c, _)| c.is_drop()) {
+                    let value = format!("kernel_{}", counter.name());
+                    o.observe(n, &[KeyValue::new(family.attribute, value)]);
+                }
+            }
+            for (value, counter) in family.counters {
+                o.observe(
+                    load(counter(&stats)),
+                    &[KeyValue::new(family.attribute, *value)],
+                );
+            }
+        })
+        .build();
+}
+
 fn register_health(meter: &Meter, sources: HealthSources) {
     let HealthSources {
         stats,
@@ -331,65 +399,8 @@ fn register_health(meter: &Meter, sources: HealthSources) {
             .with_callback(move |o| o.observe(load(&stats.events_read), &[]))
             .build();
     }
-    {
-        let stats = stats.clone();
-        let kernel = kernel.clone();
-        meter
-            .u64_observable_counter("sightline.events.dropped")
-            .with_unit("{event}")
-            .with_description("Events, calls and records dropped, by the stage that dropped them")
-            .with_callback(move |o| {
-                if let Some(kernel) = &kernel {
-                    for (counter, n) in kernel.read().into_iter().filter(|(c, _)| c.is_drop()) {
-                        o.observe(
-                            n,
-                            &[KeyValue::new(
-                                "sightline.drop.stage",
-                                format!("kernel_{}", counter.name()),
-                            )],
-                        );
-                    }
-                }
-                for (stage, counter) in USERSPACE_DROPS {
-                    o.observe(
-                        load(counter(&stats)),
-                        &[KeyValue::new("sightline.drop.stage", *stage)],
-                    );
-                }
-            })
-            .build();
-    }
-    {
-        let stats = stats.clone();
-        meter
-            .u64_observable_counter("sightline.parse.errors")
-            .with_unit("{error}")
-            .with_description("Streams the parsers could not follow, by kind")
-            .with_callback(move |o| {
-                for (kind, counter) in PARSE_ERRORS {
-                    o.observe(
-                        load(counter(&stats)),
-                        &[KeyValue::new("sightline.parse.error", *kind)],
-                    );
-                }
-            })
-            .build();
-    }
-    {
-        let stats = stats.clone();
-        meter
-            .u64_observable_counter("sightline.export.failures")
-            .with_unit("{attempt}")
-            .with_description("Failed OTLP export attempts, by signal")
-            .with_callback(move |o| {
-                for (signal, counter) in EXPORT_FAILURES {
-                    o.observe(
-                        load(counter(&stats)),
-                        &[KeyValue::new("sightline.signal", *signal)],
-                    );
-                }
-            })
-            .build();
+    for family in FAMILIES {
+        register_family(meter, family, stats.clone(), kernel.clone());
     }
     {
         let stats = stats.clone();

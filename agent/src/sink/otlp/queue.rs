@@ -190,7 +190,7 @@ impl<E: BatchExporter> Worker<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Mutex, atomic::Ordering};
 
     /// Fails while `down` is set; records what it delivered.
     struct Flaky {
@@ -209,49 +209,73 @@ mod tests {
         }
     }
 
-    fn counters() -> QueueCounters {
-        QueueCounters {
-            exported: |s| &s.otlp_spans_exported,
-            dropped: |s| &s.otlp_spans_dropped,
-            failures: |s| &s.otlp_trace_export_failures,
+    /// A queue of 10 in batches of 4, to a collector that is down until told otherwise.
+    struct Harness {
+        sender: QueueSender<u32>,
+        task: tokio::task::JoinHandle<()>,
+        down: Arc<Mutex<bool>>,
+        delivered: Arc<Mutex<Vec<u32>>>,
+        stats: Arc<Stats>,
+        stop: watch::Sender<bool>,
+    }
+
+    impl Harness {
+        fn start() -> Self {
+            let down = Arc::new(Mutex::new(true));
+            let delivered = Arc::new(Mutex::new(Vec::new()));
+            let stats = Arc::new(Stats::default());
+            let (stop, shutdown) = watch::channel(false);
+            let exporter = Flaky {
+                down: down.clone(),
+                delivered: delivered.clone(),
+            };
+            let counters = QueueCounters {
+                exported: |s| &s.otlp_spans_exported,
+                dropped: |s| &s.otlp_spans_dropped,
+                failures: |s| &s.otlp_trace_export_failures,
+            };
+            let (sender, task) =
+                start(exporter, 10, 4, "traces", counters, stats.clone(), shutdown);
+            Self {
+                sender,
+                task,
+                down,
+                delivered,
+                stats,
+                stop,
+            }
         }
+
+        fn push(&self, items: std::ops::Range<u32>) {
+            items.for_each(|i| self.sender.push(i));
+        }
+
+        /// Ends the queue (its sender dropped) and waits for its task.
+        async fn end(self) -> (Vec<u32>, Arc<Stats>) {
+            drop(self.sender);
+            self.task.await.unwrap();
+            let delivered = self.delivered.lock().unwrap().clone();
+            (delivered, self.stats)
+        }
+    }
+
+    fn n(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
     }
 
     #[tokio::test(start_paused = true)]
     async fn keeps_what_fits_while_the_collector_is_down_and_delivers_it_later() {
-        let down = Arc::new(Mutex::new(true));
-        let delivered = Arc::new(Mutex::new(Vec::new()));
-        let stats = Arc::new(Stats::default());
-        let (_stop, shutdown) = watch::channel(false);
-        let exporter = Flaky {
-            down: down.clone(),
-            delivered: delivered.clone(),
-        };
-        let (sender, task) = start(
-            exporter,
-            10,
-            4,
-            "traces",
-            counters(),
-            stats.clone(),
-            shutdown,
-        );
+        let queue = Harness::start();
         // One batch of 4 is taken and retried; 10 more fit the queue; 6 are dropped.
-        for i in 0..4 {
-            sender.push(i);
-        }
+        queue.push(0..4);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        for i in 4..20 {
-            sender.push(i);
-        }
+        queue.push(4..20);
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(delivered.lock().unwrap().is_empty());
-        *down.lock().unwrap() = false;
+        assert!(queue.delivered.lock().unwrap().is_empty());
+        *queue.down.lock().unwrap() = false;
         tokio::time::sleep(Duration::from_secs(10)).await;
-        drop(sender);
-        task.await.unwrap();
-        assert_eq!(*delivered.lock().unwrap(), (0..14).collect::<Vec<_>>());
-        let n = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let (delivered, stats) = queue.end().await;
+        assert_eq!(delivered, (0..14).collect::<Vec<_>>());
         assert_eq!(n(&stats.otlp_spans_exported), 14);
         assert_eq!(n(&stats.otlp_spans_dropped), 6);
         assert!(n(&stats.otlp_trace_export_failures) >= 5);
@@ -259,59 +283,22 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_that_never_goes_through_is_given_up_and_counted() {
-        let stats = Arc::new(Stats::default());
-        let (_stop, shutdown) = watch::channel(false);
-        let exporter = Flaky {
-            down: Arc::new(Mutex::new(true)),
-            delivered: Arc::default(),
-        };
-        let (sender, task) = start(
-            exporter,
-            10,
-            4,
-            "traces",
-            counters(),
-            stats.clone(),
-            shutdown,
-        );
-        for i in 0..3 {
-            sender.push(i);
-        }
-        drop(sender);
+        let queue = Harness::start();
+        queue.push(0..3);
         tokio::time::sleep(GIVE_UP_AFTER + Duration::from_secs(10)).await;
-        task.await.unwrap();
-        let dropped = stats
-            .otlp_spans_dropped
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(dropped, 3);
+        let (delivered, stats) = queue.end().await;
+        assert!(delivered.is_empty());
+        assert_eq!(n(&stats.otlp_spans_dropped), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_makes_one_last_attempt() {
-        let stats = Arc::new(Stats::default());
-        let (stop, shutdown) = watch::channel(false);
-        let exporter = Flaky {
-            down: Arc::new(Mutex::new(true)),
-            delivered: Arc::default(),
-        };
-        let (sender, task) = start(
-            exporter,
-            10,
-            4,
-            "traces",
-            counters(),
-            stats.clone(),
-            shutdown,
-        );
-        for i in 0..6 {
-            sender.push(i);
-        }
+        let queue = Harness::start();
+        queue.push(0..6);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        stop.send(true).unwrap();
-        task.await.unwrap();
-        let dropped = stats
-            .otlp_spans_dropped
-            .load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(dropped, 6);
+        queue.stop.send(true).unwrap();
+        let (delivered, stats) = queue.end().await;
+        assert!(delivered.is_empty());
+        assert_eq!(n(&stats.otlp_spans_dropped), 6);
     }
 }
