@@ -29,12 +29,15 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 use serde_json::{Map, Value};
+use tonic::codec::CompressionEncoding;
 
 use crate::PATIENCE;
 
 /// Everything a server received, in order.
 #[derive(Debug, Default)]
 pub struct Received {
+    /// HTTP requests that came gzip-compressed.
+    pub gzip_requests: usize,
     pub traces: Vec<ExportTraceServiceRequest>,
     pub metrics: Vec<ExportMetricsServiceRequest>,
     pub logs: Vec<ExportLogsServiceRequest>,
@@ -84,9 +87,18 @@ impl Collector {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 runtime.spawn(
                     tonic::transport::Server::builder()
-                        .add_service(TraceServiceServer::new(store.clone()))
-                        .add_service(MetricsServiceServer::new(store.clone()))
-                        .add_service(LogsServiceServer::new(store))
+                        .add_service(
+                            TraceServiceServer::new(store.clone())
+                                .accept_compressed(CompressionEncoding::Gzip),
+                        )
+                        .add_service(
+                            MetricsServiceServer::new(store.clone())
+                                .accept_compressed(CompressionEncoding::Gzip),
+                        )
+                        .add_service(
+                            LogsServiceServer::new(store)
+                                .accept_compressed(CompressionEncoding::Gzip),
+                        )
                         .serve_with_incoming(incoming),
                 );
             }
@@ -247,6 +259,11 @@ impl Collector {
             }
             out
         })
+    }
+
+    /// Forgets what was received.
+    pub fn clear(&self) {
+        *self.received.lock().unwrap() = Received::default();
     }
 
     /// Everything received, in protobuf debug form (to search for secrets).
@@ -477,9 +494,25 @@ async fn handle(
         .headers()
         .get("content-type")
         .is_some_and(|v| v == "application/x-protobuf");
+    let gzip = request
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return reply(400, Vec::new()),
+    };
+    let body = if gzip {
+        let mut plain = Vec::new();
+        let decoded =
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain);
+        if decoded.is_err() {
+            return reply(400, Vec::new());
+        }
+        received.lock().unwrap().gzip_requests += 1;
+        bytes::Bytes::from(plain)
+    } else {
+        body
     };
     if !is_protobuf {
         return reply(415, Vec::new());

@@ -98,19 +98,20 @@ fn kernel_host_name() -> String {
 
 #[test]
 fn exports_calls_metrics_and_logs_over_grpc() {
-    exports_everything(Protocol::Grpc);
+    exports_everything(Protocol::Grpc, "");
 }
 
+/// Compressed, as most deployments send to a remote collector.
 #[test]
-fn exports_calls_metrics_and_logs_over_http_protobuf() {
-    exports_everything(Protocol::HttpProtobuf);
+fn exports_calls_metrics_and_logs_over_http_protobuf_with_gzip() {
+    exports_everything(Protocol::HttpProtobuf, "compression = \"gzip\"");
 }
 
-fn exports_everything(protocol: Protocol) {
+fn exports_everything(protocol: Protocol, otlp_extra: &str) {
     let otlp_port = free_port();
     let collector = Collector::start(protocol, otlp_port);
     // Bound whole: its directories live as long as the test.
-    let mut setup = setup(protocol, otlp_port, "");
+    let mut setup = setup(protocol, otlp_port, otlp_extra);
     let (server, port, agent) = (&setup.server, setup.port, &mut setup.agent);
     let base = format!("http://127.0.0.1:{port}");
     let traceparent = format!("traceparent: 00-{TRACE_ID}-{PARENT_ID}-01");
@@ -387,6 +388,10 @@ fn exports_everything(protocol: Protocol) {
     let problems = dashboards::check(&dashboards::Exported::from(&collector));
     assert!(problems.is_empty(), "dashboards:\n{}", problems.join("\n"));
     assert_eq!(dashboards::check_collector_config(), Vec::<String>::new());
+
+    if otlp_extra.contains("gzip") {
+        assert!(collector.with(|r| r.gzip_requests) > 0);
+    }
 
     // The key sent in the URL reached no export.
     assert!(!collector.dump().contains(SECRET));

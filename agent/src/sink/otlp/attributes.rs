@@ -21,7 +21,10 @@ pub fn for_each<T: Serialize>(
     object: &T,
     f: impl FnMut(&str, Value),
 ) -> Result<(), AttributeError> {
-    object.serialize(Fields { f, key: None })
+    object.serialize(Fields {
+        f,
+        key: String::with_capacity(64),
+    })
 }
 
 /// A JSON value as a log attribute value (`null` as `None`).
@@ -49,7 +52,8 @@ pub fn any_value(value: &serde_json::Value) -> Option<AnyValue> {
 /// The top level: only a struct or a map.
 struct Fields<F> {
     f: F,
-    key: Option<String>,
+    /// The key of the map entry being written.
+    key: String,
 }
 
 fn unsupported<T>(what: &str) -> Result<T, AttributeError> {
@@ -192,19 +196,14 @@ impl<F: FnMut(&str, Value)> ser::SerializeMap for Fields<F> {
     type Error = AttributeError;
 
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), AttributeError> {
-        match key.serialize(Scalar)? {
-            Some(Value::String(s)) => {
-                self.key = Some(s.into());
-                Ok(())
-            }
-            _ => unsupported("a key that is not a string"),
-        }
+        // Into a buffer reused for every key: no allocation per attribute.
+        self.key.clear();
+        key.serialize(KeyWriter(&mut self.key))
     }
 
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), AttributeError> {
-        let key = self.key.take().unwrap_or_default();
         if let Some(value) = value.serialize(Scalar)? {
-            (self.f)(&key, value);
+            (self.f)(&self.key, value);
         }
         Ok(())
     }
@@ -231,6 +230,144 @@ impl<F: FnMut(&str, Value)> ser::SerializeStruct for Fields<F> {
 
     fn end(self) -> Result<(), AttributeError> {
         Ok(())
+    }
+}
+
+/// A map key: only a string, written into the buffer it holds.
+struct KeyWriter<'a>(&'a mut String);
+
+impl ser::Serializer for KeyWriter<'_> {
+    type Ok = ();
+    type Error = AttributeError;
+    type SerializeSeq = Impossible<(), AttributeError>;
+    type SerializeTuple = Impossible<(), AttributeError>;
+    type SerializeTupleStruct = Impossible<(), AttributeError>;
+    type SerializeTupleVariant = Impossible<(), AttributeError>;
+    type SerializeMap = Impossible<(), AttributeError>;
+    type SerializeStruct = Impossible<(), AttributeError>;
+    type SerializeStructVariant = Impossible<(), AttributeError>;
+
+    fn serialize_str(self, v: &str) -> Result<(), AttributeError> {
+        self.0.push_str(v);
+        Ok(())
+    }
+    fn serialize_bool(self, _: bool) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_char(self, v: char) -> Result<(), AttributeError> {
+        self.0.push(v);
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_none(self) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), AttributeError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), AttributeError> {
+        self.0.push_str(variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), AttributeError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, AttributeError> {
+        unsupported("a key that is not a string")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, AttributeError> {
+        unsupported("a key that is not a string")
     }
 }
 
@@ -265,7 +402,8 @@ impl ser::Serializer for Scalar {
         Ok(Some(Value::F64(v)))
     }
     fn serialize_str(self, v: &str) -> Result<Option<Value>, AttributeError> {
-        Ok(Some(Value::String(v.to_string().into())))
+        // Shared: a span is cloned for each export attempt, its strings are not.
+        Ok(Some(Value::String(std::sync::Arc::<str>::from(v).into())))
     }
     fn serialize_char(self, v: char) -> Result<Option<Value>, AttributeError> {
         Ok(Some(Value::String(v.to_string().into())))

@@ -11,6 +11,7 @@ pub mod attributes;
 pub mod logs;
 pub mod metrics;
 pub mod queue;
+pub mod sampler;
 pub mod settings;
 pub mod traces;
 pub mod transport;
@@ -93,7 +94,10 @@ pub fn start(
                 shutdown_rx.clone(),
             );
             tasks.push(task);
-            Some((SpanBuilder::new(scope.clone(), common.clone()), sender))
+            Some((
+                SpanBuilder::new(scope.clone(), common.clone(), settings.sampler),
+                sender,
+            ))
         }
         None => None,
     };
@@ -209,8 +213,9 @@ impl Sink for OtlpSink {
         {
             queue.push(record);
         }
-        if let Some((builder, queue)) = &mut self.spans {
-            let span = builder.span(call).map_err(std::io::Error::other)?;
+        if let Some((builder, queue)) = &mut self.spans
+            && let Some(span) = builder.span(call).map_err(std::io::Error::other)?
+        {
             queue.push(span);
         }
         Ok(())

@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use super::sampler::Sampler;
+
 /// The `[otlp]` section.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,8 +38,14 @@ pub struct OtlpSection {
     pub span_queue: usize,
     /// Log records (findings, inventory changes) waiting for export.
     pub log_queue: usize,
-    /// Spans or log records per export request.
+    /// Spans or log records per export request (one request is in flight at a time, so this
+    /// bounds the throughput: 2048 spans per round trip keep up with tens of thousands of calls
+    /// a second).
     pub batch_size: usize,
+    /// Which calls get a span (`OTEL_TRACES_SAMPLER` names); default `parentbased_always_on`.
+    pub sampler: Option<String>,
+    /// The ratio of `traceidratio` samplers.
+    pub sampler_arg: Option<f64>,
     /// Attributes added to every resource (`k8s.cluster.name`, `deployment.environment.name`),
     /// with those of `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource_attributes: BTreeMap<String, String>,
@@ -61,7 +69,9 @@ impl Default for OtlpSection {
             metrics_interval_seconds: None,
             span_queue: 8192,
             log_queue: 4096,
-            batch_size: 512,
+            batch_size: 2048,
+            sampler: None,
+            sampler_arg: None,
             resource_attributes: BTreeMap::new(),
         }
     }
@@ -132,6 +142,11 @@ pub enum SettingsError {
     },
     #[error("a client certificate needs its key and the key its certificate")]
     ClientIdentity,
+    #[error("{source_name}: {message}")]
+    Sampler {
+        source_name: &'static str,
+        message: String,
+    },
 }
 
 /// How one signal is exported, resolved.
@@ -161,6 +176,7 @@ pub struct OtlpSettings {
     pub span_queue: usize,
     pub log_queue: usize,
     pub batch_size: usize,
+    pub sampler: Sampler,
     /// From the config file and `OTEL_RESOURCE_ATTRIBUTES`.
     pub resource_attributes: Vec<(String, String)>,
 }
@@ -214,6 +230,7 @@ impl OtlpSettings {
                 None => DEFAULT_METRICS_INTERVAL,
             },
         };
+        let sampler = sampler(section, &env)?;
         let mut resource_attributes: Vec<(String, String)> = env("OTEL_RESOURCE_ATTRIBUTES")
             .map(|list| parse_pairs(&list))
             .unwrap_or_default();
@@ -232,9 +249,38 @@ impl OtlpSettings {
             span_queue: section.span_queue.max(1),
             log_queue: section.log_queue.max(1),
             batch_size: section.batch_size.max(1),
+            sampler,
             resource_attributes,
         }))
     }
+}
+
+/// The config file's sampler, else `OTEL_TRACES_SAMPLER` (with `OTEL_TRACES_SAMPLER_ARG`).
+fn sampler(
+    section: &OtlpSection,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Sampler, SettingsError> {
+    let (name, source_name) = match &section.sampler {
+        Some(name) => (name.clone(), "[otlp] sampler"),
+        None => match env("OTEL_TRACES_SAMPLER") {
+            Some(name) => (name, "OTEL_TRACES_SAMPLER"),
+            None => return Ok(Sampler::default()),
+        },
+    };
+    let arg = match section.sampler_arg {
+        Some(arg) => Some(arg),
+        None => match env("OTEL_TRACES_SAMPLER_ARG") {
+            Some(text) => Some(text.trim().parse().map_err(|_| SettingsError::Sampler {
+                source_name: "OTEL_TRACES_SAMPLER_ARG",
+                message: format!("{text:?} is not a number"),
+            })?),
+            None => None,
+        },
+    };
+    Sampler::parse(&name, arg).map_err(|message| SettingsError::Sampler {
+        source_name,
+        message,
+    })
 }
 
 fn signal_settings(
@@ -405,6 +451,7 @@ mod tests {
         assert_eq!(settings.metrics.unwrap().protocol, Protocol::HttpProtobuf);
         assert!(settings.logs.is_none());
         assert_eq!(settings.metrics_interval, Duration::from_millis(2500));
+        assert_eq!(settings.sampler, Sampler::default());
         assert_eq!(
             settings.resource_attributes,
             vec![

@@ -7,7 +7,7 @@
 use std::{borrow::Cow, collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 use opentelemetry::{
-    InstrumentationScope, KeyValue, Value,
+    InstrumentationScope, Key, KeyValue, Value,
     trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::{
@@ -18,6 +18,7 @@ use opentelemetry_sdk::{
 use super::{
     attributes::{self, AttributeError},
     queue::BatchExporter,
+    sampler::Sampler,
 };
 use crate::{
     call::{self, ApiCall},
@@ -64,57 +65,45 @@ pub type SpanItem = (Arc<Resource>, SpanData);
 
 pub struct SpanBuilder {
     ids: RandomIdGenerator,
+    sampler: Sampler,
     scope: InstrumentationScope,
     /// Added to every resource (config file and `OTEL_RESOURCE_ATTRIBUTES`).
     common: Vec<KeyValue>,
     resources: HashMap<ResourceKey, (Option<Arc<Identity>>, Arc<Resource>)>,
+    /// Attribute names, shared by every span (the view has a fixed set of them).
+    keys: HashMap<Box<str>, Key>,
+}
+
+/// Names kept by the key cache; past it (never, with a fixed view) keys are not shared.
+const MAX_KEYS: usize = 1024;
+
+fn shared_key(keys: &mut HashMap<Box<str>, Key>, name: &str) -> Key {
+    if let Some(key) = keys.get(name) {
+        return key.clone();
+    }
+    let key = Key::from(Arc::<str>::from(name));
+    if keys.len() < MAX_KEYS {
+        keys.insert(name.into(), key.clone());
+    }
+    key
 }
 
 impl SpanBuilder {
-    pub fn new(scope: InstrumentationScope, common: Vec<KeyValue>) -> Self {
+    pub fn new(scope: InstrumentationScope, common: Vec<KeyValue>, sampler: Sampler) -> Self {
         Self {
             ids: RandomIdGenerator::default(),
+            sampler,
             scope,
             common,
             resources: HashMap::new(),
+            keys: HashMap::new(),
         }
     }
 
-    /// The call's span and its resource.
-    pub fn span(&mut self, call: &ApiCall) -> Result<SpanItem, AttributeError> {
-        let process = call.local.process.as_ref();
-        let identity = call.local.identity.clone();
-        let key = (
-            process.map_or(0, |p| p.pid),
-            process.map_or(0, |p| p.incarnation),
-            identity.as_ref().map_or(0, |i| Arc::as_ptr(i) as usize),
-        );
-        let cached = self.resources.get(&key).map(|(_, r)| r.clone());
-        let mut resource_attributes = Vec::new();
-        let mut span_attributes = Vec::with_capacity(48);
-        attributes::for_each(&json::view(call), |name, value| {
-            if SPAN_FIELDS.contains(&name) {
-            } else if is_resource_key(name) {
-                if cached.is_none() {
-                    resource_attributes.push(KeyValue::new(name.to_string(), value));
-                }
-            } else {
-                span_attributes.push(KeyValue::new(name.to_string(), value));
-            }
-        })?;
-        let resource = match cached {
-            Some(resource) => resource,
-            None => {
-                let resource = Arc::new(self.resource(resource_attributes, call));
-                if self.resources.len() >= MAX_RESOURCES {
-                    self.resources.clear();
-                }
-                self.resources.insert(key, (identity, resource.clone()));
-                resource
-            }
-        };
+    /// The call's span and its resource; `None` when the sampler leaves the call out.
+    pub fn span(&mut self, call: &ApiCall) -> Result<Option<SpanItem>, AttributeError> {
         let parent = remote_parent(call);
-        let (trace_id, flags, state, parent_span_id) = match parent {
+        let (trace_id, flags, state, parent_span_id) = match &parent {
             Some(p) => (
                 p.trace_id(),
                 p.trace_flags(),
@@ -128,8 +117,50 @@ impl SpanBuilder {
                 SpanId::INVALID,
             ),
         };
+        if !self.sampler.sample(parent.as_ref(), trace_id) {
+            return Ok(None);
+        }
+        let process = call.local.process.as_ref();
+        let identity = call.local.identity.clone();
+        let key = (
+            process.map_or(0, |p| p.pid),
+            process.map_or(0, |p| p.incarnation),
+            identity.as_ref().map_or(0, |i| Arc::as_ptr(i) as usize),
+        );
+        let cached = self.resources.get(&key).map(|(_, r)| r.clone());
+        let mut resource_attributes = Vec::new();
+        let mut span_attributes = Vec::with_capacity(48);
+        let keys = &mut self.keys;
+        attributes::for_each(&json::view(call), |name, value| {
+            if SPAN_FIELDS.contains(&name) {
+            } else if is_resource_key(name) {
+                if cached.is_none() {
+                    resource_attributes.push(KeyValue::new(name.to_string(), value));
+                }
+            } else {
+                span_attributes.push(KeyValue::new(shared_key(keys, name), value));
+            }
+        })?;
+        let resource = match cached {
+            Some(resource) => resource,
+            None => {
+                let resource = Arc::new(self.resource(resource_attributes, call));
+                if self.resources.len() >= MAX_RESOURCES {
+                    self.resources.clear();
+                }
+                self.resources.insert(key, (identity, resource.clone()));
+                resource
+            }
+        };
         let span = SpanData {
-            span_context: SpanContext::new(trace_id, self.ids.new_span_id(), flags, false, state),
+            // A caller that did not sample still gets a span here when the sampler keeps it.
+            span_context: SpanContext::new(
+                trace_id,
+                self.ids.new_span_id(),
+                flags | TraceFlags::SAMPLED,
+                false,
+                state,
+            ),
             parent_span_id,
             parent_span_is_remote: parent_span_id != SpanId::INVALID,
             span_kind: match call.kind {
@@ -146,7 +177,7 @@ impl SpanBuilder {
             status: status(call),
             instrumentation_scope: self.scope.clone(),
         };
-        Ok((resource, span))
+        Ok(Some((resource, span)))
     }
 
     fn resource(&self, mut attributes: Vec<KeyValue>, call: &ApiCall) -> Resource {
@@ -296,6 +327,7 @@ mod tests {
         SpanBuilder::new(
             InstrumentationScope::builder("sightline").build(),
             vec![KeyValue::new("k8s.cluster.name", "prod")],
+            Sampler::default(),
         )
     }
 
@@ -309,7 +341,7 @@ mod tests {
     #[test]
     fn a_call_becomes_a_server_span_with_its_times_attributes_and_resource() {
         let call = crate::call::tests::sealed();
-        let (resource, span) = builder().span(&call).unwrap();
+        let (resource, span) = builder().span(&call).unwrap().unwrap();
         assert_eq!(span.span_kind, SpanKind::Server);
         assert_eq!(span.name, "GET");
         assert_eq!(span.start_time, unix(call.start_unix_ns));
@@ -364,8 +396,14 @@ mod tests {
     #[test]
     fn the_same_end_shares_one_resource() {
         let mut builder = builder();
-        let (a, _) = builder.span(&crate::call::tests::sealed()).unwrap();
-        let (b, _) = builder.span(&crate::call::tests::sealed()).unwrap();
+        let (a, _) = builder
+            .span(&crate::call::tests::sealed())
+            .unwrap()
+            .unwrap();
+        let (b, _) = builder
+            .span(&crate::call::tests::sealed())
+            .unwrap()
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &b));
     }
 
@@ -424,7 +462,7 @@ mod tests {
             ),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
-        let (_, span) = builder().span(&call).unwrap();
+        let (_, span) = builder().span(&call).unwrap().unwrap();
         assert_eq!(
             span.span_context.trace_id(),
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
@@ -455,6 +493,7 @@ mod tests {
         ] {
             let (_, span) = builder()
                 .span(&with_headers(&[("traceparent", value)]))
+                .unwrap()
                 .unwrap();
             assert_eq!(span.parent_span_id, SpanId::INVALID, "{value}");
         }
@@ -469,20 +508,39 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            builder().span(&twice).unwrap().1.parent_span_id,
+            builder().span(&twice).unwrap().unwrap().1.parent_span_id,
             SpanId::INVALID
         );
         // A later version may add fields.
         let later = with_headers(&[(
             "traceparent",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
         )]);
-        let (_, span) = builder().span(&later).unwrap();
+        let (_, span) = builder().span(&later).unwrap().unwrap();
         assert_eq!(
             span.parent_span_id,
             SpanId::from_hex("00f067aa0ba902b7").unwrap()
         );
-        assert!(!span.span_context.is_sampled());
+    }
+
+    #[test]
+    fn a_caller_that_did_not_sample_gets_no_span_from_the_default_sampler() {
+        let unsampled = with_headers(&[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        )]);
+        assert!(builder().span(&unsampled).unwrap().is_none());
+        let mut always = SpanBuilder::new(
+            InstrumentationScope::builder("sightline").build(),
+            Vec::new(),
+            Sampler::parse("always_on", None).unwrap(),
+        );
+        let (_, span) = always.span(&unsampled).unwrap().unwrap();
+        assert!(span.span_context.is_sampled());
+        assert_eq!(
+            span.span_context.trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
     }
 
     #[test]
