@@ -48,6 +48,20 @@ pub enum Command {
     /// Write an OpenAPI 3.1 document reconstructed from a service's traffic (from the
     /// inventory database) to stdout.
     Openapi(OpenapiArgs),
+    /// List the Linux capabilities the agent uses, and why (what a deployment grants it).
+    Capabilities,
+    /// Ask a running agent whether it is ready (exit 0) or not (exit 1): a probe command.
+    Health(HealthArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct HealthArgs {
+    /// The agent's --health-listen address.
+    #[arg(long, default_value = crate::health::DEFAULT_ADDRESS)]
+    pub address: std::net::SocketAddr,
+    /// Liveness (the agent runs) instead of readiness (its probes are attached).
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -139,6 +153,9 @@ pub struct RunArgs {
     /// Config file, TOML or YAML (identity, Kubernetes, service naming rules; see the README).
     #[arg(long, value_name = "PATH", env = "SIGHTLINE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve liveness (/healthz) and readiness (/readyz) here; `off` for none.
+    #[arg(long, value_name = "ADDR", default_value = crate::health::DEFAULT_ADDRESS, value_parser = parse_listen)]
+    pub health_listen: Listen,
     /// How to show calls.
     #[arg(long, value_enum, default_value_t = OutputFormat::Terminal, env = "SIGHTLINE_OUTPUT")]
     pub output: OutputFormat,
@@ -217,6 +234,14 @@ impl RunArgs {
             None => FileConfig::default(),
         };
         let ring_buffer_bytes = self.ring_buffer_mib << 20;
+        // Probes of the agent's health port (`sightline health`, every few seconds in a pod)
+        // are not API traffic: never captured, unless asked for by port.
+        let mut exclude_ports = self.exclude_ports;
+        if let Some(health) = self.health_listen.0
+            && !self.ports.contains(&health.port())
+        {
+            exclude_ports.push(health.port());
+        }
         Ok(RunConfig {
             probes: ProbeOptions {
                 capture_bytes: self.capture_bytes,
@@ -229,7 +254,7 @@ impl RunArgs {
                     cgroups: self.cgroups,
                     exclude_cgroups: self.exclude_cgroups,
                     ports: self.ports,
-                    exclude_ports: self.exclude_ports,
+                    exclude_ports,
                 },
             },
             tracker: TrackerLimits {
@@ -237,6 +262,7 @@ impl RunArgs {
                 idle_timeout_ns: self.idle_timeout_secs.saturating_mul(1_000_000_000),
                 ..TrackerLimits::default()
             },
+            health: self.health_listen.0,
             output: self.output,
             output_file: self.output_file,
             dump_events: self.dump_events,
@@ -253,6 +279,19 @@ impl RunArgs {
             file,
         })
     }
+}
+
+/// An address to listen on, or none (`off`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen(None));
+    }
+    text.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:9467, or off"))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: `probes` (kernel programs) -> `capture` (ring buffer, decoding) ->
 //! `conn` (connections, HTTP parsing via `protocol`, naming via `identity`) -> `sink`.
-//! `pipeline` wires the stages; `cli` and `config` say how.
+//! `pipeline` wires the stages; `cli` and `config` say how; `health` answers probes.
 
 pub mod call;
 pub mod capture;
@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod findings;
+pub mod health;
 pub mod identity;
 pub mod inventory;
 pub mod pipeline;

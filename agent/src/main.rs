@@ -30,6 +30,17 @@ fn main() -> std::process::ExitCode {
         Some(Command::Inventory(args)) => inventory(&args),
         Some(Command::Findings(args)) => findings(&args),
         Some(Command::Openapi(args)) => openapi(&args),
+        Some(Command::Capabilities) => {
+            use std::io::Write as _;
+            let text = sightline::probes::capabilities::render();
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(anyhow::Error::from)
+        }
+        Some(Command::Health(args)) => sightline::health::ask(args.address, args.live)
+            .map(|body| eprintln!("sightline: {body}"))
+            .map_err(anyhow::Error::from),
         None => run(cli.run),
     };
     match result {

@@ -64,6 +64,8 @@ pub enum PipelineError {
     OtlpSettings(#[from] otlp::settings::SettingsError),
     #[error(transparent)]
     Otlp(#[from] otlp::transport::TransportError),
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
 }
 
 /// How often idle connections are swept and counters logged.
@@ -120,6 +122,13 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let health = Arc::new(crate::health::Health::default());
+    let health_server = match config.health {
+        Some(address) => {
+            Some(crate::health::start(address, health.clone(), shutdown_rx.clone()).await?)
+        }
+        None => None,
+    };
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
     let (record_tx, record_rx) = mpsc::channel(config.sink_queue);
 
@@ -156,8 +165,10 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         .map_err(PipelineError::Signals)?;
     let reporter = tokio::spawn(report(stats.clone(), counters.clone()));
 
+    health.set_ready();
     tracing::info!("capture started");
     wait_for_signal().await?;
+    health.set_stopping();
     tracing::info!("stopping");
 
     let _ = shutdown_tx.send(true);
@@ -176,6 +187,9 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     }
     log_summary(&stats, Some(&counters));
     drop(probes); // Detaches every program.
+    if let Some(server) = health_server {
+        server.abort();
+    }
     match read_result {
         Ok(Err(e)) => Err(PipelineError::Reader(e)),
         _ => Ok(()),

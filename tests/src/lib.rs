@@ -44,6 +44,12 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent and waits until its probes are attached.
     pub fn start(extra_args: &[&str]) -> Agent {
+        Agent::start_wrapped(&[], extra_args)
+    }
+
+    /// [`Agent::start`] through `wrapper` (a program that execs the agent, such as `setpriv`
+    /// with its options), so the agent keeps the wrapper's pid.
+    pub fn start_wrapped(wrapper: &[&str], extra_args: &[&str]) -> Agent {
         assert!(
             is_root(),
             "integration tests load eBPF programs: run them as root (cargo xtask test)"
@@ -56,7 +62,14 @@ impl Agent {
             "{} is missing: build it (cargo build -p sightline)",
             binary.display()
         );
-        let mut command = Command::new(&binary);
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         // JSON unless the test asks for another format (the file is the same).
         if !extra_args.contains(&"--output") {
             command.args(["--output", "json"]);
@@ -248,7 +261,13 @@ impl Agent {
     /// Stops the agent with SIGINT and waits for it (everything it saw is then written);
     /// returns its log.
     pub fn stop(&mut self) -> String {
-        signal(self.child.id(), libc::SIGINT);
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops the agent with `sig` (SIGINT or SIGTERM) and waits for a clean exit; returns its
+    /// log.
+    pub fn stop_with(&mut self, sig: i32) -> String {
+        signal(self.child.id(), sig);
         let status = self.child.wait().unwrap();
         let log = self.stderr();
         assert!(status.success(), "the agent exited with {status}:\n{log}");
@@ -656,6 +675,31 @@ pub fn wait_for_port(port: u16) {
         assert!(start.elapsed() < PATIENCE, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A Python package from PyPI (`package==version`), installed once under `tmp` (the tests'
+/// `CARGO_TARGET_TMPDIR`); returns the directory to put on PYTHONPATH.
+pub fn pip_package(tmp: &str, requirement: &str, import_name: &str) -> PathBuf {
+    let name = requirement.split("==").next().unwrap_or(requirement);
+    let dir = Path::new(tmp).join(format!("pylib-{name}"));
+    if !dir.join(import_name).exists() {
+        let install = |extra: &[&str]| {
+            Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--target"])
+                .arg(&dir)
+                .args(extra)
+                .arg(requirement)
+                .status()
+                .unwrap()
+                .success()
+        };
+        // Debian's pip refuses installs it calls system-wide unless told otherwise.
+        assert!(
+            install(&[]) || install(&["--break-system-packages"]),
+            "pip could not install {requirement}"
+        );
+    }
+    dir
 }
 
 /// A counter from the agent's final log line (`name=N`); fails when it is missing.

@@ -279,25 +279,11 @@ fn endpoints_are_classified_against_the_specs_with_one_finding_each() {
 
 /// openapi-spec-validator from PyPI, installed once into the test target directory.
 fn openapi_validator() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pylib-openapi");
-    if !dir.join("openapi_spec_validator").exists() {
-        let install = |extra: &[&str]| {
-            std::process::Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--target"])
-                .arg(&dir)
-                .args(extra)
-                .arg("openapi-spec-validator==0.7.1")
-                .status()
-                .unwrap()
-                .success()
-        };
-        // Debian's pip refuses installs it calls system-wide unless told otherwise.
-        assert!(
-            install(&[]) || install(&["--break-system-packages"]),
-            "pip could not install openapi-spec-validator"
-        );
-    }
-    dir
+    sightline_tests::pip_package(
+        env!("CARGO_TARGET_TMPDIR"),
+        "openapi-spec-validator==0.7.1",
+        "openapi_spec_validator",
+    )
 }
 
 #[test]

@@ -23,6 +23,8 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("java", "default-jdk-headless"),
     // Identity tests: network namespaces joined by veth pairs.
     ("ip", "iproute2"),
+    // Deployment tests: programs left loaded after a stop.
+    ("bpftool", "bpftool"),
     // Wheels from PyPI: OpenSSL 1.1 (TLS tests), openapi-spec-validator (inventory tests).
     ("pip3", "python3-pip"),
 ];

@@ -21,6 +21,8 @@ pub enum OutputFormat {
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub probes: ProbeOptions,
+    /// Where liveness and readiness are served; `None`: nowhere.
+    pub health: Option<std::net::SocketAddr>,
     pub tracker: TrackerLimits,
     pub output: OutputFormat,
     /// Write the output here instead of stdout.

@@ -1,6 +1,7 @@
 //! Loading the kernel programs and attaching them: start-up checks (`preflight`), kernel
 //! struct offsets from BTF (`offsets`), filters (`filters`) and the attach list (`loader`).
 
+pub mod capabilities;
 pub mod filters;
 pub mod loader;
 pub mod offsets;

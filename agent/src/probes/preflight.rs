@@ -3,17 +3,13 @@
 
 use std::path::Path;
 
-use super::ProbeError;
+use super::{ProbeError, capabilities};
 
 /// Where the kernel publishes its own type information.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
-
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 /// Runs every check, mounting tracefs when needed.
 pub fn run() -> Result<(), ProbeError> {
@@ -25,21 +21,32 @@ pub fn run() -> Result<(), ProbeError> {
     Ok(())
 }
 
+/// The essential capabilities (or CAP_SYS_ADMIN, which covers them on kernels before 5.8) are
+/// required; each other one missing is a warning saying what the agent cannot do without it.
 fn check_capabilities() -> Result<(), ProbeError> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| ProbeError::Preflight(format!("cannot read /proc/self/status: {e}")))?;
     let effective = parse_cap_eff(&status).ok_or_else(|| {
         ProbeError::Preflight("cannot find CapEff in /proc/self/status".to_string())
     })?;
-    let has = |cap: u32| effective & (1u64 << cap) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return Ok(());
+    let missing = capabilities::missing(effective);
+    let sys_admin = !missing.iter().any(|c| c.name == "SYS_ADMIN");
+    if !sys_admin && missing.iter().any(|c| c.essential) {
+        return Err(ProbeError::Preflight(
+            "missing capabilities: sightline needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to \
+             load its probes; run it as root (sudo sightline) or grant them (`sightline \
+             capabilities` lists what it uses)"
+                .to_string(),
+        ));
     }
-    Err(ProbeError::Preflight(
-        "missing capabilities: sightline needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load \
-         its probes; run it as root (sudo sightline) or grant them"
-            .to_string(),
-    ))
+    for capability in missing.iter().filter(|c| !c.essential) {
+        tracing::warn!(
+            capability = format!("CAP_{}", capability.name),
+            needed_to = capability.why,
+            "missing capability: capture continues without what it allows"
+        );
+    }
+    Ok(())
 }
 
 /// The effective capability mask from the text of /proc/self/status.

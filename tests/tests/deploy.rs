@@ -1,0 +1,276 @@
+//! Deployment: the Kustomize base and example overlay render and validate against the
+//! Kubernetes schemas of the versions we claim (kubernetes-validate from PyPI); the DaemonSet and
+//! the systemd unit grant exactly the capabilities `sightline capabilities` lists, and the agent
+//! captures plaintext and TLS calls with those and no others; the health endpoint answers; and
+//! SIGTERM leaves no program loaded, the database consistent.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+use sightline_tests::{
+    Agent, agent_binary, calls_on_port, curl, pip_package, python_http_server, tls_nginx,
+};
+
+/// The Kubernetes versions the manifests are validated for (README: "Kubernetes 1.30 to 1.35").
+const KUBERNETES_VERSIONS: &[&str] = &["1.30.0", "1.33.0", "1.35.0"];
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn kustomize(dir: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(deploy_dir().join("kubernetes").join(dir))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split("\n---\n")
+        .map(|doc| serde_yaml_ng::from_str(doc).unwrap())
+        .collect()
+}
+
+fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn manifests_render_and_validate_for_the_kubernetes_versions_we_claim() {
+    let validator = pip_package(
+        env!("CARGO_TARGET_TMPDIR"),
+        "kubernetes-validate==1.37.0",
+        "kubernetes_validate",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["base", "overlays/example"] {
+        let objects = kustomize(name);
+        let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            BTreeSet::from([
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ConfigMap",
+                "DaemonSet",
+                "Namespace",
+                "ServiceAccount"
+            ]),
+            "{name}"
+        );
+        let file = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
+        let text: Vec<String> = objects
+            .iter()
+            .map(|o| serde_yaml_ng::to_string(o).unwrap())
+            .collect();
+        std::fs::write(&file, text.join("---\n")).unwrap();
+        for version in KUBERNETES_VERSIONS {
+            let out = Command::new("python3")
+                .args(["-m", "kubernetes_validate", "--strict", "-k", version])
+                .arg(&file)
+                .env("PYTHONPATH", &validator)
+                .output()
+                .unwrap();
+            let report = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{name} on {version}:\n{report}");
+            assert_eq!(
+                report.matches(" passed for resource ").count(),
+                objects.len(),
+                "{report}"
+            );
+        }
+    }
+    // The overlay's changes are in what it renders.
+    let overlay = kustomize("overlays/example");
+    let daemonset = object(&overlay, "DaemonSet");
+    let container = &daemonset["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        "registry.example.com/platform/sightline:0.1.0"
+    );
+    let specs = overlay
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("sightline-specs"))
+        })
+        .unwrap();
+    assert!(
+        specs["data"]["orders.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("/orders/{id}")
+    );
+    // The DaemonSet's mounted specs ConfigMap is the generated one (kustomize renamed both).
+    let volumes = daemonset["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["configMap"]["name"] == specs["metadata"]["name"])
+    );
+}
+
+/// `CAP_X` names from `sightline capabilities`.
+fn agent_capabilities() -> Vec<String> {
+    let out = Command::new(agent_binary())
+        .arg("capabilities")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_daemonset_and_the_systemd_unit_grant_the_capabilities_the_agent_lists() {
+    let expected: BTreeSet<String> = agent_capabilities().into_iter().collect();
+    assert!(expected.contains("CAP_BPF") && expected.contains("CAP_PERFMON"));
+    let base = kustomize("base");
+    let spec = &object(&base, "DaemonSet")["spec"]["template"]["spec"];
+    let security = &spec["containers"][0]["securityContext"];
+    let added: BTreeSet<String> = security["capabilities"]["add"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("CAP_{}", c.as_str().unwrap()))
+        .collect();
+    assert_eq!(added, expected);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(security["privileged"], false);
+    assert_eq!(spec["hostPID"], true);
+
+    let unit = std::fs::read_to_string(deploy_dir().join("systemd/sightline.service")).unwrap();
+    for key in ["CapabilityBoundingSet=", "AmbientCapabilities="] {
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the unit"));
+        let listed: BTreeSet<String> = line.split_whitespace().map(str::to_string).collect();
+        assert_eq!(listed, expected, "{key}");
+    }
+}
+
+#[test]
+fn the_agent_captures_with_its_capabilities_and_no_others() {
+    let caps: Vec<String> = agent_capabilities()
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let bounding = format!("--bounding-set=-all,{}", caps.join(","));
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
+    let (_server, port) = python_http_server(site.path(), "127.0.0.1");
+    let mut agent = Agent::start_wrapped(&["setpriv", &bounding], &[]);
+
+    // Exactly those capabilities, effective.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).unwrap();
+    let effective = sightline::probes::preflight::parse_cap_eff(&status).unwrap();
+    let expected: u64 = sightline::probes::capabilities::CAPABILITIES
+        .iter()
+        .map(|c| 1u64 << c.number)
+        .sum();
+    assert_eq!(effective, expected, "{status}");
+
+    curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
+    let nginx = tls_nginx(&mut agent);
+    let (_, body) = curl(&["-k", &format!("https://127.0.0.1:{}/hello.txt", nginx.port)]);
+    assert_eq!(body, "hello over tls\n");
+    let calls = agent.wait_for_calls("the plaintext and TLS calls", |c| {
+        calls_on_port(c, "server", port).len() == 1
+            && calls_on_port(c, "server", nginx.port).len() == 1
+    });
+    let tls = calls_on_port(&calls, "server", nginx.port);
+    assert_eq!(tls[0]["tls.library"], "openssl");
+    assert_eq!(tls[0]["url.path"], "/hello.txt");
+    let log = agent.stop();
+    assert!(!log.contains("missing capability"), "{log}");
+    assert!(!log.contains("attaching TLS probes failed"), "{log}");
+}
+
+/// Program ids the kernel has loaded.
+fn loaded_programs() -> BTreeSet<u64> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let programs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    programs.iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+fn health(args: &[&str]) -> (bool, String) {
+    let out = Command::new(agent_binary())
+        .arg("health")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[test]
+fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
+    let before = loaded_programs();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
+    let (_server, port) = python_http_server(site.path(), "127.0.0.1");
+    let mut agent = Agent::start(&[]);
+    assert_eq!(health(&[]), (true, "sightline: ready".to_string()));
+    assert_eq!(health(&["--live"]), (true, "sightline: ok".to_string()));
+    let ours: BTreeSet<u64> = loaded_programs().difference(&before).copied().collect();
+    assert!(ours.len() >= 20, "the agent's programs: {ours:?}");
+
+    curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
+    agent.wait_for_calls("the call", |c| calls_on_port(c, "server", port).len() == 1);
+    let log = agent.stop_with(libc::SIGTERM);
+    assert!(log.contains("stopped"), "{log}");
+
+    let left: Vec<u64> = loaded_programs().intersection(&ours).copied().collect();
+    assert!(
+        left.is_empty(),
+        "programs still loaded after SIGTERM: {left:?}"
+    );
+    let (ok, line) = health(&[]);
+    assert!(
+        !ok && line.starts_with("sightline: error: asking 127.0.0.1:9467: "),
+        "{line}"
+    );
+
+    // The database: intact, with the endpoint the call made, readable by another SQLite.
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             print(c.execute('pragma integrity_check').fetchone()[0]); \
+             print(c.execute('select count(*) from endpoints').fetchone()[0])",
+        )
+        .arg(agent.db())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n1\n");
+    let inventory = Agent::inventory(&agent.db());
+    assert_eq!(inventory.len(), 1, "{inventory:#?}");
+    assert_eq!(inventory[0]["route"], "/hello.txt");
+}
