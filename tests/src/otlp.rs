@@ -71,6 +71,15 @@ impl Protocol {
 impl Collector {
     /// Starts a server of `protocol` on `port` and waits until it listens.
     pub fn start(protocol: Protocol, port: u16) -> Collector {
+        Collector::start_with_tls(protocol, port, None)
+    }
+
+    /// [`Collector::start`], over TLS with this PEM certificate and key when given (gRPC).
+    pub fn start_with_tls(
+        protocol: Protocol,
+        port: u16,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Collector {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -85,8 +94,18 @@ impl Collector {
             Protocol::Grpc => {
                 let store = Store(received.clone());
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let mut builder = tonic::transport::Server::builder();
+                if let Some((cert, key)) = tls {
+                    let identity = tonic::transport::Identity::from_pem(
+                        std::fs::read(cert).unwrap(),
+                        std::fs::read(key).unwrap(),
+                    );
+                    builder = builder
+                        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                        .unwrap();
+                }
                 runtime.spawn(
-                    tonic::transport::Server::builder()
+                    builder
                         .add_service(
                             TraceServiceServer::new(store.clone())
                                 .accept_compressed(CompressionEncoding::Gzip),
@@ -103,6 +122,7 @@ impl Collector {
                 );
             }
             Protocol::HttpProtobuf => {
+                assert!(tls.is_none(), "the test HTTP server has no TLS");
                 runtime.spawn(serve_http(listener, received.clone()));
             }
         }

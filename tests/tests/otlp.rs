@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sightline_tests::{
     Agent, Program, calls_on_port, counter, curl, dashboards, free_port,
     otlp::{Collector, LogView, PointValue, Protocol, SpanView},
-    python, python_http_server,
+    python, python_http_server, signed_certificate,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -52,6 +52,11 @@ struct Setup {
 }
 
 fn setup(protocol: Protocol, otlp_port: u16, otlp_extra: &str) -> Setup {
+    setup_with_endpoint(protocol, Some(&Collector::endpoint(otlp_port)), otlp_extra)
+}
+
+/// [`setup`] with the `[otlp]` endpoint given (or left to `otlp_extra` when `None`).
+fn setup_with_endpoint(protocol: Protocol, endpoint: Option<&str>, otlp_extra: &str) -> Setup {
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
     std::fs::write(site.path().join("other.txt"), "other\n").unwrap();
@@ -69,10 +74,10 @@ fn setup(protocol: Protocol, otlp_port: u16, otlp_extra: &str) -> Setup {
         format!(
             "[[service_rules]]\nname = \"files\"\nport = {port}\n\n\
              [[api_specs]]\npath = \"files.yaml\"\nservice = \"files\"\n\n\
-             [otlp]\nendpoint = {endpoint:?}\nprotocol = {protocol:?}\n\
+             [otlp]\n{endpoint}protocol = {protocol:?}\n\
              metrics_interval_seconds = 1\n{otlp_extra}\n\
              [otlp.resource_attributes]\n\"deployment.environment.name\" = \"test\"\n",
-            endpoint = Collector::endpoint(otlp_port),
+            endpoint = endpoint.map_or(String::new(), |e| format!("endpoint = {e:?}\n")),
             protocol = protocol.setting(),
         ),
     )
@@ -434,6 +439,36 @@ fn assert_same_fields(call: &Value, span: &SpanView) {
             assert_eq!(fields.get(key), Some(value), "resource attribute {key}");
         }
     }
+}
+
+/// TLS to the collector: an `https://` endpoint and the collector's certificate authority from
+/// the config file (a test CA signed the collector's certificate for 127.0.0.1).
+#[test]
+fn exports_over_tls_to_a_collector_with_its_own_certificate_authority() {
+    let otlp_port = free_port();
+    let certificate = signed_certificate();
+    let collector = Collector::start_with_tls(
+        Protocol::Grpc,
+        otlp_port,
+        Some((&certificate.cert, &certificate.key)),
+    );
+    let extra = format!(
+        "endpoint = \"https://127.0.0.1:{otlp_port}\"\ncertificate = {:?}",
+        certificate.ca.to_str().unwrap()
+    );
+    // The endpoint comes with the certificate (a TOML key may be given only once).
+    let mut setup = setup_with_endpoint(Protocol::Grpc, None, &extra);
+    let port = setup.port;
+    curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
+    setup.agent.collect(port, 1, 1);
+    let spans = collector.spans();
+    let served: Vec<&SpanView> = spans
+        .iter()
+        .filter(|s| s.kind == 2 && s.attributes.get("server.port") == Some(&json!(port)))
+        .collect();
+    assert_eq!(served.len(), 1, "{spans:#?}");
+    assert_eq!(served[0].attributes["url.path"], "/hello.txt");
+    assert!(collector.metric("http.server.request.duration").is_some());
 }
 
 /// The collector is unreachable while 250 calls are made (500 spans): the span queue (50)

@@ -161,6 +161,9 @@ pub struct SignalSettings {
     pub certificate: Option<Vec<u8>>,
     /// PEM bytes of the agent's certificate and key.
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The endpoint (from the config file or the environment) is `https://`: TLS with the
+    /// system's certificate authorities unless `certificate` names others.
+    pub https: bool,
 }
 
 /// Everything the exports need, resolved.
@@ -328,12 +331,18 @@ fn signal_settings(
         (None, None) => None,
         _ => return Err(SettingsError::ClientIdentity),
     };
+    let https = endpoint
+        .clone()
+        .or_else(|| env(&signal.variable("ENDPOINT")))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("https://"));
     Ok(SignalSettings {
         signal,
         protocol,
         endpoint,
         certificate,
         client_identity,
+        https,
     })
 }
 
@@ -401,6 +410,7 @@ mod tests {
         .unwrap();
         let traces = on.traces.unwrap();
         assert_eq!((traces.protocol, traces.endpoint), (Protocol::Grpc, None));
+        assert!(!traces.https);
         let signal_only = resolve(
             &OtlpSection::default(),
             &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/v1/logs")],
@@ -428,6 +438,14 @@ mod tests {
             logs.endpoint.as_deref(),
             Some("https://collector:4318/v1/logs")
         );
+        assert!(logs.https);
+        let from_env = resolve(
+            &OtlpSection::default(),
+            &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "HTTPS://c:4317")],
+        )
+        .unwrap();
+        assert!(from_env.traces.unwrap().https);
+        assert!(!from_env.metrics.unwrap().https);
     }
 
     #[test]

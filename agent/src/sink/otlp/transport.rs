@@ -123,7 +123,14 @@ fn tonic<B: WithExportConfig + WithTonicConfig>(
     if let Some(Compression::Gzip) = settings.compression {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
     }
-    if signal.certificate.is_some() || signal.client_identity.is_some() {
+    if !signal.https && (signal.certificate.is_some() || signal.client_identity.is_some()) {
+        tracing::warn!(
+            signal = name,
+            "the OTLP endpoint is not https: its certificate settings are not used"
+        );
+    }
+    // The exporter's own default for https has no trusted roots: give it the system's.
+    if signal.https {
         let mut tls = ClientTlsConfig::new();
         tls = match &signal.certificate {
             Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
