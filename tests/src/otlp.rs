@@ -74,7 +74,7 @@ impl Collector {
         Collector::start_with_tls(protocol, port, None)
     }
 
-    /// [`Collector::start`], over TLS with this PEM certificate and key when given (gRPC).
+    /// [`Collector::start`], over TLS with this PEM certificate and key when given.
     pub fn start_with_tls(
         protocol: Protocol,
         port: u16,
@@ -122,8 +122,8 @@ impl Collector {
                 );
             }
             Protocol::HttpProtobuf => {
-                assert!(tls.is_none(), "the test HTTP server has no TLS");
-                runtime.spawn(serve_http(listener, received.clone()));
+                let acceptor = tls.map(|(cert, key)| tls_acceptor(cert, key));
+                runtime.spawn(serve_http(listener, received.clone(), acceptor));
             }
         }
         Collector {
@@ -485,21 +485,57 @@ impl LogsService for Store {
     }
 }
 
-/// OTLP/HTTP with protobuf bodies: `POST /v1/traces|metrics|logs`.
-async fn serve_http(listener: tokio::net::TcpListener, received: Shared) {
+/// A rustls server configuration from PEM files.
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// OTLP/HTTP with protobuf bodies: `POST /v1/traces|metrics|logs`, over TLS when given an
+/// acceptor.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    received: Shared,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
         let received = received.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let received = received.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(request, &received).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            let _ = match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        http.serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await
+                    }
+                    Err(_) => return,
+                },
+                None => {
+                    http.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                }
+            };
         });
     }
 }

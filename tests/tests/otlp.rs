@@ -444,11 +444,20 @@ fn assert_same_fields(call: &Value, span: &SpanView) {
 /// TLS to the collector: an `https://` endpoint and the collector's certificate authority from
 /// the config file (a test CA signed the collector's certificate for 127.0.0.1).
 #[test]
-fn exports_over_tls_to_a_collector_with_its_own_certificate_authority() {
+fn exports_over_grpc_with_tls_to_a_collector_with_its_own_certificate_authority() {
+    exports_over_tls(Protocol::Grpc);
+}
+
+#[test]
+fn exports_over_http_with_tls_to_a_collector_with_its_own_certificate_authority() {
+    exports_over_tls(Protocol::HttpProtobuf);
+}
+
+fn exports_over_tls(protocol: Protocol) {
     let otlp_port = free_port();
     let certificate = signed_certificate();
     let collector = Collector::start_with_tls(
-        Protocol::Grpc,
+        protocol,
         otlp_port,
         Some((&certificate.cert, &certificate.key)),
     );
@@ -457,7 +466,7 @@ fn exports_over_tls_to_a_collector_with_its_own_certificate_authority() {
         certificate.ca.to_str().unwrap()
     );
     // The endpoint comes with the certificate (a TOML key may be given only once).
-    let mut setup = setup_with_endpoint(Protocol::Grpc, None, &extra);
+    let mut setup = setup_with_endpoint(protocol, None, &extra);
     let port = setup.port;
     curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
     setup.agent.collect(port, 1, 1);
