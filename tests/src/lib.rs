@@ -681,11 +681,19 @@ pub struct SignedCertificate {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A client certificate the CA signed (for mTLS), and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 pub fn signed_certificate() -> SignedCertificate {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
+    std::fs::write(
+        path("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
     std::fs::write(
         path("leaf.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
@@ -746,10 +754,41 @@ pub fn signed_certificate() -> SignedCertificate {
         "-out",
         "cert.pem",
     ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=sightline agent",
+        "-keyout",
+        "client-key.pem",
+        "-out",
+        "client.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+        "-out",
+        "client.pem",
+    ]);
     SignedCertificate {
         ca: path("ca.pem"),
         cert: path("cert.pem"),
         key: path("key.pem"),
+        client_cert: path("client.pem"),
+        client_key: path("client-key.pem"),
         _dir: dir,
     }
 }

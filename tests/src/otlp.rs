@@ -74,12 +74,8 @@ impl Collector {
         Collector::start_with_tls(protocol, port, None)
     }
 
-    /// [`Collector::start`], over TLS with this PEM certificate and key when given.
-    pub fn start_with_tls(
-        protocol: Protocol,
-        port: u16,
-        tls: Option<(&std::path::Path, &std::path::Path)>,
-    ) -> Collector {
+    /// [`Collector::start`], over TLS when given its files.
+    pub fn start_with_tls(protocol: Protocol, port: u16, tls: Option<&ServerTls>) -> Collector {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -95,14 +91,18 @@ impl Collector {
                 let store = Store(received.clone());
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
                 let mut builder = tonic::transport::Server::builder();
-                if let Some((cert, key)) = tls {
+                if let Some(tls) = tls {
                     let identity = tonic::transport::Identity::from_pem(
-                        std::fs::read(cert).unwrap(),
-                        std::fs::read(key).unwrap(),
+                        std::fs::read(&tls.cert).unwrap(),
+                        std::fs::read(&tls.key).unwrap(),
                     );
-                    builder = builder
-                        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                        .unwrap();
+                    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+                    if let Some(ca) = &tls.client_ca {
+                        let ca =
+                            tonic::transport::Certificate::from_pem(std::fs::read(ca).unwrap());
+                        config = config.client_ca_root(ca);
+                    }
+                    builder = builder.tls_config(config).unwrap();
                 }
                 runtime.spawn(
                     builder
@@ -122,7 +122,7 @@ impl Collector {
                 );
             }
             Protocol::HttpProtobuf => {
-                let acceptor = tls.map(|(cert, key)| tls_acceptor(cert, key));
+                let acceptor = tls.map(tls_acceptor);
                 runtime.spawn(serve_http(listener, received.clone(), acceptor));
             }
         }
@@ -485,22 +485,50 @@ impl LogsService for Store {
     }
 }
 
-/// A rustls server configuration from PEM files.
-fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+/// TLS for a test server: its certificate and key, and the CA its clients' certificates must
+/// chain to (mTLS) when given. PEM files.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// A rustls server configuration from [`ServerTls`].
+fn tls_acceptor(tls: &ServerTls) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
+    let pem_certs = |path: &std::path::Path| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match &tls.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in pem_certs(ca) {
+                roots.add(cert).unwrap();
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(
+            pem_certs(&tls.cert),
+            PrivateKeyDer::from_pem_file(&tls.key).unwrap(),
+        )
+        .unwrap();
     tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }
 

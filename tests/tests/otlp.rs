@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sightline_tests::{
     Agent, Program, calls_on_port, counter, curl, dashboards, free_port,
-    otlp::{Collector, LogView, PointValue, Protocol, SpanView},
+    otlp::{Collector, LogView, PointValue, Protocol, ServerTls, SpanView},
     python, python_http_server, signed_certificate,
 };
 
@@ -442,29 +442,53 @@ fn assert_same_fields(call: &Value, span: &SpanView) {
 }
 
 /// TLS to the collector: an `https://` endpoint and the collector's certificate authority from
-/// the config file (a test CA signed the collector's certificate for 127.0.0.1).
+/// the config file (a test CA signed the collector's certificate for 127.0.0.1); with mTLS, the
+/// collector also requires the agent's client certificate (signed by the same CA).
 #[test]
 fn exports_over_grpc_with_tls_to_a_collector_with_its_own_certificate_authority() {
-    exports_over_tls(Protocol::Grpc);
+    exports_over_tls(Protocol::Grpc, false);
 }
 
 #[test]
-fn exports_over_http_with_tls_to_a_collector_with_its_own_certificate_authority() {
-    exports_over_tls(Protocol::HttpProtobuf);
+fn exports_over_http_with_mutual_tls() {
+    exports_over_tls(Protocol::HttpProtobuf, true);
 }
 
-fn exports_over_tls(protocol: Protocol) {
+#[test]
+fn exports_over_grpc_with_mutual_tls() {
+    exports_over_tls(Protocol::Grpc, true);
+}
+
+fn exports_over_tls(protocol: Protocol, mutual: bool) {
     let otlp_port = free_port();
     let certificate = signed_certificate();
-    let collector = Collector::start_with_tls(
-        protocol,
-        otlp_port,
-        Some((&certificate.cert, &certificate.key)),
-    );
-    let extra = format!(
-        "endpoint = \"https://127.0.0.1:{otlp_port}\"\ncertificate = {:?}",
+    let tls = ServerTls {
+        cert: certificate.cert.clone(),
+        key: certificate.key.clone(),
+        client_ca: mutual.then(|| certificate.ca.clone()),
+    };
+    let collector = Collector::start_with_tls(protocol, otlp_port, Some(&tls));
+    if mutual {
+        // The collector really refuses a client without a certificate.
+        let refused = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--cacert"])
+            .arg(&certificate.ca)
+            .arg(format!("https://127.0.0.1:{otlp_port}/v1/traces"))
+            .status()
+            .unwrap();
+        assert!(!refused.success());
+    }
+    let mut extra = format!(
+        "endpoint = \"https://127.0.0.1:{otlp_port}\"\ncertificate = {:?}\n",
         certificate.ca.to_str().unwrap()
     );
+    if mutual {
+        extra += &format!(
+            "client_certificate = {:?}\nclient_key = {:?}\n",
+            certificate.client_cert.to_str().unwrap(),
+            certificate.client_key.to_str().unwrap()
+        );
+    }
     // The endpoint comes with the certificate (a TOML key may be given only once).
     let mut setup = setup_with_endpoint(protocol, None, &extra);
     let port = setup.port;
