@@ -160,6 +160,16 @@ pub mod tests {
         call
     }
 
+    /// Request headers from (name, value) pairs.
+    pub fn headers(list: &[(&str, &str)]) -> Vec<Header> {
+        list.iter()
+            .map(|(n, v)| Header {
+                name: n.to_string(),
+                value: v.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
     /// A server-side call with a credential in its query and headers.
     pub fn sample() -> ApiCall {
         ApiCall {

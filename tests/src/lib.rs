@@ -725,68 +725,43 @@ pub fn signed_certificate() -> SignedCertificate {
         "-out",
         "ca.pem",
     ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=sightline agent",
-        "-keyout",
-        "client-key.pem",
-        "-out",
-        "client.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.pem",
-    ]);
+    // A key, a certificate request for `subject`, and the CA's signature with `ext`'s extensions:
+    // NAME-key.pem and NAME.pem.
+    let signed = |subject: &str, name: &str, ext: &str| {
+        let (key, csr, pem) = (
+            format!("{name}-key.pem"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let request = [
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
+        ];
+        openssl(&request);
+        let sign = [
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            &pem,
+        ];
+        openssl(&sign);
+    };
+    signed("/CN=127.0.0.1", "server", "leaf.ext");
+    signed("/CN=sightline agent", "client", "client.ext");
     SignedCertificate {
         ca: path("ca.pem"),
-        cert: path("cert.pem"),
-        key: path("key.pem"),
+        cert: path("server.pem"),
+        key: path("server-key.pem"),
         client_cert: path("client.pem"),
         client_key: path("client-key.pem"),
         _dir: dir,

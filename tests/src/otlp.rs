@@ -164,12 +164,7 @@ impl Collector {
             let mut out = Vec::new();
             for request in &r.traces {
                 for resource_spans in &request.resource_spans {
-                    let resource = attributes(
-                        resource_spans
-                            .resource
-                            .as_ref()
-                            .map_or(&[][..], |r| &r.attributes),
-                    );
+                    let resource = resource_attributes(resource_spans.resource.as_ref());
                     for scope_spans in &resource_spans.scope_spans {
                         for span in &scope_spans.spans {
                             out.push(SpanView {
@@ -202,12 +197,7 @@ impl Collector {
             let mut out = Vec::new();
             for request in &r.logs {
                 for resource_logs in &request.resource_logs {
-                    let resource = attributes(
-                        resource_logs
-                            .resource
-                            .as_ref()
-                            .map_or(&[][..], |r| &r.attributes),
-                    );
+                    let resource = resource_attributes(resource_logs.resource.as_ref());
                     for scope_logs in &resource_logs.scope_logs {
                         for record in &scope_logs.log_records {
                             out.push(LogView {
@@ -235,12 +225,7 @@ impl Collector {
                     for scope_metrics in &resource_metrics.scope_metrics {
                         if let Some(metric) = scope_metrics.metrics.iter().find(|m| m.name == name)
                         {
-                            let resource = attributes(
-                                resource_metrics
-                                    .resource
-                                    .as_ref()
-                                    .map_or(&[][..], |r| &r.attributes),
-                            );
+                            let resource = resource_attributes(resource_metrics.resource.as_ref());
                             return Some(MetricView {
                                 unit: metric.unit.clone(),
                                 resource,
@@ -422,6 +407,13 @@ fn points(data: Option<&metric::Data>) -> Vec<Point> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// A resource's attributes as a JSON object (empty without a resource).
+fn resource_attributes(
+    resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+) -> Map<String, Value> {
+    attributes(resource.map_or(&[][..], |r| &r.attributes))
 }
 
 /// Attributes as a JSON object.

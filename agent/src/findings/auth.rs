@@ -302,7 +302,7 @@ fn safe_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{call::tests::sample, protocol::http1::Header};
+    use crate::call::tests::sample;
 
     fn classifier() -> AuthClassifier {
         AuthClassifier::new(
@@ -313,13 +313,7 @@ mod tests {
 
     fn call_with(headers: &[(&str, &str)], query: Option<&str>) -> ApiCall {
         let mut call = sample();
-        call.request_headers = headers
-            .iter()
-            .map(|(n, v)| Header {
-                name: n.to_string(),
-                value: v.as_bytes().to_vec(),
-            })
-            .collect();
+        call.request_headers = crate::call::tests::headers(headers);
         call.query = query.map(str::to_string);
         call
     }

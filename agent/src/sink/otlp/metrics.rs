@@ -21,7 +21,7 @@ use std::{
 };
 
 use opentelemetry::{
-    InstrumentationScope, KeyValue,
+    InstrumentationScope, KeyValue, StringValue,
     metrics::{Counter, Histogram, Meter, MeterProvider as _},
 };
 use opentelemetry_sdk::{
@@ -101,11 +101,15 @@ impl CallMetrics {
     pub fn record(&self, call: &ApiCall) {
         let local = call.local.identity.as_deref();
         let mut attributes = Vec::with_capacity(10);
-        if let Some(name) = local.and_then(|i| i.service_name.as_deref()) {
-            attributes.push(KeyValue::new("service.name", name.to_string()));
+        // Shared strings: no copy per call.
+        if let Some(name) = local.and_then(|i| i.service_name.clone()) {
+            attributes.push(KeyValue::new("service.name", StringValue::from(name)));
         }
-        if let Some(namespace) = local.and_then(|i| i.service_namespace.as_deref()) {
-            attributes.push(KeyValue::new("service.namespace", namespace.to_string()));
+        if let Some(namespace) = local.and_then(|i| i.service_namespace.clone()) {
+            attributes.push(KeyValue::new(
+                "service.namespace",
+                StringValue::from(namespace),
+            ));
         }
         attributes.push(KeyValue::new("http.request.method", call.method.clone()));
         if let Some(route) = call.route() {
@@ -143,24 +147,25 @@ impl CallMetrics {
                     .peer
                     .identity
                     .as_deref()
-                    .and_then(|i| i.service_name.as_deref())
+                    .and_then(|i| i.service_name.clone())
                 {
-                    attributes.push(KeyValue::new("peer.service", peer.to_string()));
+                    attributes.push(KeyValue::new("peer.service", StringValue::from(peer)));
                 }
                 self.client_duration.record(seconds, &attributes)
             }
         }
         if !call.findings.is_empty() {
-            let service = local
-                .and_then(|i| i.service_name.clone())
-                .map(|s| s.to_string());
+            let service = local.and_then(|i| i.service_name.clone());
             for rule in &call.findings {
                 let mut attributes = vec![
                     KeyValue::new("sightline.finding.rule_id", rule.id()),
                     KeyValue::new("sightline.finding.rule", rule.name()),
                 ];
                 if let Some(service) = &service {
-                    attributes.push(KeyValue::new("service.name", service.clone()));
+                    attributes.push(KeyValue::new(
+                        "service.name",
+                        StringValue::from(service.clone()),
+                    ));
                 }
                 self.finding_calls.add(1, &attributes);
             }

@@ -85,11 +85,7 @@ pub fn start(
                 settings.span_queue,
                 settings.batch_size,
                 "traces",
-                QueueCounters {
-                    exported: |s| &s.otlp_spans_exported,
-                    dropped: |s| &s.otlp_spans_dropped,
-                    failures: |s| &s.otlp_trace_export_failures,
-                },
+                QueueCounters::SPANS,
                 stats.clone(),
                 shutdown_rx.clone(),
             );
@@ -113,11 +109,7 @@ pub fn start(
                 settings.log_queue,
                 settings.batch_size,
                 "logs",
-                QueueCounters {
-                    exported: |s| &s.otlp_logs_exported,
-                    dropped: |s| &s.otlp_logs_dropped,
-                    failures: |s| &s.otlp_log_export_failures,
-                },
+                QueueCounters::LOGS,
                 stats.clone(),
                 shutdown_rx.clone(),
             );
@@ -140,19 +132,17 @@ pub fn start(
         }
         None => None,
     };
+    let shown = |signal: &Option<settings::SignalSettings>| {
+        signal.as_ref().map(|s| {
+            s.endpoint
+                .as_deref()
+                .map_or("from environment".to_string(), without_userinfo)
+        })
+    };
     tracing::info!(
-        traces = settings
-            .traces
-            .as_ref()
-            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
-        metrics = settings
-            .metrics
-            .as_ref()
-            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
-        logs = settings
-            .logs
-            .as_ref()
-            .map(|s| s.endpoint.as_deref().unwrap_or("from environment")),
+        traces = shown(&settings.traces),
+        metrics = shown(&settings.metrics),
+        logs = shown(&settings.logs),
         "OTLP export started"
     );
     Ok((
@@ -163,6 +153,20 @@ pub fn start(
         },
         OtlpHandle { shutdown, tasks },
     ))
+}
+
+/// An endpoint for the log: a `user:password@` in it is not written out.
+fn without_userinfo(endpoint: &str) -> String {
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://REDACTED@{}", &rest[at + 1..]),
+                None => endpoint.to_string(),
+            }
+        }
+        None => endpoint.to_string(),
+    }
 }
 
 /// The agent's resource: `service.name` sightline, its version, one instance per node, the
@@ -233,5 +237,23 @@ impl Sink for OtlpSink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_logged_without_credentials() {
+        assert_eq!(
+            without_userinfo("https://user:s3cret@collector:4318/v1/traces"),
+            "https://REDACTED@collector:4318/v1/traces"
+        );
+        assert_eq!(
+            without_userinfo("http://collector:4317"),
+            "http://collector:4317"
+        );
+        assert_eq!(without_userinfo("http://c:4318/a@b"), "http://c:4318/a@b");
     }
 }

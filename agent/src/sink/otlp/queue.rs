@@ -43,6 +43,19 @@ pub struct QueueCounters {
     pub failures: fn(&Stats) -> &AtomicU64,
 }
 
+impl QueueCounters {
+    pub const SPANS: Self = Self {
+        exported: |s| &s.otlp_spans_exported,
+        dropped: |s| &s.otlp_spans_dropped,
+        failures: |s| &s.otlp_trace_export_failures,
+    };
+    pub const LOGS: Self = Self {
+        exported: |s| &s.otlp_logs_exported,
+        dropped: |s| &s.otlp_logs_dropped,
+        failures: |s| &s.otlp_log_export_failures,
+    };
+}
+
 /// The sink thread's end of a queue.
 pub struct QueueSender<T> {
     items: mpsc::Sender<T>,
@@ -229,11 +242,7 @@ mod tests {
                 down: down.clone(),
                 delivered: delivered.clone(),
             };
-            let counters = QueueCounters {
-                exported: |s| &s.otlp_spans_exported,
-                dropped: |s| &s.otlp_spans_dropped,
-                failures: |s| &s.otlp_trace_export_failures,
-            };
+            let counters = QueueCounters::SPANS;
             let (sender, task) =
                 start(exporter, 10, 4, "traces", counters, stats.clone(), shutdown);
             Self {

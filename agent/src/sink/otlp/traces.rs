@@ -7,7 +7,7 @@
 use std::{borrow::Cow, collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 use opentelemetry::{
-    InstrumentationScope, Key, KeyValue, Value,
+    InstrumentationScope, Key, KeyValue,
     trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
 };
 use opentelemetry_sdk::{
@@ -313,15 +313,15 @@ impl<E: SpanExporter + 'static> BatchExporter for SpanBatches<E> {
     }
 }
 
-/// A value as text, for tests and logs.
-pub fn text(value: &Value) -> String {
-    value.as_str().into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{protocol::http1::Header, sink::attributes as identity_attributes};
+    use crate::sink::attributes as identity_attributes;
+    use opentelemetry::Value;
+
+    fn text(value: &Value) -> String {
+        value.as_str().into_owned()
+    }
 
     fn builder() -> SpanBuilder {
         SpanBuilder::new(
@@ -443,13 +443,7 @@ mod tests {
 
     fn with_headers(headers: &[(&str, &str)]) -> ApiCall {
         let mut call = crate::call::tests::sealed();
-        call.request_headers = headers
-            .iter()
-            .map(|(n, v)| Header {
-                name: n.to_string(),
-                value: v.as_bytes().to_vec(),
-            })
-            .collect();
+        call.request_headers = crate::call::tests::headers(headers);
         call
     }
 

@@ -34,56 +34,33 @@ pub enum TransportError {
     },
 }
 
-pub fn span_exporter(
-    settings: &OtlpSettings,
-    signal: &SignalSettings,
-) -> Result<SpanExporter, TransportError> {
-    let name = signal.signal.name();
-    let built = match signal.protocol {
-        Protocol::Grpc => tonic(SpanExporter::builder().with_tonic(), settings, signal)?.build(),
-        Protocol::HttpProtobuf => {
-            http(SpanExporter::builder().with_http(), settings, signal)?.build()
+/// `span_exporter`, `metric_exporter`, `log_exporter`: the same construction for each
+/// signal's exporter type (their builders share traits, not a type).
+macro_rules! exporter {
+    ($name:ident, $exporter:ty) => {
+        pub fn $name(
+            settings: &OtlpSettings,
+            signal: &SignalSettings,
+        ) -> Result<$exporter, TransportError> {
+            let built = match signal.protocol {
+                Protocol::Grpc => {
+                    tonic(<$exporter>::builder().with_tonic(), settings, signal)?.build()
+                }
+                Protocol::HttpProtobuf => {
+                    http(<$exporter>::builder().with_http(), settings, signal)?.build()
+                }
+            };
+            built.map_err(|source| TransportError::Build {
+                signal: signal.signal.name(),
+                source,
+            })
         }
     };
-    built.map_err(|source| TransportError::Build {
-        signal: name,
-        source,
-    })
 }
 
-pub fn metric_exporter(
-    settings: &OtlpSettings,
-    signal: &SignalSettings,
-) -> Result<MetricExporter, TransportError> {
-    let name = signal.signal.name();
-    let built = match signal.protocol {
-        Protocol::Grpc => tonic(MetricExporter::builder().with_tonic(), settings, signal)?.build(),
-        Protocol::HttpProtobuf => {
-            http(MetricExporter::builder().with_http(), settings, signal)?.build()
-        }
-    };
-    built.map_err(|source| TransportError::Build {
-        signal: name,
-        source,
-    })
-}
-
-pub fn log_exporter(
-    settings: &OtlpSettings,
-    signal: &SignalSettings,
-) -> Result<LogExporter, TransportError> {
-    let name = signal.signal.name();
-    let built = match signal.protocol {
-        Protocol::Grpc => tonic(LogExporter::builder().with_tonic(), settings, signal)?.build(),
-        Protocol::HttpProtobuf => {
-            http(LogExporter::builder().with_http(), settings, signal)?.build()
-        }
-    };
-    built.map_err(|source| TransportError::Build {
-        signal: name,
-        source,
-    })
-}
+exporter!(span_exporter, SpanExporter);
+exporter!(metric_exporter, MetricExporter);
+exporter!(log_exporter, LogExporter);
 
 /// What every builder shares: endpoint and timeout.
 fn common<B: WithExportConfig>(
