@@ -77,7 +77,7 @@ pub struct ApiCall {
     /// The Host header, as sent.
     pub host: Option<String>,
     pub user_agent: Option<String>,
-    /// "1.0" or "1.1".
+    /// "1.0", "1.1" or "2".
     pub protocol_version: &'static str,
     pub status: Option<u16>,
     /// Why the call has no (complete) response.
@@ -88,6 +88,14 @@ pub struct ApiCall {
     pub response_size: MessageSize,
     pub request_body_sample: Vec<u8>,
     pub response_body_sample: Vec<u8>,
+    /// HTTP/2 header fields whose name or value the agent could not know (they referenced
+    /// HPACK table entries set before it joined the connection). An unknown method or path is
+    /// left empty rather than guessed.
+    pub unknown_fields: u32,
+    /// The HTTP/2 stream the call was on.
+    pub stream_id: Option<u32>,
+    /// What the gRPC call was, when it was one.
+    pub grpc: Option<crate::protocol::http2::GrpcExchange>,
     /// The observing end (its process is always known).
     pub local: Endpoint,
     /// The other end.
@@ -201,6 +209,9 @@ pub mod tests {
             },
             request_body_sample: vec![],
             response_body_sample: b"{\"ok\":true}".to_vec(),
+            unknown_fields: 0,
+            stream_id: None,
+            grpc: None,
             local: Endpoint {
                 address: "127.0.0.1:8080".parse().unwrap(),
                 process: Some(ProcessInfo {

@@ -51,6 +51,24 @@ counters! {
     /// Requests in progress on connections the agent had to forget (evicted, or whose close was
     /// lost): not reported, since whether they were answered is unknown.
     calls_abandoned,
+    /// HTTP/2 connections recognised (from their preface, their frames, or an h2c upgrade).
+    connections_http2,
+    /// HTTP/2 header blocks not seen whole (capture limit, loss): the HPACK table of that
+    /// direction is partly unknown until new entries replace the old.
+    http2_header_blocks_lost,
+    /// HTTP/2 header blocks the HPACK decoder rejected.
+    http2_hpack_errors,
+    /// Header fields that referenced HPACK entries the agent never saw (joined mid-way):
+    /// reported as unknown, never guessed.
+    http2_fields_unknown,
+    /// HTTP/2 directions whose frame boundaries were lost (a hole over a frame header).
+    http2_desyncs,
+    /// HTTP/2 directions that found frame boundaries again (after joining or a desync).
+    http2_resyncs,
+    /// HTTP/2 responses whose request the agent did not see (sent before it joined).
+    http2_streams_unattributed,
+    /// HTTP/2 streams not tracked because a connection had too many in progress.
+    http2_streams_dropped,
     /// API calls produced.
     calls_emitted,
     /// Calls dropped by a sink that failed to write.
@@ -79,6 +97,8 @@ counters! {
     k8s_addresses_dropped,
     /// Calls counted under an overflow route (a route tree or the endpoint table was full).
     inventory_overflow,
+    /// Calls not counted in the inventory because their HTTP/2 path was unknown.
+    inventory_path_unknown,
     /// Inventory writes to the database that failed.
     inventory_store_errors,
     /// API specs that could not be loaded (each logged with its file and place).

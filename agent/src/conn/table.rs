@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::{
     capture::event::{SocketPair, TlsLibrary},
-    protocol::http1::Http1Connection,
+    protocol::{http1::Http1Connection, http2::Http2Connection},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,12 +30,13 @@ pub enum Protocol {
         chunks: u32,
     },
     Http1(Box<Http1Connection>),
+    Http2(Box<Http2Connection>),
     /// TLS records: ignored until (unless) the TLS probes deliver the plaintext. `directions`
     /// has bit 0 once records went out, bit 1 once records came in.
     Tls {
         directions: u8,
     },
-    /// Not HTTP/1: ignored.
+    /// Neither HTTP/1 nor HTTP/2: ignored.
     Other,
 }
 

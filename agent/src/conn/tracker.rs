@@ -13,6 +13,7 @@ use crate::{
     protocol::{
         detect::{self, Verdict},
         http1::{Http1Connection, Limits, exchange::Issue, message::ParseError},
+        http2::{self, Http2Connection, Start, frame},
         tls_hello,
     },
     stats::Stats,
@@ -190,6 +191,23 @@ impl Tracker {
         let Some(mut conn) = self.table.remove(&key, ts) else {
             return;
         };
+        if let Protocol::Http2(h2) = &mut conn.protocol {
+            match ending {
+                Ending::Closed => {
+                    let mut exchanges = Vec::new();
+                    h2.on_close(ts, &mut exchanges);
+                    let ctx = Context {
+                        table: &self.table,
+                        processes: &mut self.processes,
+                        clock: &self.clock,
+                    };
+                    emit_h2(exchanges, key, &conn, ctx, &self.stats, out);
+                }
+                Ending::Forgotten => {
+                    Stats::add(&self.stats.calls_abandoned, h2.in_progress() as u64)
+                }
+            }
+        }
         if let Protocol::Http1(http) = &mut conn.protocol {
             match ending {
                 Ending::Closed => {
@@ -261,12 +279,20 @@ impl Tracker {
             conn.protocol = Protocol::Detecting { chunks: 0 };
             conn.seen_open = false;
         }
+        if let Protocol::Http2(h2) = &mut conn.protocol
+            && chunk.after_loss
+        {
+            // Bytes before these were dropped: frame boundaries and the HPACK table are lost.
+            Stats::inc(&self.stats.connections_resynced_after_loss);
+            h2.on_loss(chunk.direction == Direction::Egress);
+        }
         if let Protocol::Detecting { chunks } = conn.protocol {
             match detect_protocol(conn, &chunk, chunks, self.limits.http) {
                 Some(protocol) => {
                     match protocol {
                         Protocol::Other => Stats::inc(&self.stats.connections_not_http),
                         Protocol::Tls { .. } => Stats::inc(&self.stats.connections_tls),
+                        Protocol::Http2(_) => Stats::inc(&self.stats.connections_http2),
                         _ => {}
                     }
                     conn.protocol = protocol;
@@ -308,6 +334,42 @@ impl Tracker {
             }
             return;
         }
+        if let Protocol::Http2(h2) = &mut conn.protocol {
+            let egress = chunk.direction == Direction::Egress;
+            let mut exchanges = Vec::new();
+            let ts = chunk.task.ts_ns;
+            h2.on_bytes(
+                egress,
+                &chunk.payload,
+                chunk.missing_len(),
+                ts,
+                &self.stats,
+                &mut exchanges,
+            );
+            if conn.role == Role::Unknown
+                && let Some(client_egress) = h2.client_egress()
+            {
+                conn.role = if client_egress {
+                    Role::Client
+                } else {
+                    Role::Server
+                };
+            }
+            if egress == (conn.role == Role::Client) {
+                conn.thread_id = chunk.task.pid;
+            }
+            if !exchanges.is_empty()
+                && let Some(conn) = self.table.get(&key)
+            {
+                let ctx = Context {
+                    table: &self.table,
+                    processes: &mut self.processes,
+                    clock: &self.clock,
+                };
+                emit_h2(exchanges, key, conn, ctx, &self.stats, out);
+            }
+            return;
+        }
         let requests_are_egress = conn.role == Role::Client;
         let Protocol::Http1(http) = &mut conn.protocol else {
             return;
@@ -329,6 +391,40 @@ impl Tracker {
         }
         if http.is_upgraded() {
             conn.protocol = Protocol::Other;
+            // h2c (RFC 7540 3.2): the upgrading request is answered on stream 1 in HTTP/2.
+            if let Some(at) = exchanges.iter().position(is_h2c_upgrade) {
+                let upgrade = exchanges.remove(at);
+                let mut h2 = Http2Connection::upgraded(
+                    requests_are_egress,
+                    &upgrade.request,
+                    upgrade.start_ts,
+                    self.limits.http,
+                );
+                Stats::inc(&self.stats.connections_http2);
+                // The server's first frames may share the syscall of its 101.
+                let mut h2_exchanges = Vec::new();
+                if let Some(rest) = after_switching_head(&chunk.payload) {
+                    h2.on_bytes(
+                        !requests_are_egress,
+                        rest,
+                        chunk.missing_len(),
+                        ts,
+                        &self.stats,
+                        &mut h2_exchanges,
+                    );
+                }
+                conn.protocol = Protocol::Http2(Box::new(h2));
+                if !h2_exchanges.is_empty()
+                    && let Some(conn) = self.table.get(&key)
+                {
+                    let ctx = Context {
+                        table: &self.table,
+                        processes: &mut self.processes,
+                        clock: &self.clock,
+                    };
+                    emit_h2(h2_exchanges, key, conn, ctx, &self.stats, out);
+                }
+            }
         }
         if !exchanges.is_empty()
             && let Some(conn) = self.table.get(&key)
@@ -373,6 +469,39 @@ fn emit(
     }
 }
 
+/// Turns HTTP/2 streams of a connection into calls.
+fn emit_h2(
+    exchanges: Vec<http2::Exchange>,
+    key: ConnKey,
+    conn: &Connection,
+    mut ctx: Context<'_>,
+    stats: &Stats,
+    out: &mut Vec<ApiCall>,
+) {
+    for exchange in exchanges {
+        out.push(assemble::api_call_h2(exchange, key, conn, &mut ctx));
+        Stats::inc(&stats.calls_emitted);
+    }
+}
+
+/// Whether an exchange is an HTTP/1.1 request upgraded to h2c by a 101 answer.
+fn is_h2c_upgrade(exchange: &crate::protocol::http1::Exchange) -> bool {
+    use crate::protocol::http1::head::Headers as _;
+    let h2c = |value: Option<String>| value.is_some_and(|v| v.trim().eq_ignore_ascii_case("h2c"));
+    exchange
+        .response
+        .as_ref()
+        .is_some_and(|r| r.status == 101 && h2c(r.header("upgrade")))
+        && h2c(exchange.request.header("upgrade"))
+}
+
+/// The bytes after a `101 Switching Protocols` head in a syscall's payload.
+fn after_switching_head(payload: &[u8]) -> Option<&[u8]> {
+    let start = payload.windows(12).position(|w| w.starts_with(b"HTTP/1.1 101"))?;
+    let end = payload[start..].windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some(&payload[start + end + 4..]).filter(|rest| !rest.is_empty())
+}
+
 /// Decides a connection's protocol from a data chunk, fixing its role when unknown. `None`
 /// means "not yet": keep looking at the next chunks.
 fn detect_protocol(
@@ -389,6 +518,9 @@ fn detect_protocol(
     // Too short to tell (nginx peeks at one byte before its TLS handshake): wait for more.
     if chunk.tls.is_none() && detect::tls_record_prefix(data) {
         return None;
+    }
+    if let Some(protocol) = detect_http2(conn, egress, data, limits) {
+        return protocol;
     }
     if conn.role == Role::Unknown {
         if detect::request_start(data) == Verdict::Yes {
@@ -418,6 +550,54 @@ fn detect_protocol(
         Verdict::Yes | Verdict::NeedMore => http(),
         Verdict::No => give_up(),
     }
+}
+
+/// HTTP/2 from its preface (the sender is the client), from a server's first SETTINGS on a
+/// connection seen opening, or from a run of frames on one joined mid-way. `Some(None)`: too
+/// few bytes of a possible preface to tell.
+fn detect_http2(
+    conn: &mut Connection,
+    egress: bool,
+    data: &[u8],
+    limits: Limits,
+) -> Option<Option<Protocol>> {
+    let h2 = |client_egress: Option<bool>, start: Start| {
+        Some(Some(Protocol::Http2(Box::new(Http2Connection::new(
+            client_egress,
+            start,
+            limits,
+        )))))
+    };
+    let preface = frame::PREFACE;
+    if data.len() < preface.len() && preface.starts_with(data) && data.len() >= 4 {
+        return Some(None);
+    }
+    if data.starts_with(preface) {
+        if conn.role == Role::Unknown {
+            conn.role = if egress { Role::Client } else { Role::Server };
+        }
+        return h2(Some(conn.role == Role::Client), Start::Beginning);
+    }
+    if !frame::plausible_frames(data) {
+        return None;
+    }
+    let first = frame::FrameHeader::parse(data[..frame::HEADER_LEN].try_into().ok()?);
+    let from_server = match conn.role {
+        Role::Server => egress,
+        Role::Client => !egress,
+        Role::Unknown => false,
+    };
+    if conn.seen_open {
+        // A server that speaks first (prior knowledge): its SETTINGS open the connection.
+        return (from_server && first.kind == frame::SETTINGS && !first.has(frame::END_STREAM))
+            .then(|| h2(Some(conn.role == Role::Client), Start::Beginning))
+            .flatten();
+    }
+    let client_egress = match conn.role {
+        Role::Unknown => None,
+        role => Some(role == Role::Client),
+    };
+    h2(client_egress, Start::Joined)
 }
 
 #[cfg(test)]

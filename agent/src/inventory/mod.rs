@@ -151,6 +151,12 @@ impl Inventory {
         let Some((api, namespace, direction, client)) = owner(call) else {
             return;
         };
+        if call.path.is_empty() {
+            // An HTTP/2 path hidden by header compression (joined mid-way): no endpoint to
+            // count it in, rather than a wrong one.
+            Stats::inc(&self.stats.inventory_path_unknown);
+            return;
+        }
         let method = method(&call.method);
         let verdict = self.specs.classify(&api, method, &call.path);
         // A spec's template wins over a learnt one.

@@ -3,6 +3,8 @@
 //! `tls_hello` reads the server name from a TLS ClientHello.
 
 pub mod detect;
+pub mod grpc;
 pub mod http1;
+pub mod http2;
 pub mod tls_handshake;
 pub mod tls_hello;

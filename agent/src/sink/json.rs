@@ -50,6 +50,7 @@ pub(crate) struct JsonCall<'a> {
     duration_ns: u64,
     #[serde(rename = "span.kind")]
     span_kind: &'static str,
+    /// `_OTHER` when HTTP/2 header compression hid it (see `sightline.http.unknown_fields`).
     #[serde(rename = "http.request.method")]
     method: &'a str,
     #[serde(rename = "url.scheme")]
@@ -62,8 +63,8 @@ pub(crate) struct JsonCall<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     tls_server_name: Option<&'a str>,
-    #[serde(rename = "url.path")]
-    path: &'a str,
+    #[serde(rename = "url.path", skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
     #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
     #[serde(rename = "url.query", skip_serializing_if = "Option::is_none")]
@@ -172,6 +173,49 @@ pub(crate) struct JsonCall<'a> {
     auth: AuthAttributes<'a>,
     #[serde(rename = "sightline.findings", skip_serializing_if = "Vec::is_empty")]
     findings: Vec<&'static str>,
+    #[serde(
+        rename = "sightline.http.unknown_fields",
+        skip_serializing_if = "is_zero"
+    )]
+    unknown_fields: u32,
+    #[serde(
+        rename = "sightline.http2.stream_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    stream_id: Option<u32>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    rpc: Option<RpcAttributes<'a>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A gRPC call's `rpc.*` attributes (OpenTelemetry RPC conventions) and message counts.
+#[derive(serde::Serialize)]
+struct RpcAttributes<'a> {
+    #[serde(rename = "rpc.system")]
+    system: &'static str,
+    #[serde(rename = "rpc.service", skip_serializing_if = "Option::is_none")]
+    service: Option<&'a str>,
+    #[serde(rename = "rpc.method", skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(
+        rename = "rpc.grpc.status_code",
+        skip_serializing_if = "Option::is_none"
+    )]
+    status_code: Option<u32>,
+    #[serde(
+        rename = "sightline.rpc.grpc.status_message",
+        skip_serializing_if = "Option::is_none"
+    )]
+    status_message: Option<&'a str>,
+    #[serde(rename = "sightline.rpc.request.messages")]
+    request_messages: u64,
+    #[serde(rename = "sightline.rpc.response.messages")]
+    response_messages: u64,
+    #[serde(rename = "sightline.rpc.messages_exact")]
+    messages_exact: bool,
 }
 
 /// How the request authenticated: its first credential's scheme, place and fingerprint, and
@@ -265,12 +309,16 @@ pub(crate) fn view(call: &ApiCall) -> JsonCall<'_> {
         end_time_unix_nano: call.end_unix_ns,
         duration_ns: call.duration_ns(),
         span_kind: call.kind.name(),
-        method: &call.method,
+        method: if call.method.is_empty() {
+            "_OTHER"
+        } else {
+            &call.method
+        },
         scheme: if call.tls.is_some() { "https" } else { "http" },
         tls: call.tls.is_some(),
         tls_library: call.tls.map(|l| l.name()),
         tls_server_name: call.tls_server_name.as_deref(),
-        path: &call.path,
+        path: (!call.path.is_empty()).then_some(call.path.as_str()),
         route: call.route(),
         query: call.query.as_deref(),
         status: call.status,
@@ -320,6 +368,18 @@ pub(crate) fn view(call: &ApiCall) -> JsonCall<'_> {
         joined_midstream: call.joined_midstream,
         auth: auth_attributes(call.auth.as_ref()),
         findings: call.findings.iter().map(|r| r.id()).collect(),
+        unknown_fields: call.unknown_fields,
+        stream_id: call.stream_id,
+        rpc: call.grpc.as_ref().map(|g| RpcAttributes {
+            system: "grpc",
+            service: g.service.as_deref(),
+            method: g.method.as_deref(),
+            status_code: g.status,
+            status_message: g.message.as_deref(),
+            request_messages: g.request_messages,
+            response_messages: g.response_messages,
+            messages_exact: g.messages_exact,
+        }),
     }
 }
 

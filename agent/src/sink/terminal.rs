@@ -45,9 +45,16 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         SpanKind::Client => ("CLIENT", "->"),
     };
     let (host, port) = fields::server_address(call);
-    let target = match &call.query {
-        Some(q) => format!("{}?{q}", call.path),
-        None => call.path.clone(),
+    // HTTP/2 fields hidden by header compression (joined mid-way) show as `?`.
+    let unknown = |s: &str| if s.is_empty() { "?".to_string() } else { s.to_string() };
+    let target = match (&call.grpc, &call.query) {
+        (Some(grpc), _) if grpc.status.is_some() => format!(
+            "{} grpc-status={}",
+            unknown(&call.path),
+            grpc.status.unwrap_or_default()
+        ),
+        (_, Some(q)) => format!("{}?{q}", unknown(&call.path)),
+        (_, None) => unknown(&call.path),
     };
     let status = match (call.status, &call.error) {
         (Some(s), _) => paint(&s.to_string(), status_color(s), color),
@@ -57,7 +64,7 @@ pub fn line(call: &ApiCall, color: bool) -> String {
     let scheme = if call.tls.is_some() { "https://" } else { "" };
     format!(
         "{time} {kind} {me} {arrow} {peer} {scheme}{host}:{port}  {} {target}  {status}  {:.1}ms  {}/{}",
-        call.method,
+        unknown(&call.method),
         call.duration_ns() as f64 / 1e6,
         bytes(call.request_size.body),
         bytes(call.response_size.body),

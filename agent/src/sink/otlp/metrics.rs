@@ -62,6 +62,8 @@ pub struct HealthSources {
 pub struct CallMetrics {
     server_duration: Histogram<f64>,
     client_duration: Histogram<f64>,
+    rpc_server_duration: Histogram<f64>,
+    rpc_client_duration: Histogram<f64>,
     findings_raised: Counter<u64>,
     finding_calls: Counter<u64>,
 }
@@ -84,6 +86,14 @@ impl CallMetrics {
             client_duration: duration(
                 "http.client.request.duration",
                 "Duration of HTTP client requests",
+            ),
+            rpc_server_duration: duration(
+                "rpc.server.call.duration",
+                "Duration of RPCs served (gRPC)",
+            ),
+            rpc_client_duration: duration(
+                "rpc.client.call.duration",
+                "Duration of RPCs made (gRPC)",
             ),
             findings_raised: meter
                 .u64_counter("sightline.findings.raised")
@@ -111,6 +121,7 @@ impl CallMetrics {
                 StringValue::from(namespace),
             ));
         }
+        let service_attributes = attributes.len();
         attributes.push(KeyValue::new("http.request.method", call.method.clone()));
         if let Some(route) = call.route() {
             attributes.push(KeyValue::new("http.route", route.to_string()));
@@ -137,6 +148,9 @@ impl CallMetrics {
             call.protocol_version,
         ));
         let seconds = call.duration_ns() as f64 / 1e9;
+        if let Some(grpc) = &call.grpc {
+            self.record_rpc(call, grpc, &attributes[..service_attributes], seconds);
+        }
         match call.kind {
             SpanKind::Server => self.server_duration.record(seconds, &attributes),
             SpanKind::Client => {
@@ -169,6 +183,37 @@ impl CallMetrics {
                 }
                 self.finding_calls.add(1, &attributes);
             }
+        }
+    }
+
+    /// `rpc.{server,client}.call.duration` by service, RPC and gRPC status.
+    fn record_rpc(
+        &self,
+        call: &ApiCall,
+        grpc: &crate::protocol::http2::GrpcExchange,
+        service: &[KeyValue],
+        seconds: f64,
+    ) {
+        let mut attributes = service.to_vec();
+        attributes.push(KeyValue::new("rpc.system", "grpc"));
+        if let Some(name) = &grpc.service {
+            attributes.push(KeyValue::new("rpc.service", name.clone()));
+        }
+        if let Some(method) = &grpc.method {
+            attributes.push(KeyValue::new("rpc.method", method.clone()));
+        }
+        match grpc.status {
+            Some(code) => {
+                attributes.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+                if super::traces::grpc_error(code, call.kind) {
+                    attributes.push(KeyValue::new("error.type", code.to_string()));
+                }
+            }
+            None => attributes.push(KeyValue::new("error.type", "no_status")),
+        }
+        match call.kind {
+            SpanKind::Server => self.rpc_server_duration.record(seconds, &attributes),
+            SpanKind::Client => self.rpc_client_duration.record(seconds, &attributes),
         }
     }
 

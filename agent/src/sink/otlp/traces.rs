@@ -209,6 +209,12 @@ fn unix(ns: u64) -> std::time::SystemTime {
 /// `{method} {route}` as the HTTP conventions name spans (`HTTP` for a method outside the
 /// standard ones, whose values are unbounded).
 fn span_name(call: &ApiCall) -> Cow<'static, str> {
+    // RPC conventions: `{rpc.service}/{rpc.method}`.
+    if let Some(grpc) = &call.grpc
+        && let (Some(service), Some(method)) = (&grpc.service, &grpc.method)
+    {
+        return Cow::Owned(format!("{service}/{method}"));
+    }
     const METHODS: &[&str] = &[
         "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
     ];
@@ -226,12 +232,27 @@ fn span_name(call: &ApiCall) -> Cow<'static, str> {
 /// Errors as the HTTP conventions define them: 5xx for a server, 4xx and 5xx for a client, and
 /// a call that got no (complete) response.
 fn status(call: &ApiCall) -> Status {
+    if let Some(code) = call.grpc.as_ref().and_then(|g| g.status)
+        && grpc_error(code, call.kind)
+    {
+        return Status::error(format!("gRPC status {code}"));
+    }
     match (call.status, call.kind) {
         (Some(code @ 500..), _) | (Some(code @ 400..), call::SpanKind::Client) => {
             Status::error(format!("HTTP {code}"))
         }
         (None, _) => Status::error(call.error.clone().unwrap_or_else(|| "no response".into())),
         _ => Status::Unset,
+    }
+}
+
+/// gRPC conventions: any non-OK status fails a client span; a server span fails only for
+/// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS (the others
+/// are the caller's doing).
+pub fn grpc_error(code: u32, kind: call::SpanKind) -> bool {
+    match kind {
+        call::SpanKind::Client => code != 0,
+        call::SpanKind::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
     }
 }
 
