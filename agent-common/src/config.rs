@@ -61,5 +61,12 @@ pub struct Settings {
     /// Unread bytes in the ring buffer above which a write wakes the reader; below, the reader
     /// finds the data on its next timed poll (batched wakeups).
     pub wakeup_bytes: u32,
+    /// `FEATURE_*` bits: what the running kernel offers beyond the minimum.
+    pub features: u32,
+    pub _reserved: u32,
 }
-assert_size!(Settings, 16);
+assert_size!(Settings, 24);
+
+/// `Settings::features` bit: the kernel has the `bpf_loop` helper (5.17+), so iovecs are
+/// copied in a loop the verifier checks once (without it, the first 16 only).
+pub const FEATURE_BPF_LOOP: u32 = 1;

@@ -9,6 +9,8 @@ static SIGHTLINE_SETTINGS: Settings = Settings {
     capture_bytes: agent_common::event::DEFAULT_CAPTURE_BYTES,
     filter_flags: 0,
     wakeup_bytes: 0,
+    features: 0,
+    _reserved: 0,
 };
 
 #[unsafe(no_mangle)]

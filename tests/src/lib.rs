@@ -575,14 +575,28 @@ pub fn nginx_with_tls(
     tls: Option<&Certificate>,
     server_extra: &str,
 ) -> (Program, u16, tempfile::TempDir) {
+    nginx_listening(root, tls, "", server_extra)
+}
+
+/// nginx serving `root` over HTTP/2: with TLS (ALPN h2), or h2c by prior knowledge without.
+pub fn nginx_http2(root: &Path, tls: Option<&Certificate>) -> (Program, u16, tempfile::TempDir) {
+    nginx_listening(root, tls, " http2", "")
+}
+
+fn nginx_listening(
+    root: &Path,
+    tls: Option<&Certificate>,
+    listen_options: &str,
+    server_extra: &str,
+) -> (Program, u16, tempfile::TempDir) {
     let port = free_port();
     let listen = match tls {
         Some(c) => format!(
-            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            "listen 127.0.0.1:{port} ssl{listen_options};\n    ssl_certificate {};\n    ssl_certificate_key {};",
             c.cert.display(),
             c.key.display()
         ),
-        None => format!("listen 127.0.0.1:{port};"),
+        None => format!("listen 127.0.0.1:{port}{listen_options};"),
     };
     let prefix = tempfile::tempdir().unwrap();
     let conf = prefix.path().join("nginx.conf");

@@ -25,9 +25,17 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     // Deployment tests: programs left loaded after a stop.
     ("bpftool", "bpftool"),
+    // HTTP/2 tests: nghttp2's client and h2c server; Debian's grpcio (it links the system's
+    // OpenSSL, whose uprobes give its TLS plaintext; PyPI's wheel has BoringSSL stripped inside).
+    ("nghttp", "nghttp2-client"),
+    ("nghttpd", "nghttp2-server"),
+    (GRPCIO, "python3-grpcio"),
     // Wheels from PyPI: OpenSSL 1.1 (TLS tests), openapi-spec-validator (inventory tests).
     ("pip3", "python3-pip"),
 ];
+
+/// Debian's grpcio module (a file, not a program: an absolute path is checked as a file).
+const GRPCIO: &str = "/usr/lib/python3/dist-packages/grpc/__init__.py";
 
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     setup::run()?;

@@ -1,6 +1,7 @@
 //! Data syscalls on TCP sockets: at enter, check the descriptor and remember where the buffer is;
 //! at exit, copy a bounded prefix of what was really moved and emit it.
 
+use agent_common::config::FEATURE_BPF_LOOP;
 use agent_common::event::{
     DATA_FLAG_NO_PAYLOAD, DataEvent, DataOp, Direction, EventKind, KernelCounter,
     MAX_CAPTURE_BYTES, SockTuple,
@@ -8,7 +9,7 @@ use agent_common::event::{
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        generated::bpf_probe_read_user,
+        generated::{bpf_loop, bpf_probe_read_user},
     },
     programs::TracePointContext,
 };
@@ -41,8 +42,12 @@ pub enum Buffer {
     None,
 }
 
-/// Most iovecs copied per syscall; later ones only count toward the total length.
-const MAX_IOVECS: u64 = 16;
+/// Most iovecs copied per syscall; later ones only count toward the total length. gRPC core
+/// writes a frame in many small slices (a frame header, then each piece of a header block):
+/// 16 cut its HEADERS frames short.
+const MAX_IOVECS: u64 = 1024;
+/// The same without `bpf_loop`, where the verifier's budget allows no more.
+const UNROLLED_IOVECS: u64 = 16;
 
 /// A data syscall enters: remember it if `fd` is a TCP socket we capture.
 #[inline(always)]
@@ -230,11 +235,86 @@ pub fn copy_plain(event: &mut DataEvent, buf: u64, want: u32) -> u32 {
     n as u32
 }
 
+/// What [`copy_iovec_step`] needs, shared through `bpf_loop`. The running count lives in the
+/// event (a map value), not here: the verifier then sees every step alike and checks it once,
+/// where a precise count on the stack made it simulate each iovec.
+#[repr(C)]
+struct IovecCopy {
+    iov: u64,
+    want: u64,
+}
+
+/// Copies the iovecs' bytes into the payload, up to `want`. Through `bpf_loop` (kernel 5.17+),
+/// so the number of iovecs is not limited by the verifier: gRPC core writes a frame in many
+/// small slices.
 #[inline(always)]
 fn copy_iovecs(event: &mut DataEvent, iov: u64, iov_count: u64, want: u32) -> u32 {
+    // A constant to the verifier (read-only data): the other branch is never checked.
+    if settings().features & FEATURE_BPF_LOOP == 0 {
+        return copy_iovecs_unrolled(event, iov, iov_count, want);
+    }
+    unsafe { core::ptr::write_volatile(&mut event.captured_len, 0) };
+    let mut state = IovecCopy {
+        iov,
+        want: want as u64,
+    };
+    let count = if iov_count < MAX_IOVECS {
+        iov_count as u32
+    } else {
+        MAX_IOVECS as u32
+    };
+    unsafe {
+        bpf_loop(
+            count,
+            copy_iovec_step as *mut c_void,
+            &mut state as *mut IovecCopy as *mut c_void,
+            0,
+        );
+    }
+    // Written by the steps behind this reference's back: read it again from memory.
+    unsafe { core::ptr::read_volatile(&event.captured_len) }
+}
+
+/// One iovec of [`copy_iovecs`]: 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn copy_iovec_step(index: u32, ctx: *mut c_void) -> i64 {
+    let state = unsafe { &*(ctx as *const IovecCopy) };
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some(event) = SCRATCH.get_ptr_mut(cpu) else {
+        return 1;
+    };
+    let event = unsafe { &mut *event };
+    let copied = event.captured_len as u64;
+    if copied >= state.want {
+        return 1;
+    }
+    // struct iovec { void *iov_base; size_t iov_len; }
+    let Ok(entry) = user_at::<[u64; 2]>(state.iov + index as u64 * 16) else {
+        return 1;
+    };
+    let mut n = entry[1];
+    let room = state.want - copied;
+    if n > room {
+        n = room;
+    }
+    if n > MAX_CAPTURE_BYTES as u64 {
+        n = MAX_CAPTURE_BYTES as u64;
+    }
+    let offset = (copied as usize) & (MAX_CAPTURE_BYTES - 1);
+    let dst = unsafe { event.payload.as_mut_ptr().add(offset) } as *mut c_void;
+    if unsafe { bpf_probe_read_user(dst, n as u32, entry[0] as *const c_void) } < 0 {
+        return 1;
+    }
+    event.captured_len = (copied + n) as u32;
+    0
+}
+
+/// Kernels without `bpf_loop`: the verifier checks each iteration, so only a few iovecs.
+#[inline(always)]
+fn copy_iovecs_unrolled(event: &mut DataEvent, iov: u64, iov_count: u64, want: u32) -> u32 {
     let want = want as usize;
     let mut copied: usize = 0;
-    for i in 0..MAX_IOVECS {
+    for i in 0..UNROLLED_IOVECS {
         if i >= iov_count || copied >= want {
             break;
         }

@@ -168,9 +168,7 @@ fn build(message: Message, key: ConnKey, conn: &Connection, ctx: &mut Context<'_
     ApiCall {
         kind,
         start_unix_ns: ctx.clock.to_unix_ns(message.start_ts),
-        end_unix_ns: ctx
-            .clock
-            .to_unix_ns(message.end_ts.max(message.start_ts)),
+        end_unix_ns: ctx.clock.to_unix_ns(message.end_ts.max(message.start_ts)),
         request_size: size(&message.request),
         response_size: size(&message.response),
         method: message.method,

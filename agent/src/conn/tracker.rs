@@ -497,7 +497,9 @@ fn is_h2c_upgrade(exchange: &crate::protocol::http1::Exchange) -> bool {
 
 /// The bytes after a `101 Switching Protocols` head in a syscall's payload.
 fn after_switching_head(payload: &[u8]) -> Option<&[u8]> {
-    let start = payload.windows(12).position(|w| w.starts_with(b"HTTP/1.1 101"))?;
+    let start = payload
+        .windows(12)
+        .position(|w| w.starts_with(b"HTTP/1.1 101"))?;
     let end = payload[start..].windows(4).position(|w| w == b"\r\n\r\n")?;
     Some(&payload[start + end + 4..]).filter(|rest| !rest.is_empty())
 }

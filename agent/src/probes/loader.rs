@@ -93,6 +93,12 @@ impl LoadedProbes {
             capture_bytes: options.capture_bytes.min(MAX_CAPTURE_BYTES as u32),
             filter_flags: options.filters.flags(),
             wakeup_bytes: options.wakeup_bytes,
+            features: if preflight::kernel_at_least(5, 17) {
+                agent_common::config::FEATURE_BPF_LOOP
+            } else {
+                0
+            },
+            _reserved: 0,
         };
         let mut ebpf = EbpfLoader::new()
             .override_global("SIGHTLINE_SETTINGS", &settings, true)

@@ -68,6 +68,12 @@ fn check_kernel_version() -> Result<(), ProbeError> {
     }
 }
 
+/// Whether the running kernel is at least `major.minor` (unknown: no).
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    parse_kernel_version(&release).is_some_and(|v| v >= (major, minor))
+}
+
 /// (major, minor) from a kernel release string such as "6.18.44-fc-v669".
 pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.trim().split(['.', '-']);

@@ -27,7 +27,11 @@ pub fn decode_message(value: &[u8]) -> String {
     let mut i = 0;
     while i < value.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (value[i], value.get(i + 1).copied(), value.get(i + 2).copied()) {
+        match (
+            value[i],
+            value.get(i + 1).copied(),
+            value.get(i + 2).copied(),
+        ) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
                 out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
                 i += 3;
@@ -88,6 +92,11 @@ impl MessageCounter {
         }
     }
 
+    /// Whether the data so far is whole messages, exactly: what a gRPC body is.
+    pub fn at_message_boundary(&self) -> bool {
+        !self.lost && self.prefix_have == 0 && self.body_left == 0
+    }
+
     /// `len` bytes were not captured.
     pub fn gap(&mut self, len: usize) {
         if self.prefix_have == 0 && self.body_left >= len as u64 {
@@ -122,7 +131,10 @@ mod tests {
         assert!(!is_grpc_content_type(b"application/grpc-web"));
         assert_eq!(status_code(b"5"), Some(5));
         assert_eq!(status_code(b"x"), None);
-        assert_eq!(decode_message(b"not%20found%3A%20%E2%9C%93"), "not found: ✓");
+        assert_eq!(
+            decode_message(b"not%20found%3A%20%E2%9C%93"),
+            "not found: ✓"
+        );
         assert_eq!(decode_message(b"100%"), "100%");
     }
 
@@ -138,7 +150,11 @@ mod tests {
             let mut counter = MessageCounter::new();
             counter.bytes(&stream[..split]);
             counter.bytes(&stream[split..]);
-            assert_eq!((counter.messages, counter.exact), (3, true), "split {split}");
+            assert_eq!(
+                (counter.messages, counter.exact),
+                (3, true),
+                "split {split}"
+            );
         }
         // A hole inside a message body keeps the count exact; one over a prefix does not.
         let mut counter = MessageCounter::new();

@@ -46,7 +46,13 @@ pub fn line(call: &ApiCall, color: bool) -> String {
     };
     let (host, port) = fields::server_address(call);
     // HTTP/2 fields hidden by header compression (joined mid-way) show as `?`.
-    let unknown = |s: &str| if s.is_empty() { "?".to_string() } else { s.to_string() };
+    let unknown = |s: &str| {
+        if s.is_empty() {
+            "?".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     let target = match (&call.grpc, &call.query) {
         (Some(grpc), _) if grpc.status.is_some() => format!(
             "{} grpc-status={}",

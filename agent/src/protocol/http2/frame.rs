@@ -69,7 +69,7 @@ impl FrameHeader {
             SETTINGS => (
                 !on_stream,
                 END_STREAM,
-                self.len % 6 == 0 && (!self.has(END_STREAM) || self.len == 0),
+                self.len.is_multiple_of(6) && (!self.has(END_STREAM) || self.len == 0),
             ),
             PUSH_PROMISE => (on_stream, END_HEADERS | PADDED, self.len >= 4),
             PING => (!on_stream, END_STREAM, self.len == 8),
@@ -109,7 +109,10 @@ pub enum FrameEvent<'a> {
         payload: &'a [u8],
     },
     /// Data bytes of a DATA frame (padding removed); a frame may come in several pieces.
-    Data { header: FrameHeader, bytes: &'a [u8] },
+    Data {
+        header: FrameHeader,
+        bytes: &'a [u8],
+    },
     /// `len` data bytes of a DATA frame that were not captured.
     DataGap { header: FrameHeader, len: usize },
     /// A DATA frame ended (its END_STREAM flag is in `header`).
@@ -432,14 +435,20 @@ pub mod tests {
         let mut bytes = frame(HEADERS, END_HEADERS, 5, &[0x82; 50]);
         let next = frame(RST_STREAM, 0, 5, &[0, 0, 0, 8]);
         bytes.truncate(20);
-        let seen = read(
-            &mut FrameReader::new(false),
-            &[(&bytes, 39), (&next, 0)],
+        let seen = read(&mut FrameReader::new(false), &[(&bytes, 39), (&next, 0)]);
+        assert_eq!(
+            seen,
+            [
+                Seen::Lost(HEADERS),
+                Seen::Frame(RST_STREAM, 5, vec![0, 0, 0, 8])
+            ]
         );
-        assert_eq!(seen, [Seen::Lost(HEADERS), Seen::Frame(RST_STREAM, 5, vec![0, 0, 0, 8])]);
         // A hole past the frame's end: boundaries lost until a syscall starts with frames.
         let mut reader = FrameReader::new(false);
-        let seen = read(&mut reader, &[(&data[..40], 200), (b"garbage!!!!", 0), (&next, 0)]);
+        let seen = read(
+            &mut reader,
+            &[(&data[..40], 200), (b"garbage!!!!", 0), (&next, 0)],
+        );
         assert_eq!(
             seen,
             [

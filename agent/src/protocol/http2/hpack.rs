@@ -23,7 +23,10 @@ const ENTRY_OVERHEAD: usize = 32;
 /// A decoded header field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Field {
-    Known { name: Vec<u8>, value: Vec<u8> },
+    Known {
+        name: Vec<u8>,
+        value: Vec<u8>,
+    },
     /// Came from the part of the dynamic table the agent did not see.
     Unknown,
 }
@@ -187,7 +190,11 @@ mod tests {
             let fields = decoder.decode(&block).unwrap();
             assert_eq!(
                 fields,
-                [known(":method", "GET"), known(":path", path), known("x-tenant", "acme")]
+                [
+                    known(":method", "GET"),
+                    known(":path", path),
+                    known("x-tenant", "acme")
+                ]
             );
         }
         assert!(decoder.is_synced());
@@ -210,7 +217,12 @@ mod tests {
         let fields = decoder.decode(&block).unwrap();
         assert_eq!(
             fields,
-            [known(":method", "POST"), known("x-new", "2"), Field::Unknown, Field::Unknown]
+            [
+                known(":method", "POST"),
+                known("x-new", "2"),
+                Field::Unknown,
+                Field::Unknown
+            ]
         );
         // The new entry is at the front of both tables: referenced again, it is known.
         let block = encoder.encode([(&b"x-new"[..], &b"2"[..])]);
@@ -220,7 +232,10 @@ mod tests {
             // A new name each time: this encoder indexes only names in no table.
             let name = format!("x-fill-{i:04}");
             let block = encoder.encode([(name.as_bytes(), &b"some value"[..])]);
-            assert_eq!(decoder.decode(&block).unwrap(), [known(&name, "some value")]);
+            assert_eq!(
+                decoder.decode(&block).unwrap(),
+                [known(&name, "some value")]
+            );
         }
         assert!(decoder.is_synced());
     }

@@ -54,6 +54,8 @@ pub struct Http2Connection {
     /// Highest stream id the client opened (ids only grow: a lower unknown one is finished).
     last_client_stream: u32,
     sample_limit: usize,
+    /// A stream's headers showed gRPC: the connection carries gRPC.
+    grpc: bool,
 }
 
 /// Where the connection's first bytes were seen.
@@ -86,21 +88,45 @@ impl Http2Connection {
             streams: HashMap::new(),
             last_client_stream: 0,
             sample_limit: limits.body_sample_bytes,
+            grpc: false,
         }
     }
 
     /// After an HTTP/1.1 `Upgrade: h2c` answered by 101: the request becomes stream 1, whose
     /// response comes in HTTP/2 (RFC 7540 3.2).
-    pub fn upgraded(client_egress: bool, request: &RequestHead, start_ts: u64, limits: Limits) -> Self {
+    pub fn upgraded(
+        client_egress: bool,
+        request: &RequestHead,
+        start_ts: u64,
+        limits: Limits,
+    ) -> Self {
         let mut this = Self::new(Some(client_egress), Start::Beginning, limits);
-        let (path, authority) = (request.target.as_bytes(), request.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")));
+        let (path, authority) = (
+            request.target.as_bytes(),
+            request
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host")),
+        );
         let mut head = vec![
-            Field::Known { name: b":method".to_vec(), value: request.method.as_bytes().to_vec() },
-            Field::Known { name: b":scheme".to_vec(), value: b"http".to_vec() },
-            Field::Known { name: b":path".to_vec(), value: path.to_vec() },
+            Field::Known {
+                name: b":method".to_vec(),
+                value: request.method.as_bytes().to_vec(),
+            },
+            Field::Known {
+                name: b":scheme".to_vec(),
+                value: b"http".to_vec(),
+            },
+            Field::Known {
+                name: b":path".to_vec(),
+                value: path.to_vec(),
+            },
         ];
         if let Some(host) = authority {
-            head.push(Field::Known { name: b":authority".to_vec(), value: host.value.clone() });
+            head.push(Field::Known {
+                name: b":authority".to_vec(),
+                value: host.value.clone(),
+            });
         }
         head.extend(request.headers.iter().map(|h| Field::Known {
             name: h.name.to_ascii_lowercase().into_bytes(),
@@ -134,14 +160,24 @@ impl Http2Connection {
         stats: &Stats,
         out: &mut Vec<Exchange>,
     ) {
-        let side = if egress { &mut self.egress } else { &mut self.ingress };
+        let side = if egress {
+            &mut self.egress
+        } else {
+            &mut self.ingress
+        };
         let mut reader = std::mem::replace(&mut side.reader, FrameReader::joining());
         let was_lost = reader.is_lost();
-        reader.feed(data, missing, &mut |event| self.on_frame(egress, event, ts, stats, out));
+        reader.feed(data, missing, &mut |event| {
+            self.on_frame(egress, event, ts, stats, out)
+        });
         if was_lost && !reader.is_lost() {
             Stats::inc(&stats.http2_resyncs);
         }
-        let side = if egress { &mut self.egress } else { &mut self.ingress };
+        let side = if egress {
+            &mut self.egress
+        } else {
+            &mut self.ingress
+        };
         side.reader = reader;
     }
 
@@ -161,18 +197,44 @@ impl Http2Connection {
         for id in ids {
             if let Some(mut stream) = self.streams.remove(&id) {
                 stream.end_ts = stream.end_ts.max(ts);
-                out.push(stream.into_exchange(id, Some("connection closed before the response ended".into())));
+                out.push(self.exchange(
+                    stream,
+                    id,
+                    Some("connection closed before the response ended".into()),
+                ));
             }
         }
     }
 
-    fn side(&mut self, egress: bool) -> &mut Side {
-        if egress { &mut self.egress } else { &mut self.ingress }
+    /// A finished stream's exchange; notes whether the connection carries gRPC.
+    fn exchange(&mut self, stream: Stream, id: u32, error: Option<String>) -> Exchange {
+        let exchange = stream.into_exchange(id, error, self.grpc);
+        if exchange.grpc.is_some() {
+            self.grpc = true;
+        }
+        exchange
     }
 
-    fn on_frame(&mut self, egress: bool, event: FrameEvent<'_>, ts: u64, stats: &Stats, out: &mut Vec<Exchange>) {
+    fn side(&mut self, egress: bool) -> &mut Side {
+        if egress {
+            &mut self.egress
+        } else {
+            &mut self.ingress
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        egress: bool,
+        event: FrameEvent<'_>,
+        ts: u64,
+        stats: &Stats,
+        out: &mut Vec<Exchange>,
+    ) {
         match event {
-            FrameEvent::Frame { header, payload } => self.on_control(egress, header, payload, ts, stats, out),
+            FrameEvent::Frame { header, payload } => {
+                self.on_control(egress, header, payload, ts, stats, out)
+            }
             FrameEvent::Data { header, bytes } => {
                 let limit = self.sample_limit;
                 if let Some(half) = self.half(egress, header.stream) {
@@ -195,7 +257,10 @@ impl Http2Connection {
                 self.finish_if_done(header.stream, egress, out);
             }
             FrameEvent::Lost { header } => {
-                if matches!(header.kind, frame::HEADERS | frame::CONTINUATION | frame::PUSH_PROMISE) {
+                if matches!(
+                    header.kind,
+                    frame::HEADERS | frame::CONTINUATION | frame::PUSH_PROMISE
+                ) {
                     // A header block not seen: the table it changed is unknown now.
                     Stats::inc(&stats.http2_header_blocks_lost);
                     let side = self.side(egress);
@@ -215,7 +280,11 @@ impl Http2Connection {
     fn half(&mut self, egress: bool, id: u32) -> Option<&mut Half> {
         let client = self.client_egress? == egress;
         let stream = self.streams.get_mut(&id)?;
-        Some(if client { &mut stream.client } else { &mut stream.server })
+        Some(if client {
+            &mut stream.client
+        } else {
+            &mut stream.server
+        })
     }
 
     fn touch(&mut self, id: u32, ts: u64) {
@@ -224,7 +293,15 @@ impl Http2Connection {
         }
     }
 
-    fn on_control(&mut self, egress: bool, header: FrameHeader, payload: &[u8], ts: u64, stats: &Stats, out: &mut Vec<Exchange>) {
+    fn on_control(
+        &mut self,
+        egress: bool,
+        header: FrameHeader,
+        payload: &[u8],
+        ts: u64,
+        stats: &Stats,
+        out: &mut Vec<Exchange>,
+    ) {
         match header.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
                 let Some(fragment) = block_fragment(header, payload) else {
@@ -237,7 +314,11 @@ impl Http2Connection {
                 }
                 let block = Block {
                     // A promised stream's headers are decoded (they change the table), not kept.
-                    stream: if header.kind == frame::PUSH_PROMISE { 0 } else { header.stream },
+                    stream: if header.kind == frame::PUSH_PROMISE {
+                        0
+                    } else {
+                        header.stream
+                    },
                     end_stream: header.kind == frame::HEADERS && header.has(frame::END_STREAM),
                     bytes: fragment.to_vec(),
                     lost: false,
@@ -266,7 +347,10 @@ impl Http2Connection {
                 }
             }
             frame::RST_STREAM => {
-                let code = payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+                let code = payload
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
                 if let Some(mut stream) = self.streams.remove(&header.stream) {
                     stream.end_ts = stream.end_ts.max(ts);
                     let by = match self.client_egress.map(|c| c == egress) {
@@ -274,17 +358,33 @@ impl Http2Connection {
                         Some(false) => "server",
                         None => "peer",
                     };
-                    out.push(stream.into_exchange(header.stream, Some(format!("stream reset by the {by}: {}", error_code(code)))));
+                    out.push(self.exchange(
+                        stream,
+                        header.stream,
+                        Some(format!("stream reset by the {by}: {}", error_code(code))),
+                    ));
                 }
             }
             frame::GOAWAY if self.client_egress.is_some_and(|c| c != egress) => {
                 // Streams above the last one the server processed were refused.
-                let last = payload.get(..4).map(|b| u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]])).unwrap_or(u32::MAX);
-                let mut refused: Vec<u32> = self.streams.keys().copied().filter(|id| *id > last && id % 2 == 1).collect();
+                let last = payload
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]))
+                    .unwrap_or(u32::MAX);
+                let mut refused: Vec<u32> = self
+                    .streams
+                    .keys()
+                    .copied()
+                    .filter(|id| *id > last && id % 2 == 1)
+                    .collect();
                 refused.sort_unstable();
                 for id in refused {
                     if let Some(stream) = self.streams.remove(&id) {
-                        out.push(stream.into_exchange(id, Some("refused: the server is going away (GOAWAY)".into())));
+                        out.push(self.exchange(
+                            stream,
+                            id,
+                            Some("refused: the server is going away (GOAWAY)".into()),
+                        ));
                     }
                 }
             }
@@ -312,7 +412,10 @@ impl Http2Connection {
         if block.stream == 0 {
             return; // PUSH_PROMISE
         }
-        let unknown = fields.iter().filter(|f| matches!(f, Field::Unknown)).count();
+        let unknown = fields
+            .iter()
+            .filter(|f| matches!(f, Field::Unknown))
+            .count();
         Stats::add(&stats.http2_fields_unknown, unknown as u64);
         // Who sent it: the preface told, or the block says (a request has :method, a
         // response :status).
@@ -360,7 +463,8 @@ impl Http2Connection {
         };
         stream.end_ts = stream.end_ts.max(ts);
         if stream.server.head.is_none() {
-            let interim = find(&fields, b":status").is_some_and(|s| s.len() == 3 && s[0] == b'1' && s != b"101");
+            let interim = find(&fields, b":status")
+                .is_some_and(|s| s.len() == 3 && s[0] == b'1' && s != b"101");
             if interim && !block.end_stream {
                 return;
             }
@@ -381,7 +485,7 @@ impl Http2Connection {
         if self.streams.get(&id).is_some_and(|s| s.server.ended)
             && let Some(stream) = self.streams.remove(&id)
         {
-            out.push(stream.into_exchange(id, None));
+            out.push(self.exchange(stream, id, None));
         }
     }
 }
@@ -407,9 +511,22 @@ fn block_fragment(header: FrameHeader, payload: &[u8]) -> Option<&[u8]> {
 /// RFC 9113 7: error code names.
 fn error_code(code: u32) -> String {
     const NAMES: [&str; 14] = [
-        "NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
-        "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED",
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
     ];
-    NAMES.get(code as usize).map_or_else(|| format!("0x{code:x}"), |n| n.to_string())
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("0x{code:x}"), |n| n.to_string())
 }

@@ -54,7 +54,6 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(head: Vec<Field>, ts: u64) -> Self {
-        let grpc = find(&head, b"content-type").is_some_and(grpc::is_grpc_content_type);
         let mut stream = Self {
             client: Half::default(),
             server: Half::default(),
@@ -63,35 +62,67 @@ impl Stream {
         };
         stream.client.body.complete = true;
         stream.server.body.complete = true;
-        if grpc {
-            stream.client.messages = Some(MessageCounter::new());
-            stream.server.messages = Some(MessageCounter::new());
-        }
+        // Counted on every stream (a jump per message): whether it is gRPC may only show in
+        // the response, when the request's content type was hidden (joined mid-way).
+        stream.client.messages = Some(MessageCounter::new());
+        stream.server.messages = Some(MessageCounter::new());
         stream.client.head = Some(head);
         stream
     }
 
-    pub fn into_exchange(mut self, id: u32, error: Option<String>) -> Exchange {
+    /// The exchange; `grpc_connection` when other streams of the connection showed gRPC.
+    pub fn into_exchange(
+        mut self,
+        id: u32,
+        error: Option<String>,
+        grpc_connection: bool,
+    ) -> Exchange {
         let request = self.client.head.take().unwrap_or_default();
         let response = self.server.head.as_deref().unwrap_or_default();
-        let unknown = [&request[..], response, &self.client.trailers, &self.server.trailers]
-            .iter()
-            .flat_map(|fields| fields.iter())
-            .filter(|f| matches!(f, Field::Unknown))
-            .count() as u32;
+        let unknown = [
+            &request[..],
+            response,
+            &self.client.trailers,
+            &self.server.trailers,
+        ]
+        .iter()
+        .flat_map(|fields| fields.iter())
+        .filter(|f| matches!(f, Field::Unknown))
+        .count() as u32;
         let text = |fields: &[Field], name: &[u8]| {
             find(fields, name).map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        let status = find(response, b":status")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
-        let grpc = self.client.messages.as_ref().map(|requests| {
+        let status =
+            find(response, b":status").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+        let path = text(&request, b":path");
+        let said = [&request[..], response]
+            .iter()
+            .any(|fields| find(fields, b"content-type").is_some_and(grpc::is_grpc_content_type))
+            || find(&self.server.trailers, b"grpc-status").is_some();
+        // When header compression hid what says so (joined mid-way): a connection that
+        // carried gRPC, or a POST to a gRPC-shaped path whose bodies are exactly whole
+        // length-prefixed messages.
+        let framed = |half: &Half| {
+            half.messages
+                .as_ref()
+                .is_some_and(|m| m.exact && m.messages > 0 && m.at_message_boundary())
+        };
+        let inferred = unknown > 0
+            && (grpc_connection
+                || (find(&request, b":method") == Some(b"POST")
+                    && path.as_deref().and_then(grpc::service_and_method).is_some()
+                    && framed(&self.client)
+                    && framed(&self.server)));
+        let is_grpc = said || inferred;
+        let grpc = is_grpc.then(|| {
+            let requests = self.client.messages.clone().unwrap_or_default();
             // Trailers, or the response head of a trailers-only answer.
-            let status_field = |name: &[u8]| {
-                find(&self.server.trailers, name).or_else(|| find(response, name))
-            };
+            let status_field =
+                |name: &[u8]| find(&self.server.trailers, name).or_else(|| find(response, name));
             let responses = self.server.messages.clone().unwrap_or_default();
-            let path = text(&request, b":path").unwrap_or_default();
-            let (service, method) = grpc::service_and_method(&path)
+            let (service, method) = path
+                .as_deref()
+                .and_then(grpc::service_and_method)
                 .map(|(s, m)| (Some(s.to_string()), Some(m.to_string())))
                 .unwrap_or_default();
             GrpcExchange {
@@ -113,7 +144,7 @@ impl Stream {
             method: text(&request, b":method"),
             scheme: text(&request, b":scheme"),
             authority: text(&request, b":authority"),
-            path: text(&request, b":path"),
+            path,
             status,
             request_headers: regular(&request),
             response_headers: regular(response)
