@@ -570,3 +570,83 @@ fn a_collector_that_comes_back_gets_what_the_queue_held() {
     let otlp_drops = dropped_metric.select(&[("sightline.drop.stage", json!("otlp_traces"))]);
     assert_eq!(otlp_drops[0].value, PointValue::Int(dropped as i64));
 }
+
+/// gRPC calls (Debian's grpcio, cleartext) export as RPC spans and metrics: spans named
+/// `{service}/{method}` with the JSON line's `rpc.*` attributes, gRPC error rules (NOT_FOUND
+/// fails the client's span only), and `rpc.{server,client}.call.duration` by method and status.
+#[test]
+fn exports_grpc_calls_as_rpc_spans_and_metrics() {
+    let otlp_port = free_port();
+    let collector = Collector::start(Protocol::Grpc, otlp_port);
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("sightline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[otlp]\nendpoint = {:?}\nmetrics_interval_seconds = 1\n",
+            Collector::endpoint(otlp_port)
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut agent = Agent::with_config(&config, &["--port", &port_arg]);
+    let demo = sightline_tests::fixture("grpc_demo.py");
+    let mut server = Program::spawn({
+        let mut cmd = std::process::Command::new("/usr/bin/python3");
+        cmd.arg(&demo).args(["serve", &port_arg]);
+        cmd
+    });
+    assert_eq!(server.line(), "ready");
+    let client = Program::spawn({
+        let mut cmd = std::process::Command::new("/usr/bin/python3");
+        cmd.arg(&demo).args(["call", &port_arg]);
+        cmd
+    });
+    assert_eq!(client.finish().len(), 5);
+    let calls = agent.collect(port, 5, 5);
+    let spans = collector.spans();
+    for call in &calls {
+        let span = matching_span(&spans, call);
+        assert_same_fields(call, span);
+        let method = call["rpc.method"].as_str().unwrap();
+        assert_eq!(span.name, format!("demo.Echo/{method}"));
+        let not_found = call["rpc.grpc.status_code"] == 5;
+        let failed = not_found && call["span.kind"] == "client";
+        assert_eq!(span.status_code, if failed { 2 } else { 0 }, "{call:#}");
+    }
+    collector.wait_until("the rpc duration metrics", |c| {
+        c.metric("rpc.server.call.duration").is_some()
+            && c.metric("rpc.client.call.duration").is_some()
+    });
+    for (name, kind) in [
+        ("rpc.server.call.duration", "server"),
+        ("rpc.client.call.duration", "client"),
+    ] {
+        let metric = collector.metric(name).unwrap();
+        assert_eq!(metric.unit, "s");
+        for (method, status, count) in [
+            ("Say", 0, 1),
+            ("Say", 5, 1),
+            ("Collect", 0, 1),
+            ("Split", 0, 1),
+            ("Chat", 0, 1),
+        ] {
+            let points = metric.select(&[
+                ("rpc.system", json!("grpc")),
+                ("rpc.service", json!("demo.Echo")),
+                ("rpc.method", json!(method)),
+                ("rpc.grpc.status_code", json!(status)),
+            ]);
+            assert_eq!(points.len(), 1, "{name} {method} {status}: {metric:#?}");
+            let PointValue::Histogram { count: n, .. } = points[0].value else {
+                panic!("{name} is not a histogram");
+            };
+            assert_eq!(n, count, "{kind} {method} {status}");
+            // Only the client's NOT_FOUND is an error (gRPC server rules).
+            let error = points[0].attributes.get("error.type");
+            let expected = (status == 5 && kind == "client").then(|| json!("5"));
+            assert_eq!(error, expected.as_ref(), "{kind} {method} {status}");
+        }
+    }
+}

@@ -350,6 +350,7 @@ const USERSPACE_DROPS: &[Named] = &[
     ("otlp_logs", |s| &s.otlp_logs_dropped),
     ("findings_table", |s| &s.findings_dropped),
     ("calls_abandoned", |s| &s.calls_abandoned),
+    ("http2_streams", |s| &s.http2_streams_dropped),
 ];
 
 const PARSE_ERRORS: &[Named] = &[
@@ -357,6 +358,12 @@ const PARSE_ERRORS: &[Named] = &[
     ("http_header_too_large", |s| &s.http_header_too_large),
     ("http_unpaired_response", |s| &s.http_unpaired_responses),
     ("event_undecodable", |s| &s.events_undecodable),
+    ("http2_desync", |s| &s.http2_desyncs),
+    ("http2_hpack", |s| &s.http2_hpack_errors),
+    ("http2_header_block_lost", |s| &s.http2_header_blocks_lost),
+    ("http2_unattributed_stream", |s| {
+        &s.http2_streams_unattributed
+    }),
 ];
 
 const EXPORT_FAILURES: &[Named] = &[
