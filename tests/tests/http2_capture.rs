@@ -314,6 +314,26 @@ fn grpc_client(mode: &str, port: u16, tls: Option<&sightline_tests::Certificate>
     }
 }
 
+/// A call's `rpc.*` attributes and message counts (request, response) for `path`.
+fn assert_rpc(call: &Value, path: &str, messages: (u64, u64), context: &str) {
+    assert_eq!(call["rpc.system"], "grpc", "{context}");
+    assert_eq!(call["rpc.service"], "demo.Echo", "{context}");
+    assert_eq!(
+        call["rpc.method"],
+        path.rsplit('/').next().unwrap(),
+        "{context}"
+    );
+    assert_eq!(
+        call["sightline.rpc.request.messages"], messages.0,
+        "{context}"
+    );
+    assert_eq!(
+        call["sightline.rpc.response.messages"], messages.1,
+        "{context}"
+    );
+    assert_eq!(call["sightline.rpc.messages_exact"], true, "{context}");
+}
+
 /// Every gRPC call of `grpc_demo.py` at both ends, exactly.
 fn assert_grpc_calls(calls: &[Value], port: u16, pids: (u32, u32), tls: bool) {
     let expected: Vec<Summary> = GRPC_CALLS
@@ -326,22 +346,7 @@ fn assert_grpc_calls(calls: &[Value], port: u16, pids: (u32, u32), tls: bool) {
             side(calls, kind, port).into_iter().zip(GRPC_CALLS)
         {
             let context = format!("{kind} {call:#}");
-            assert_eq!(call["rpc.system"], "grpc", "{context}");
-            assert_eq!(call["rpc.service"], "demo.Echo", "{context}");
-            assert_eq!(
-                call["rpc.method"],
-                path.rsplit('/').next().unwrap(),
-                "{context}"
-            );
-            assert_eq!(
-                call["sightline.rpc.request.messages"], requests,
-                "{context}"
-            );
-            assert_eq!(
-                call["sightline.rpc.response.messages"], responses,
-                "{context}"
-            );
-            assert_eq!(call["sightline.rpc.messages_exact"], true, "{context}");
+            assert_rpc(call, path, (requests, responses), &context);
             if status == 5 {
                 assert_eq!(
                     call["sightline.rpc.grpc.status_message"], "no such thing: missing",
@@ -441,19 +446,7 @@ fn grpc_connection_joined_mid_way() {
                 None => assert!(unknown > 0, "{context}"),
             }
             if call["url.path"].is_string() {
-                assert_eq!(
-                    call["rpc.method"],
-                    path.rsplit('/').next().unwrap(),
-                    "{context}"
-                );
-                assert_eq!(
-                    call["sightline.rpc.request.messages"], requests,
-                    "{context}"
-                );
-                assert_eq!(
-                    call["sightline.rpc.response.messages"], responses,
-                    "{context}"
-                );
+                assert_rpc(call, path, (requests, responses), &context);
             }
             assert!(
                 call["http.response.status_code"] == 200 || unknown > 0,

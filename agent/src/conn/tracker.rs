@@ -191,41 +191,34 @@ impl Tracker {
         let Some(mut conn) = self.table.remove(&key, ts) else {
             return;
         };
-        if let Protocol::Http2(h2) = &mut conn.protocol {
-            match ending {
-                Ending::Closed => {
-                    let mut exchanges = Vec::new();
-                    h2.on_close(ts, &mut exchanges);
-                    let ctx = Context {
-                        table: &self.table,
-                        processes: &mut self.processes,
-                        clock: &self.clock,
-                    };
-                    emit_h2(exchanges, key, &conn, ctx, &self.stats, out);
-                }
-                Ending::Forgotten => {
-                    Stats::add(&self.stats.calls_abandoned, h2.in_progress() as u64)
-                }
+        let finished = match (&mut conn.protocol, ending) {
+            (Protocol::Http1(http), Ending::Closed) => {
+                let mut exchanges = Vec::new();
+                http.on_close(ts, &mut exchanges, &mut self.issues);
+                Finished::Http1(exchanges)
             }
-        }
-        if let Protocol::Http1(http) = &mut conn.protocol {
-            match ending {
-                Ending::Closed => {
-                    let mut exchanges = Vec::new();
-                    http.on_close(ts, &mut exchanges, &mut self.issues);
-                    let ctx = Context {
-                        table: &self.table,
-                        processes: &mut self.processes,
-                        clock: &self.clock,
-                    };
-                    emit(exchanges, key, &conn, ctx, &self.stats, out);
-                }
-                // The real end was not seen: saying "closed before a response" would be a guess.
-                Ending::Forgotten => {
-                    Stats::add(&self.stats.calls_abandoned, http.in_progress() as u64)
-                }
+            (Protocol::Http2(h2), Ending::Closed) => {
+                let mut exchanges = Vec::new();
+                h2.on_close(ts, &mut exchanges);
+                Finished::Http2(exchanges)
             }
-        }
+            // The real end was not seen: saying "closed before a response" would be a guess.
+            (Protocol::Http1(http), Ending::Forgotten) => {
+                Stats::add(&self.stats.calls_abandoned, http.in_progress() as u64);
+                Finished::Nothing
+            }
+            (Protocol::Http2(h2), Ending::Forgotten) => {
+                Stats::add(&self.stats.calls_abandoned, h2.in_progress() as u64);
+                Finished::Nothing
+            }
+            _ => Finished::Nothing,
+        };
+        let ctx = Context {
+            table: &self.table,
+            processes: &mut self.processes,
+            clock: &self.clock,
+        };
+        emit(finished, key, &conn, ctx, &self.stats, out);
         self.count_issues();
     }
 
@@ -358,16 +351,7 @@ impl Tracker {
             if egress == (conn.role == Role::Client) {
                 conn.thread_id = chunk.task.pid;
             }
-            if !exchanges.is_empty()
-                && let Some(conn) = self.table.get(&key)
-            {
-                let ctx = Context {
-                    table: &self.table,
-                    processes: &mut self.processes,
-                    clock: &self.clock,
-                };
-                emit_h2(exchanges, key, conn, ctx, &self.stats, out);
-            }
+            self.emit_open(key, Finished::Http2(exchanges), out);
             return;
         }
         let requests_are_egress = conn.role == Role::Client;
@@ -414,29 +398,23 @@ impl Tracker {
                     );
                 }
                 conn.protocol = Protocol::Http2(Box::new(h2));
-                if !h2_exchanges.is_empty()
-                    && let Some(conn) = self.table.get(&key)
-                {
-                    let ctx = Context {
-                        table: &self.table,
-                        processes: &mut self.processes,
-                        clock: &self.clock,
-                    };
-                    emit_h2(h2_exchanges, key, conn, ctx, &self.stats, out);
-                }
+                self.emit_open(key, Finished::Http2(h2_exchanges), out);
             }
         }
-        if !exchanges.is_empty()
-            && let Some(conn) = self.table.get(&key)
-        {
+        self.emit_open(key, Finished::Http1(exchanges), out);
+        self.count_issues();
+    }
+
+    /// Turns what a parser finished on a connection still in the table into calls.
+    fn emit_open(&mut self, key: ConnKey, finished: Finished, out: &mut Vec<ApiCall>) {
+        if let Some(conn) = self.table.get(&key) {
             let ctx = Context {
                 table: &self.table,
                 processes: &mut self.processes,
                 clock: &self.clock,
             };
-            emit(exchanges, key, conn, ctx, &self.stats, out);
+            emit(finished, key, conn, ctx, &self.stats, out);
         }
-        self.count_issues();
     }
 
     fn count_issues(&mut self) {
@@ -454,34 +432,37 @@ impl Tracker {
     }
 }
 
-/// Turns exchanges of a connection into calls.
-fn emit(
-    exchanges: Vec<crate::protocol::http1::Exchange>,
-    key: ConnKey,
-    conn: &Connection,
-    mut ctx: Context<'_>,
-    stats: &Stats,
-    out: &mut Vec<ApiCall>,
-) {
-    for exchange in exchanges {
-        out.push(assemble::api_call(exchange, key, conn, &mut ctx));
-        Stats::inc(&stats.calls_emitted);
-    }
+/// What a connection's parser finished.
+enum Finished {
+    Http1(Vec<crate::protocol::http1::Exchange>),
+    Http2(Vec<http2::Exchange>),
+    Nothing,
 }
 
-/// Turns HTTP/2 streams of a connection into calls.
-fn emit_h2(
-    exchanges: Vec<http2::Exchange>,
+/// Turns what a connection's parser finished into calls.
+fn emit(
+    finished: Finished,
     key: ConnKey,
     conn: &Connection,
     mut ctx: Context<'_>,
     stats: &Stats,
     out: &mut Vec<ApiCall>,
 ) {
-    for exchange in exchanges {
-        out.push(assemble::api_call_h2(exchange, key, conn, &mut ctx));
-        Stats::inc(&stats.calls_emitted);
+    let before = out.len();
+    match finished {
+        Finished::Http1(exchanges) => out.extend(
+            exchanges
+                .into_iter()
+                .map(|e| assemble::api_call(e, key, conn, &mut ctx)),
+        ),
+        Finished::Http2(exchanges) => out.extend(
+            exchanges
+                .into_iter()
+                .map(|e| assemble::api_call_h2(e, key, conn, &mut ctx)),
+        ),
+        Finished::Nothing => {}
     }
+    Stats::add(&stats.calls_emitted, (out.len() - before) as u64);
 }
 
 /// Whether an exchange is an HTTP/1.1 request upgraded to h2c by a 101 answer.
@@ -608,6 +589,7 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use crate::capture::event::{SocketPair, TlsLibrary};
+    use crate::protocol::http2::frame;
 
     fn task(ts: u64) -> Task {
         Task {
@@ -797,5 +779,97 @@ mod tests {
         // A close that was seen reports the request without a response.
         let (calls, _) = unanswered(ConnKind::Close);
         assert_eq!(calls, [("/unanswered".to_string(), None)]);
+    }
+
+    /// An HTTP/2 frame.
+    fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn h2_calls(events: Vec<CaptureEvent>) -> Vec<(String, String, Option<u16>, &'static str)> {
+        let (mut tracker, _) = tracker();
+        let mut out = Vec::new();
+        for event in events {
+            tracker.handle(event, &mut out);
+        }
+        out.into_iter()
+            .map(|c| (c.method, c.path, c.status, c.protocol_version))
+            .collect()
+    }
+
+    #[test]
+    fn an_h2c_upgrade_answers_the_request_on_stream_1() {
+        let mut encoder = loona_hpack::Encoder::new();
+        let upgrade = b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+            Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        // The 101 and the server's first frames in one write.
+        let mut answer =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                .to_vec();
+        answer.extend(h2_frame(frame::SETTINGS, 0, 0, &[]));
+        let head = encoder.encode([(&b":status"[..], &b"200"[..])]);
+        answer.extend(h2_frame(frame::HEADERS, frame::END_HEADERS, 1, &head));
+        answer.extend(h2_frame(frame::DATA, frame::END_STREAM, 1, b"hi"));
+        let mut preface = frame::PREFACE.to_vec();
+        preface.extend(h2_frame(frame::SETTINGS, 0, 0, &[]));
+        let calls = h2_calls(vec![
+            CaptureEvent::Conn {
+                task: task(1),
+                fd: 5,
+                sockets: sockets(),
+                kind: ConnKind::Accept,
+            },
+            data(2, Direction::Ingress, upgrade, false),
+            data(3, Direction::Egress, &answer, false),
+            data(4, Direction::Ingress, &preface, false),
+        ]);
+        assert_eq!(calls, [("GET".into(), "/up".into(), Some(200), "2")]);
+    }
+
+    #[test]
+    fn http2_is_recognised_by_its_preface_or_by_frames_when_joined() {
+        let mut client = loona_hpack::Encoder::new();
+        let mut server = loona_hpack::Encoder::new();
+        let request = |encoder: &mut loona_hpack::Encoder<'_>, id: u32, path: &[u8]| {
+            let block = encoder.encode([(&b":method"[..], &b"GET"[..]), (b":path", path)]);
+            h2_frame(
+                frame::HEADERS,
+                frame::END_HEADERS | frame::END_STREAM,
+                id,
+                &block,
+            )
+        };
+        let response = |encoder: &mut loona_hpack::Encoder<'_>, id: u32| {
+            let block = encoder.encode([(&b":status"[..], &b"204"[..])]);
+            h2_frame(
+                frame::HEADERS,
+                frame::END_HEADERS | frame::END_STREAM,
+                id,
+                &block,
+            )
+        };
+        let mut hello = frame::PREFACE.to_vec();
+        hello.extend(request(&mut client, 1, b"/a"));
+        // Seen from the start: the preface.
+        let calls = h2_calls(vec![
+            data(2, Direction::Ingress, &hello, false),
+            data(3, Direction::Egress, &response(&mut server, 1), false),
+        ]);
+        assert_eq!(calls, [("GET".into(), "/a".into(), Some(204), "2")]);
+        // Joined after the preface: frames alone, the role from the request's :method.
+        let calls = h2_calls(vec![
+            data(
+                2,
+                Direction::Ingress,
+                &request(&mut client, 3, b"/b"),
+                false,
+            ),
+            data(3, Direction::Egress, &response(&mut server, 3), false),
+        ]);
+        assert_eq!(calls, [("GET".into(), "/b".into(), Some(204), "2")]);
     }
 }

@@ -135,10 +135,13 @@ impl Stream {
                 messages_exact: requests.exact && responses.exact,
             }
         });
-        let complete = |half: &Half| Body {
-            complete: half.body.complete && half.ended,
-            ..half.body.clone()
+        // Moved, not copied: the samples are the largest part of a call.
+        let complete = |body: &mut Body, ended: bool| Body {
+            complete: body.complete && ended,
+            ..std::mem::take(body)
         };
+        let request_body = complete(&mut self.client.body, self.client.ended);
+        let response_body = complete(&mut self.server.body, self.server.ended);
         Exchange {
             stream_id: id,
             method: text(&request, b":method"),
@@ -152,8 +155,8 @@ impl Stream {
                 .chain(regular(&self.server.trailers))
                 .collect(),
             unknown_fields: unknown,
-            request_body: complete(&self.client),
-            response_body: complete(&self.server),
+            request_body,
+            response_body,
             request_wire_len: self.client.wire_len,
             response_wire_len: self.server.wire_len,
             start_ts: self.start_ts,
