@@ -67,7 +67,8 @@ counters! {
     http2_resyncs,
     /// HTTP/2 responses whose request the agent did not see (sent before it joined).
     http2_streams_unattributed,
-    /// HTTP/2 streams not tracked because a connection had too many in progress.
+    /// HTTP/2 streams let go (not reported) because a connection had too many in progress: the
+    /// oldest, whose end the capture lost.
     http2_streams_dropped,
     /// API calls produced.
     calls_emitted,

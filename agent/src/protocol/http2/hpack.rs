@@ -1,5 +1,7 @@
-//! HPACK (RFC 7541) for one direction of a connection, through the loona-hpack decoder, with
-//! one addition of ours: joining a connection whose dynamic table the agent never saw.
+//! HPACK (RFC 7541) for one direction of a connection, through the httlib-hpack decoder (its
+//! Huffman decoding is table-driven; the hpack-rs family builds a hash map per string, which
+//! cost more than everything else per call), with one addition of ours: joining a connection
+//! whose dynamic table the agent never saw.
 //!
 //! The dynamic table is a queue of entries, newest first, evicted oldest first by size. After
 //! joining, the entries added from then on are known and sit in front of the unknown older ones.
@@ -11,7 +13,8 @@
 //! A decoded field with an empty name came from a placeholder: its name (and usually value)
 //! is unknown. No real header has an empty name.
 
-use loona_hpack::{Decoder, decoder::DecoderError};
+use httlib_hpack::Decoder;
+pub use httlib_hpack::DecoderError;
 
 /// The dynamic table size of every HTTP/2 connection until SETTINGS change it (RFC 9113 6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
@@ -36,17 +39,20 @@ pub struct HeaderDecoder {
     /// Whether placeholders may still be in the table.
     partial: bool,
     table_size: usize,
+    /// Reused buffers: the decoder consumes its input and appends (name, value, flags).
+    input: Vec<u8>,
+    fields: Vec<(Vec<u8>, Vec<u8>, u8)>,
 }
 
 impl HeaderDecoder {
     /// The decoder of a direction seen from its first header block.
     pub fn new() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(MAX_TABLE_SIZE);
         Self {
-            decoder,
+            decoder: fresh_decoder(),
             partial: false,
             table_size: DEFAULT_TABLE_SIZE,
+            input: Vec::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -67,34 +73,44 @@ impl HeaderDecoder {
     pub fn forget(&mut self, table_size: usize) {
         let size = table_size.clamp(ENTRY_OVERHEAD, MAX_TABLE_SIZE);
         self.table_size = size;
-        self.decoder = Decoder::new();
-        self.decoder.set_max_allowed_table_size(MAX_TABLE_SIZE);
-        self.decoder.set_max_table_size(size);
-        // Literal with incremental indexing, new name: name and value both empty strings.
-        let fill: Vec<u8> = [0x40, 0, 0].repeat(size / ENTRY_OVERHEAD);
-        if self.decoder.decode_with_cb(&fill, |_, _| {}).is_ok() {
-            self.partial = true;
-        }
+        self.decoder = fresh_decoder();
+        // A dynamic table size update to `size`, then literals with incremental indexing, new
+        // name: name and value both empty strings.
+        let mut fill = Vec::with_capacity(8 + 3 * (size / ENTRY_OVERHEAD));
+        encode_integer(size, 0x20, 5, &mut fill);
+        fill.extend([0x40, 0, 0].repeat(size / ENTRY_OVERHEAD));
+        self.fields.clear();
+        self.partial = self.decoder.decode(&mut fill, &mut self.fields).is_ok();
     }
 
     /// Decodes a whole header block. On an error the table is forgotten (its state after a
     /// half-decoded block is unknown) and the error returned.
     pub fn decode(&mut self, block: &[u8]) -> Result<Vec<Field>, DecoderError> {
-        let mut fields = Vec::new();
+        if !well_formed(block) {
+            // The decoder indexes past the end of malformed input (it panics): never give it
+            // any. The table's state is unknown after a block we cannot read.
+            self.forget(self.table_size.max(DEFAULT_TABLE_SIZE));
+            return Err(DecoderError::InvalidPrefix);
+        }
+        self.input.clear();
+        self.input.extend_from_slice(block);
+        self.fields.clear();
+        let result = self.decoder.decode(&mut self.input, &mut self.fields);
         let mut placeholders_seen = false;
-        let result = self.decoder.decode_with_cb(block, |name, value| {
-            if name.is_empty() {
-                placeholders_seen = true;
-                fields.push(Field::Unknown);
-            } else {
-                fields.push(Field::Known {
-                    name: name.into_owned(),
-                    value: value.into_owned(),
-                });
-            }
-        });
+        let fields = self
+            .fields
+            .drain(..)
+            .map(|(name, value, _)| {
+                if name.is_empty() {
+                    placeholders_seen = true;
+                    Field::Unknown
+                } else {
+                    Field::Known { name, value }
+                }
+            })
+            .collect();
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 if self.partial && !placeholders_seen {
                     self.partial = self.placeholders_left();
                 }
@@ -135,12 +151,10 @@ impl HeaderDecoder {
     /// Whether the entry at `index` is a placeholder; `None` when there is no such entry.
     fn read_indexed(&mut self, index: usize) -> Option<bool> {
         let mut block = Vec::with_capacity(4);
-        encode_indexed(index, &mut block);
-        let mut placeholder = false;
-        self.decoder
-            .decode_with_cb(&block, |name, _| placeholder = name.is_empty())
-            .ok()
-            .map(|()| placeholder)
+        encode_integer(index, 0x80, 7, &mut block);
+        self.fields.clear();
+        self.decoder.decode(&mut block, &mut self.fields).ok()?;
+        self.fields.first().map(|(name, _, _)| name.is_empty())
     }
 }
 
@@ -150,14 +164,76 @@ impl Default for HeaderDecoder {
     }
 }
 
-/// An indexed header field representation (RFC 7541 6.1) of `index`.
-fn encode_indexed(index: usize, out: &mut Vec<u8>) {
-    if index < 127 {
-        out.push(0x80 | index as u8);
+/// Whether every representation of a header block is whole: integers end within the block and
+/// within 2^24, strings fit in it. Only the structure is read (the decoder does the rest), so
+/// that malformed input gets an error instead of the decoder's out-of-bounds index.
+pub fn well_formed(block: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&first) = block.get(at) {
+        let (prefix, strings) = match first {
+            0x80.. => (7, 0),
+            0x40..=0x7f => (6, 2),
+            0x20..=0x3f => (5, 0),
+            _ => (4, 2),
+        };
+        let Some((index, next)) = read_integer(block, at, prefix) else {
+            return false;
+        };
+        at = next;
+        // A literal has a name string when its index is 0, and always a value string.
+        let strings = if strings == 2 && index != 0 {
+            1
+        } else {
+            strings
+        };
+        for _ in 0..strings {
+            let Some((len, next)) = read_integer(block, at, 7) else {
+                return false;
+            };
+            match next.checked_add(len) {
+                Some(end) if end <= block.len() => at = end,
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
+/// An HPACK integer with a `prefix_bits` prefix at `at`: its value and where it ends.
+fn read_integer(block: &[u8], at: usize, prefix_bits: u8) -> Option<(usize, usize)> {
+    let max = (1usize << prefix_bits) - 1;
+    let value = (*block.get(at)? as usize) & max;
+    if value < max {
+        return Some((value, at + 1));
+    }
+    let mut value = max;
+    for (i, byte) in block.get(at + 1..)?.iter().take(4).enumerate() {
+        value += ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return (value < 1 << 24).then_some((value, at + i + 2));
+        }
+    }
+    None
+}
+
+/// A decoder that accepts table size updates up to [`MAX_TABLE_SIZE`] (its table starts at the
+/// protocol's default size).
+fn fresh_decoder() -> Decoder<'static> {
+    let mut decoder = Decoder::default();
+    decoder.set_max_dynamic_size(MAX_TABLE_SIZE as u32);
+    decoder
+}
+
+/// An HPACK integer (RFC 7541 5.1) with a `prefix_bits` prefix, after the representation's
+/// `pattern` bits.
+fn encode_integer(value: usize, pattern: u8, prefix_bits: u8, out: &mut Vec<u8>) {
+    let max = (1usize << prefix_bits) - 1;
+    if value < max {
+        out.push(pattern | value as u8);
         return;
     }
-    out.push(0xff);
-    let mut rest = index - 127;
+    out.push(pattern | max as u8);
+    let mut rest = value - max;
     while rest >= 128 {
         out.push((rest % 128) as u8 | 0x80);
         rest /= 128;
@@ -250,10 +326,53 @@ mod tests {
     }
 
     #[test]
-    fn indexed_encoding_matches_rfc_integers() {
+    fn malformed_blocks_are_errors_not_panics() {
+        let mut decoder = HeaderDecoder::new();
+        for block in [
+            &[0x40][..],                           // literal, no name length
+            &[0x40, 0x05, b'a'],                   // name longer than the block
+            &[0x0f],                               // 4-bit prefix full, no continuation
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], // integer past 2^24
+            &[0x00, 0x01, b'a', 0x82], // value length missing... then an index: the 0x82 is the length
+        ] {
+            assert!(decoder.decode(block).is_err(), "{block:?}");
+        }
+        assert!(well_formed(&[
+            0x82, 0x44, 0x02, b'/', b'a', 0x3f, 0xe1, 0x1f
+        ]));
+    }
+
+    #[test]
+    fn random_and_mutated_blocks_never_panic() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut encoder = Encoder::new();
+        let mut decoder = HeaderDecoder::new();
+        for i in 0..5_000 {
+            let mut block = if i % 2 == 0 {
+                (0..next() % 40).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let value = format!("v{}", next() % 1000);
+                encoder.encode([(&b"x-name"[..], value.as_bytes()), (b":path", b"/p")])
+            };
+            if let Some(b) = block.get_mut(next() as usize % 8) {
+                *b ^= 1 << (next() % 8);
+            }
+            let _ = decoder.decode(&block);
+        }
+    }
+
+    #[test]
+    fn integers_encode_as_rfc_7541_c_1() {
         let mut out = Vec::new();
-        encode_indexed(1337 + 127, &mut out);
-        // RFC 7541 C.1.2 encodes 1337 with a 5-bit prefix; here the prefix is 7 bits.
-        assert_eq!(out, [0xff, 0xb9, 0x0a]);
+        encode_integer(10, 0, 5, &mut out);
+        encode_integer(1337, 0, 5, &mut out);
+        encode_integer(42, 0, 8, &mut out);
+        assert_eq!(out, [0x0a, 0x1f, 0x9a, 0x0a, 0x2a]);
     }
 }

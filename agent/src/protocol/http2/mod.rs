@@ -1,5 +1,5 @@
 //! HTTP/2 (RFC 9113) and the gRPC calls it carries: `frame` reads each direction's frames,
-//! `hpack` decodes header blocks (through the loona-hpack crate) and keeps working on a
+//! `hpack` decodes header blocks (through the httlib-hpack crate) and keeps working on a
 //! connection joined mid-way, `stream` collects each stream into an exchange. This module ties
 //! them: which direction is the client's, which block opens, answers or ends which stream.
 
@@ -22,9 +22,10 @@ use crate::{
     stats::Stats,
 };
 
-/// Streams in progress kept per connection (servers usually allow 100 to 250 at once); a new
-/// stream past it is not reported, and counted.
-pub const MAX_STREAMS: usize = 512;
+/// Streams in progress kept per connection. Servers allow 100 to 250 at once, so past it the
+/// oldest are streams whose end the capture lost (dropped events): the oldest is let go
+/// (counted) for the new one, and a connection recovers from a loss by itself.
+pub const MAX_STREAMS: usize = 256;
 /// Largest header block (HEADERS and its CONTINUATIONs) kept to be decoded.
 const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
@@ -443,9 +444,11 @@ impl Http2Connection {
                 }
                 None if id > self.last_client_stream && id % 2 == 1 => {
                     self.last_client_stream = id;
-                    if self.streams.len() >= MAX_STREAMS {
+                    if self.streams.len() >= MAX_STREAMS
+                        && let Some(oldest) = self.streams.keys().min().copied()
+                    {
+                        self.streams.remove(&oldest);
                         Stats::inc(&stats.http2_streams_dropped);
-                        return;
                     }
                     let mut stream = Stream::new(fields, ts);
                     stream.client.ended = block.end_stream;

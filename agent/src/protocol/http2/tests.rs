@@ -464,3 +464,43 @@ fn random_bytes_and_random_holes_never_panic_and_stay_bounded() {
         assert!(conn.in_progress() == 0 && out.len() <= MAX_STREAMS * 2);
     }
 }
+
+#[test]
+fn streams_whose_end_was_lost_make_room_for_new_ones() {
+    let mut client = Peer::new();
+    let mut server_peer = Peer::new();
+    let mut conn = server();
+    let stats = Stats::default();
+    let mut out = Vec::new();
+    conn.on_bytes(false, frame::PREFACE, 0, 0, &stats, &mut out);
+    let get = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/x"),
+        (":authority", "a"),
+    ];
+    // Requests whose answers the capture lost, past the cap.
+    for i in 0..MAX_STREAMS as u32 + 10 {
+        let request = client.headers(2 * i + 1, frame::END_STREAM, &get);
+        conn.on_bytes(false, &request, 0, 1, &stats, &mut out);
+    }
+    assert_eq!(conn.in_progress(), MAX_STREAMS);
+    // The next request is answered and reported: the connection was not stuck.
+    let id = 2 * (MAX_STREAMS as u32 + 10) + 1;
+    conn.on_bytes(
+        false,
+        &client.headers(id, frame::END_STREAM, &get),
+        0,
+        2,
+        &stats,
+        &mut out,
+    );
+    let answer = server_peer.headers(id, frame::END_STREAM, &[(":status", "200")]);
+    conn.on_bytes(true, &answer, 0, 3, &stats, &mut out);
+    assert_eq!(
+        summary(&out),
+        [(id, Some("GET"), Some("/x"), Some(200), 0, None)]
+    );
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.http2_streams_dropped.load(Relaxed), 11);
+}
