@@ -520,16 +520,25 @@ fn ring_buffer_overflow_is_counted_and_never_mispairs() {
     std::thread::sleep(std::time::Duration::from_millis(800));
     sightline_tests::signal(agent.pid(), libc::SIGCONT);
     assert!(load.wait().unwrap().success());
-    // Capture recovers by itself: a later call is captured at both ends.
-    curl(&[&format!("http://127.0.0.1:{port}/after")]);
-    agent.wait_for_calls("the call after the overflow", |c| {
+    // Capture recovers by itself: a later call is captured at both ends. The agent first works
+    // through the backlog (its capture queue may still be full and drop, counted, a call made
+    // too soon), so the call is repeated until one is seen.
+    let seen_after = |c: &[serde_json::Value]| {
         calls_on_port(c, "server", port)
             .iter()
             .any(|c| c["url.path"] == "/after")
             && calls_on_port(c, "client", port)
                 .iter()
                 .any(|c| c["url.path"] == "/after")
-    });
+    };
+    for _ in 0..60 {
+        curl(&[&format!("http://127.0.0.1:{port}/after")]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        if seen_after(&agent.calls()) {
+            break;
+        }
+    }
+    agent.wait_for_calls("the call after the overflow", seen_after);
     let log = agent.stop();
     let counter = |name: &str| sightline_tests::counter(&log, name);
     assert!(
