@@ -1,9 +1,10 @@
 //! `cargo xtask <command>`: the developer commands. `setup` installs the eBPF toolchain,
 //! `run` builds and starts the agent, `test` runs every test, `lint` checks formatting and
-//! clippy for the userspace and eBPF crates.
+//! clippy for the userspace and eBPF crates, `fuzz` runs the fuzz targets.
 
 #![allow(clippy::print_stdout)] // A command-line tool: its output is the point.
 
+mod fuzz;
 mod lint;
 mod run;
 mod setup;
@@ -35,6 +36,13 @@ enum Command {
     },
     /// cargo fmt --check and clippy -D warnings on the userspace and eBPF crates.
     Lint,
+    /// Run the fuzz targets (cargo fuzz) from their seed corpus, all or one.
+    Fuzz {
+        target: Option<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Run { args } => run::run(&args),
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Lint => lint::run(),
+        Command::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
     }
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::bail;
 
-use crate::{lint, setup, shell};
+use crate::{fuzz, lint, setup, shell};
 
 /// Programs the integration tests drive: (program, Debian package).
 const TEST_PROGRAMS: &[(&str, &str)] = &[
@@ -56,6 +56,10 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     }
     let mut totals = shell::TestTotals::default();
     shell::run_tests(&mut unit, &mut totals)?;
+    // Every parser of untrusted input under libFuzzer for a bounded time (not with a filter).
+    if filter.is_none() {
+        fuzz::run(None, fuzz::TEST_SECONDS)?;
+    }
     if !shell::is_root() {
         bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
     }
