@@ -338,6 +338,47 @@ fn data_region(
     (0, *pad)
 }
 
+/// The header block fragment of a HEADERS or PUSH_PROMISE frame: padding, priority and the
+/// promised stream id removed. `None` when the frame is malformed.
+pub fn block_fragment(header: FrameHeader, payload: &[u8]) -> Option<&[u8]> {
+    let mut body = payload;
+    let mut pad = 0;
+    if header.has(PADDED) {
+        pad = *body.first()? as usize;
+        body = &body[1..];
+    }
+    let skip = match header.kind {
+        HEADERS if header.has(PRIORITY_FLAG) => 5,
+        PUSH_PROMISE => 4,
+        _ => 0,
+    };
+    let end = body.len().checked_sub(pad)?;
+    body.get(skip..end)
+}
+
+/// RFC 9113 7: error code names.
+pub fn error_code(code: u32) -> String {
+    const NAMES: [&str; 14] = [
+        "NO_ERROR",
+        "PROTOCOL_ERROR",
+        "INTERNAL_ERROR",
+        "FLOW_CONTROL_ERROR",
+        "SETTINGS_TIMEOUT",
+        "STREAM_CLOSED",
+        "FRAME_SIZE_ERROR",
+        "REFUSED_STREAM",
+        "CANCEL",
+        "COMPRESSION_ERROR",
+        "CONNECT_ERROR",
+        "ENHANCE_YOUR_CALM",
+        "INADEQUATE_SECURITY",
+        "HTTP_1_1_REQUIRED",
+    ];
+    NAMES
+        .get(code as usize)
+        .map_or_else(|| format!("0x{code:x}"), |n| n.to_string())
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;

@@ -305,7 +305,7 @@ impl Http2Connection {
     ) {
         match header.kind {
             frame::HEADERS | frame::PUSH_PROMISE => {
-                let Some(fragment) = block_fragment(header, payload) else {
+                let Some(fragment) = frame::block_fragment(header, payload) else {
                     Stats::inc(&stats.http2_header_blocks_lost);
                     self.side(egress).decoder.forget(DEFAULT_TABLE_SIZE);
                     return;
@@ -362,7 +362,10 @@ impl Http2Connection {
                     out.push(self.exchange(
                         stream,
                         header.stream,
-                        Some(format!("stream reset by the {by}: {}", error_code(code))),
+                        Some(format!(
+                            "stream reset by the {by}: {}",
+                            frame::error_code(code)
+                        )),
                     ));
                 }
             }
@@ -491,45 +494,4 @@ impl Http2Connection {
             out.push(self.exchange(stream, id, None));
         }
     }
-}
-
-/// The header block fragment of a HEADERS or PUSH_PROMISE frame: padding, priority and the
-/// promised stream id removed. `None` when the frame is malformed.
-fn block_fragment(header: FrameHeader, payload: &[u8]) -> Option<&[u8]> {
-    let mut body = payload;
-    let mut pad = 0;
-    if header.has(frame::PADDED) {
-        pad = *body.first()? as usize;
-        body = &body[1..];
-    }
-    let skip = match header.kind {
-        frame::HEADERS if header.has(frame::PRIORITY_FLAG) => 5,
-        frame::PUSH_PROMISE => 4,
-        _ => 0,
-    };
-    let end = body.len().checked_sub(pad)?;
-    body.get(skip..end)
-}
-
-/// RFC 9113 7: error code names.
-fn error_code(code: u32) -> String {
-    const NAMES: [&str; 14] = [
-        "NO_ERROR",
-        "PROTOCOL_ERROR",
-        "INTERNAL_ERROR",
-        "FLOW_CONTROL_ERROR",
-        "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED",
-        "FRAME_SIZE_ERROR",
-        "REFUSED_STREAM",
-        "CANCEL",
-        "COMPRESSION_ERROR",
-        "CONNECT_ERROR",
-        "ENHANCE_YOUR_CALM",
-        "INADEQUATE_SECURITY",
-        "HTTP_1_1_REQUIRED",
-    ];
-    NAMES
-        .get(code as usize)
-        .map_or_else(|| format!("0x{code:x}"), |n| n.to_string())
 }
