@@ -531,6 +531,16 @@ fn a_collector_that_comes_back_gets_what_the_queue_held() {
 
     let collector = Collector::start(Protocol::Grpc, otlp_port);
     collector.wait_until("spans held in the queue", |c| !c.spans().is_empty());
+    // Let the queue drain first: calls made while it is still full would be dropped (by
+    // design), and the test would wait for spans that were never to come.
+    let last = std::cell::Cell::new((collector.spans().len(), std::time::Instant::now()));
+    collector.wait_until("the held spans to stop arriving", |c| {
+        let n = c.spans().len();
+        if n != last.get().0 {
+            last.set((n, std::time::Instant::now()));
+        }
+        last.get().1.elapsed() > std::time::Duration::from_secs(1)
+    });
     curl(&["-o", "/dev/null", &format!("{base}/hello.txt?after=[1-5]")]);
     let after = |s: &SpanView| {
         s.attributes
