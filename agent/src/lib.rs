@@ -19,4 +19,6 @@ pub mod probes;
 pub mod protocol;
 pub mod sink;
 pub mod stats;
+#[cfg(test)]
+mod test_support;
 pub mod tls;

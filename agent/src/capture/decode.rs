@@ -248,16 +248,9 @@ pub mod tests {
 
     #[test]
     fn decoding_random_bytes_never_panics() {
-        let mut seed = 0x1234_5678_u64;
+        let mut next = crate::test_support::xorshift(0x1234_5678);
         for len in 0..400 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             let _ = decode(&bytes);
         }
     }

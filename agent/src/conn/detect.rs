@@ -28,15 +28,6 @@ pub fn is_h2c_upgrade(exchange: &crate::protocol::http1::Exchange) -> bool {
         && h2c(exchange.request.header("upgrade"))
 }
 
-/// The bytes after a `101 Switching Protocols` head in a syscall's payload.
-pub fn after_switching_head(payload: &[u8]) -> Option<&[u8]> {
-    let start = payload
-        .windows(12)
-        .position(|w| w.starts_with(b"HTTP/1.1 101"))?;
-    let end = payload[start..].windows(4).position(|w| w == b"\r\n\r\n")?;
-    Some(&payload[start + end + 4..]).filter(|rest| !rest.is_empty())
-}
-
 /// Decides a connection's protocol from a data chunk, fixing its role when unknown. `None`
 /// means "not yet": keep looking at the next chunks.
 pub fn detect_protocol(

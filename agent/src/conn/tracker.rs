@@ -22,7 +22,7 @@ use crate::{
 
 use super::{
     assemble::{self, Context},
-    detect::{after_switching_head, detect_protocol, is_h2c_upgrade},
+    detect::{detect_protocol, is_h2c_upgrade},
     table::{ConnKey, ConnTable, Connection, Protocol, Role},
 };
 
@@ -372,6 +372,7 @@ impl Tracker {
             );
         }
         if http.is_upgraded() {
+            let switched = http.take_switched_bytes();
             conn.protocol = Protocol::Other;
             // h2c (RFC 7540 3.2): the upgrading request is answered on stream 1 in HTTP/2.
             if let Some(at) = exchanges.iter().position(is_h2c_upgrade) {
@@ -385,10 +386,10 @@ impl Tracker {
                 Stats::inc(&self.stats.connections_http2);
                 // The server's first frames may share the syscall of its 101.
                 let mut h2_exchanges = Vec::new();
-                if let Some(rest) = after_switching_head(&chunk.payload) {
+                if !switched.is_empty() {
                     h2.on_bytes(
                         !requests_are_egress,
-                        rest,
+                        &switched,
                         chunk.missing_len(),
                         ts,
                         &self.stats,
@@ -671,11 +672,13 @@ mod tests {
     }
 
     fn h2_calls(events: Vec<CaptureEvent>) -> Vec<(String, String, Option<u16>, &'static str)> {
-        let (mut tracker, _) = tracker();
+        let (mut tracker, stats) = tracker();
         let mut out = Vec::new();
         for event in events {
             tracker.handle(event, &mut out);
         }
+        // HTTP/2 bytes are never taken for broken HTTP/1 (an upgrade's frames included).
+        assert_eq!(stats.http_parse_errors.load(Ordering::Relaxed), 0);
         out.into_iter()
             .map(|c| (c.method, c.path, c.status, c.protocol_version))
             .collect()

@@ -80,6 +80,11 @@ impl Http1Connection {
         self.pending.len() + usize::from(self.in_flight.is_some())
     }
 
+    /// The bytes that followed the switching response (the next protocol's first bytes).
+    pub fn take_switched_bytes(&mut self) -> Vec<u8> {
+        self.responses.take_switched()
+    }
+
     /// True once the connection switched to another protocol.
     pub fn is_upgraded(&self) -> bool {
         self.upgraded
@@ -326,12 +331,15 @@ pub fn response_framing(
     response: &ResponseHead,
 ) -> Result<Framing, ParseError> {
     let status = response.status;
+    if status == 101 {
+        return Ok(Framing::Switched);
+    }
     if (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Framing::NoBody);
     }
     match request_method {
         Some("HEAD") => return Ok(Framing::NoBody),
-        Some("CONNECT") if (200..300).contains(&status) => return Ok(Framing::NoBody),
+        Some("CONNECT") if (200..300).contains(&status) => return Ok(Framing::Switched),
         _ => {}
     }
     if response.is_chunked() {

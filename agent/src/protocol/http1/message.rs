@@ -24,7 +24,13 @@ pub enum Framing {
     Chunked,
     /// HTTP/1.0-style: the body ends when the connection closes.
     UntilClose,
+    /// 101 Switching Protocols, or a CONNECT tunnel opened: the message ends with its head and
+    /// the bytes after it are another protocol's, kept for it (`take_switched`).
+    Switched,
 }
+
+/// Bytes of the next protocol kept after a switch (the first frames of an h2c upgrade).
+const MAX_SWITCHED: usize = 64 * 1024;
 
 /// Bounds on what the parser keeps.
 #[derive(Clone, Copy, Debug)]
@@ -102,6 +108,8 @@ enum State {
     Trailers,
     /// Framing lost; waiting for a syscall whose bytes start a message.
     Desync,
+    /// The connection switched protocols: what follows is not HTTP/1.
+    Switched,
 }
 
 /// The last chunk and the blank line that end a chunked body without trailers.
@@ -119,6 +127,8 @@ pub struct MessageParser {
     start_ts: u64,
     head_len: u64,
     body: Body,
+    /// Bytes after a protocol switch.
+    switched: Vec<u8>,
 }
 
 impl MessageParser {
@@ -132,7 +142,13 @@ impl MessageParser {
             start_ts: 0,
             head_len: 0,
             body: Body::default(),
+            switched: Vec::new(),
         }
+    }
+
+    /// The bytes that followed a protocol switch so far (the next protocol's).
+    pub fn take_switched(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.switched)
     }
 
     /// The body of the message in progress, if the parser is inside one (marked incomplete).
@@ -199,6 +215,12 @@ impl MessageParser {
                 State::ChunkDataEnd => self.chunk_data_end(rest, ts, out),
                 State::Trailers => self.trailers(rest, ts, out),
                 State::Desync => rest.len(),
+                State::Switched => {
+                    let room = MAX_SWITCHED.saturating_sub(self.switched.len());
+                    self.switched
+                        .extend_from_slice(&rest[..room.min(rest.len())]);
+                    rest.len()
+                }
             };
         }
     }
@@ -227,7 +249,7 @@ impl MessageParser {
                 };
             }
             State::UntilClose => self.body.len += len,
-            State::Desync => {}
+            State::Desync | State::Switched => {}
             // Only a prefix of each syscall is captured, so uncaptured bytes at a message
             // boundary are the start of another message.
             State::Idle | State::Head => {
@@ -263,7 +285,7 @@ impl MessageParser {
     pub fn close(&mut self, ts: u64, out: &mut Vec<ParseEvent>) {
         match self.state {
             State::UntilClose => self.finish(ts, out),
-            State::Idle | State::Desync => {}
+            State::Idle | State::Desync | State::Switched => {}
             State::Head => {
                 self.head_buf.clear();
                 out.push(ParseEvent::Error(ParseError::Truncated));
@@ -364,6 +386,10 @@ impl MessageParser {
             Ok(Framing::Length(n)) => self.state = State::Length(n),
             Ok(Framing::Chunked) => self.state = State::ChunkSize,
             Ok(Framing::UntilClose) => self.state = State::UntilClose,
+            Ok(Framing::Switched) => {
+                self.finish(ts, out);
+                self.state = State::Switched;
+            }
             Err(error) => {
                 self.body.complete = false;
                 self.finish(ts, out);

@@ -313,14 +313,8 @@ fn a_response_whose_request_was_missed_is_counted_not_invented() {
 
 #[test]
 fn garbage_is_rejected_and_the_stream_recovers() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut noise = Vec::new();
-    for _ in 0..70_000 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        noise.push(seed as u8);
-    }
+    let mut next = crate::test_support::xorshift(0x9e37_79b9_7f4a_7c15);
+    let noise: Vec<u8> = (0..70_000).map(|_| next() as u8).collect();
     let (out, issues) = run(&[
         (Req, &noise, 0),
         (Resp, &noise, 0),
@@ -398,13 +392,7 @@ fn upgrades_stop_http_parsing() {
 
 #[test]
 fn random_splits_of_random_traffic_never_panic() {
-    let mut seed = 42u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::test_support::xorshift(42);
     let pieces: [&[u8]; 6] = [
         GET,
         OK,
@@ -420,7 +408,7 @@ fn random_splits_of_random_traffic_never_panic() {
             let piece = pieces[(next() % pieces.len() as u64) as usize];
             let cut = (next() % (piece.len() as u64 + 1)) as usize;
             let missing = (next() % 4) as usize * (next() % 2) as usize;
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 conn.on_request_bytes(&piece[..cut], missing, ts, &mut issues);
             } else {
                 conn.on_response_bytes(&piece[cut..], missing, ts, &mut out, &mut issues);

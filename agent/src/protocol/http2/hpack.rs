@@ -344,13 +344,7 @@ mod tests {
 
     #[test]
     fn random_and_mutated_blocks_never_panic() {
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_support::xorshift(0x2545_f491_4f6c_dd1d);
         let mut encoder = Encoder::new();
         let mut decoder = HeaderDecoder::new();
         for i in 0..5_000 {

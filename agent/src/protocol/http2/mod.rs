@@ -29,6 +29,12 @@ pub const MAX_STREAMS: usize = 256;
 /// Largest header block (HEADERS and its CONTINUATIONs) kept to be decoded.
 const MAX_HEADER_BLOCK: usize = 256 * 1024;
 
+/// Which stream a header block belongs to, and whether it ends it.
+struct BlockHead {
+    stream: u32,
+    end_stream: bool,
+}
+
 /// A header block being collected from HEADERS (or PUSH_PROMISE) and CONTINUATION frames.
 struct Block {
     stream: u32,
@@ -313,20 +319,23 @@ impl Http2Connection {
                 if let Some(half) = self.half(egress, header.stream) {
                     half.wire_len += frame::HEADER_LEN as u64 + header.len as u64;
                 }
-                let block = Block {
-                    // A promised stream's headers are decoded (they change the table), not kept.
-                    stream: if header.kind == frame::PUSH_PROMISE {
-                        0
-                    } else {
-                        header.stream
-                    },
-                    end_stream: header.kind == frame::HEADERS && header.has(frame::END_STREAM),
-                    bytes: fragment.to_vec(),
-                    lost: false,
+                // A promised stream's headers are decoded (they change the table), not kept.
+                let stream = if header.kind == frame::PUSH_PROMISE {
+                    0
+                } else {
+                    header.stream
                 };
-                self.side(egress).block = Some(block);
+                let end_stream = header.kind == frame::HEADERS && header.has(frame::END_STREAM);
                 if header.has(frame::END_HEADERS) {
-                    self.end_block(egress, ts, stats, out);
+                    // The usual case: the whole block in this frame, decoded where it lies.
+                    self.decode_block(egress, stream, end_stream, fragment, ts, stats, out);
+                } else {
+                    self.side(egress).block = Some(Block {
+                        stream,
+                        end_stream,
+                        bytes: fragment.to_vec(),
+                        lost: false,
+                    });
                 }
             }
             frame::CONTINUATION => {
@@ -406,7 +415,32 @@ impl Http2Connection {
             side.decoder.forget(DEFAULT_TABLE_SIZE);
             return;
         }
-        let fields = match side.decoder.decode(&block.bytes) {
+        self.decode_block(
+            egress,
+            block.stream,
+            block.end_stream,
+            &block.bytes,
+            ts,
+            stats,
+            out,
+        );
+    }
+
+    /// A whole header block of `stream` (0: a promised stream's) from one direction: opens,
+    /// answers or ends its stream.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_block(
+        &mut self,
+        egress: bool,
+        stream: u32,
+        end_stream: bool,
+        bytes: &[u8],
+        ts: u64,
+        stats: &Stats,
+        out: &mut Vec<Exchange>,
+    ) {
+        let block = BlockHead { stream, end_stream };
+        let fields = match self.side(egress).decoder.decode(bytes) {
             Ok(fields) => fields,
             Err(_) => {
                 Stats::inc(&stats.http2_hpack_errors);

@@ -422,14 +422,7 @@ fn joining_mid_way_reports_what_is_known_and_never_misattributes() {
 
 #[test]
 fn random_bytes_and_random_holes_never_panic_and_stay_bounded() {
-    // A small deterministic generator: the same cases every run.
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::test_support::xorshift(0x9e37_79b9_7f4a_7c15);
     let stats = Stats::default();
     let conversation: Vec<u8> = conversation().into_iter().flat_map(|(_, b)| b).collect();
     for case in 0..300 {
@@ -453,12 +446,19 @@ fn random_bytes_and_random_holes_never_panic_and_stay_bounded() {
                 }
                 piece
             };
-            let missing = if next() % 5 == 0 {
+            let missing = if next().is_multiple_of(5) {
                 (next() % 70_000) as usize
             } else {
                 0
             };
-            conn.on_bytes(next() % 2 == 0, &bytes, missing, ts, &stats, &mut out);
+            conn.on_bytes(
+                next().is_multiple_of(2),
+                &bytes,
+                missing,
+                ts,
+                &stats,
+                &mut out,
+            );
         }
         conn.on_close(99, &mut out);
         assert!(conn.in_progress() == 0 && out.len() <= MAX_STREAMS * 2);
