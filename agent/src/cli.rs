@@ -156,6 +156,11 @@ pub struct RunArgs {
     /// Serve liveness (/healthz) and readiness (/readyz) here; `off` for none.
     #[arg(long, value_name = "ADDR", default_value = crate::health::DEFAULT_ADDRESS, value_parser = parse_listen)]
     pub health_listen: Listen,
+    /// CPU priority of the agent's threads: `normal`, or `idle` (SCHED_IDLE: only CPU time the
+    /// applications leave, so it never delays them; on a saturated host it falls behind and
+    /// counts what it drops).
+    #[arg(long, value_enum, default_value_t = crate::priority::CpuPriority::Normal, env = "SIGHTLINE_CPU_PRIORITY")]
+    pub cpu_priority: crate::priority::CpuPriority,
     /// How to show calls.
     #[arg(long, value_enum, default_value_t = OutputFormat::Terminal, env = "SIGHTLINE_OUTPUT")]
     pub output: OutputFormat,

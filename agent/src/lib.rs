@@ -15,6 +15,7 @@ pub mod health;
 pub mod identity;
 pub mod inventory;
 pub mod pipeline;
+pub mod priority;
 pub mod probes;
 pub mod protocol;
 pub mod sink;

@@ -54,6 +54,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
+    // Before the runtime starts its threads: they inherit the policy.
+    sightline::priority::apply(args.cpu_priority)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

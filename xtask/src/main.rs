@@ -1,9 +1,11 @@
 //! `cargo xtask <command>`: the developer commands. `setup` installs the eBPF toolchain,
 //! `run` builds and starts the agent, `test` runs every test, `lint` checks formatting and
-//! clippy for the userspace and eBPF crates, `fuzz` runs the fuzz targets.
+//! clippy for the userspace and eBPF crates, `fuzz` runs the fuzz targets, `bench` measures
+//! what the agent costs.
 
 #![allow(clippy::print_stdout)] // A command-line tool: its output is the point.
 
+mod bench;
 mod fuzz;
 mod lint;
 mod run;
@@ -43,6 +45,9 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         seconds: u32,
     },
+    /// Measure the agent's overhead against real servers and load (root): with and without,
+    /// alternating; writes a JSON report, a Markdown table and latency plots.
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test { filter } => test::run(filter.as_deref()),
         Command::Lint => lint::run(),
         Command::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
+        Command::Bench(options) => bench::run(&options),
     }
 }
