@@ -153,8 +153,9 @@ pub struct RunArgs {
     /// Config file, TOML or YAML (identity, Kubernetes, service naming rules; see the README).
     #[arg(long, value_name = "PATH", env = "SIGHTLINE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Serve liveness (/healthz) and readiness (/readyz) here; `off` for none.
-    #[arg(long, value_name = "ADDR", default_value = crate::health::DEFAULT_ADDRESS, value_parser = parse_listen)]
+    /// Serve liveness (/healthz) and readiness (/readyz) on this address (loopback, such as
+    /// 127.0.0.1:9467, which `sightline health` asks); `off`: no listening socket at all.
+    #[arg(long, value_name = "ADDR", default_value = "off", value_parser = parse_listen)]
     pub health_listen: Listen,
     /// CPU priority of the agent's threads: `normal`, or `idle` (SCHED_IDLE: only CPU time the
     /// applications leave, so it never delays them; on a saturated host it falls behind and

@@ -287,17 +287,28 @@ fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
     })
 }
 
+/// Output files are created 0600 (calls name services, clients and routes); an existing file
+/// keeps the mode its owner gave it.
 fn create(path: &std::path::Path) -> Result<File, PipelineError> {
-    File::create(path).map_err(|source| PipelineError::Output {
-        path: path.display().to_string(),
-        source,
-    })
+    use std::os::unix::fs::OpenOptionsExt as _;
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| PipelineError::Output {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 fn append(path: &std::path::Path) -> Result<File, PipelineError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     File::options()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .map_err(|source| PipelineError::Output {
             path: path.display().to_string(),

@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, agent_binary, calls_on_port, curl, pip_package, python_http_server, tls_nginx,
+    Agent, agent_binary, calls_on_port, curl, free_port, pip_package, python_http_server, tls_nginx,
 };
 
 /// The Kubernetes versions the manifests are validated for (README: "Kubernetes 1.30 to 1.35").
@@ -236,7 +236,7 @@ fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
     let (_server, port) = python_http_server(site.path(), "127.0.0.1");
-    let mut agent = Agent::start(&[]);
+    let mut agent = Agent::start(&["--health-listen", "127.0.0.1:9467"]);
     assert_eq!(health(&[]), (true, "sightline: ready".to_string()));
     assert_eq!(health(&["--live"]), (true, "sightline: ok".to_string()));
     let ours: BTreeSet<u64> = loaded_programs().difference(&before).copied().collect();
@@ -273,4 +273,82 @@ fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
     let inventory = Agent::inventory(&agent.db());
     assert_eq!(inventory.len(), 1, "{inventory:#?}");
     assert_eq!(inventory[0]["route"], "/hello.txt");
+}
+
+/// The sockets `pid` listens on (TCP in LISTEN, and any bound UDP socket), as "address:port" in
+/// /proc/net's hexadecimal form, found through the inodes of its descriptors.
+fn listening_sockets(pid: u32) -> Vec<String> {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let text = target.to_string_lossy().into_owned();
+            Some(
+                text.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut listening = Vec::new();
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, inode) = (fields[1], fields[3], fields[9]);
+            let listens = table.starts_with("udp") || state == "0A";
+            if listens && inodes.contains(inode) {
+                listening.push(format!("{table} {local}"));
+            }
+        }
+    }
+    listening
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Least privilege on the host: by default the agent listens on nothing; asked for a health
+/// port it listens there only; every file it creates is readable by its owner alone.
+#[test]
+fn nothing_listens_by_default_and_every_file_is_private() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
+    let (_server, port) = python_http_server(site.path(), "127.0.0.1");
+    let mut agent = Agent::start(&[]);
+    curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
+    agent.wait_for_calls("the call", |c| calls_on_port(c, "server", port).len() == 1);
+    assert_eq!(listening_sockets(agent.pid()), Vec::<String>::new());
+    // The inventory is written on its own schedule: wait for the endpoint to be in it.
+    let db = agent.db();
+    agent.wait_until("the endpoint in the database", |_| {
+        Command::new(agent_binary())
+            .args(["inventory", "--format", "json", "--db"])
+            .arg(&db)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("/hello.txt"))
+    });
+    let dir = agent.dir().to_path_buf();
+    let files = [
+        "inventory.sqlite",
+        "inventory.sqlite-wal",
+        "fingerprint.key",
+        "tls.json",
+        "calls.jsonl",
+        "events.jsonl",
+    ];
+    for file in files {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    agent.stop();
+
+    let health = free_port();
+    let address = format!("127.0.0.1:{health}");
+    let agent = Agent::start(&["--health-listen", &address]);
+    assert_eq!(
+        listening_sockets(agent.pid()),
+        vec![format!("tcp 0100007F:{health:04X}")]
+    );
 }

@@ -28,6 +28,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("making {path} private (mode 0600): {source}")]
+    Private {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the inventory database {path} has schema version {found}; this agent knows \
          {SCHEMA_VERSION} (move the file away to start a new one)"
@@ -130,6 +136,32 @@ CREATE TABLE IF NOT EXISTS spec_operations (
 );
 ";
 
+/// Creates `path` with mode 0600, or takes group and other permissions away from an existing
+/// file (databases made by earlier versions followed the umask). Endpoint and client names and
+/// credential fingerprints are for the agent's operators only.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let error = |source| StoreError::Private {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    let mode = file.metadata().map_err(error)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(error)?;
+        tracing::info!(path = %path.display(), "inventory database made private (mode 0600)");
+    }
+    Ok(())
+}
+
 fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Open {
         path: path.display().to_string(),
@@ -150,8 +182,19 @@ impl Store {
                 source,
             })?;
         }
+        // Private before SQLite opens it: its write-ahead log and shared-memory files are
+        // created with the database's mode.
+        private_file(path)?;
         let conn = Connection::open(path).map_err(open_error(path))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            let companion = std::path::PathBuf::from(companion);
+            if companion.exists() {
+                private_file(&companion)?;
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version == 0 {
@@ -538,5 +581,30 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_database_and_its_log_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile_dir();
+        let path = dir.join("inventory.sqlite");
+        // One made by an earlier version, under a permissive umask.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&path).unwrap();
+        drop(store);
+        let fresh = dir.join("new.sqlite");
+        let _store = Store::open(&fresh).unwrap();
+        for file in [path, fresh.clone(), dir.join("new.sqlite-wal")] {
+            if file.exists() {
+                let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", file.display());
+            }
+        }
+        assert!(
+            dir.join("new.sqlite-wal").exists(),
+            "WAL mode makes a log file"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
