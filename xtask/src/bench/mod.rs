@@ -55,8 +55,8 @@ pub struct Options {
     /// Seconds of the sustained 20,000 calls/s run (0 skips it).
     #[arg(long, default_value_t = 60)]
     pub sustain_seconds: u64,
-    /// Only the scenarios whose name contains this (the sustained and connection runs are then
-    /// skipped).
+    /// Only the scenarios and runs whose name contains this (scenarios: nginx-http,
+    /// nginx-https, nginx-h2-tls, go-http; runs: sustained, connections).
     #[arg(long)]
     pub only: Option<String>,
     /// Also write a perf profile of the agent per scenario (an extra run, not measured).
@@ -112,12 +112,14 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let _stats = bpf::StatsEnabled::new()?;
 
     let mut runs = Vec::new();
-    for (i, s) in scenario::SCENARIOS.iter().enumerate() {
-        if options
+    let chosen = |name: &str| {
+        options
             .only
             .as_deref()
-            .is_some_and(|only| !s.name.contains(only))
-        {
+            .is_none_or(|only| name.contains(only))
+    };
+    for (i, s) in scenario::SCENARIOS.iter().enumerate() {
+        if !chosen(s.name) {
             continue;
         }
         runs.push(scenario::run(
@@ -128,14 +130,13 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             &work,
         )?);
     }
-    let everything = options.only.is_none();
-    let sustained = if everything && settings.sustain > Duration::ZERO {
+    let sustained = if chosen("sustained") && settings.sustain > Duration::ZERO {
         println!("bench: sustained load for {} s", settings.sustain.as_secs());
         Some(phases::sustained(&settings, &assets, 18_650, &work)?)
     } else {
         None
     };
-    let connections = if everything {
+    let connections = if chosen("connections") {
         println!("bench: 10,000 open connections");
         Some(phases::connections(&settings, &assets, 18_651, &work)?)
     } else {

@@ -77,6 +77,8 @@ pub struct Connections {
     pub rss_with_open_connections_bytes: u64,
     pub max_rss_bytes: u64,
     pub rss_at_end_bytes: u64,
+    /// RSS by kind with the connections open.
+    pub breakdown_with_open_connections: proc::Breakdown,
     pub drops: std::collections::BTreeMap<String, u64>,
 }
 
@@ -101,6 +103,7 @@ pub fn connections(
     let open = OpenConnections::open(server.port, OPEN, &paths)?;
     std::thread::sleep(Duration::from_secs(2));
     let rss_with_open_connections_bytes = proc::memory(pid)?.rss;
+    let breakdown_with_open_connections = proc::breakdown(pid)?;
     let churn = load::oha(
         &settings.oha,
         &format!("http://127.0.0.1:{}/churn", server.port),
@@ -127,6 +130,7 @@ pub fn connections(
         rss_with_open_connections_bytes,
         max_rss_bytes,
         rss_at_end_bytes,
+        breakdown_with_open_connections,
         drops: counters.drops(),
     })
 }

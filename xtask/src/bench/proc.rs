@@ -53,6 +53,54 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     })
 }
 
+/// Resident memory by kind, in bytes: the kernel's BPF maps mapped into the process (the ring
+/// buffer: kernel memory, counted in RSS because it is mapped, twice over for the ring's
+/// wrap-around view), the process's own anonymous memory (heap, stacks), and file pages (the
+/// binary and its libraries).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Breakdown {
+    pub total: u64,
+    pub bpf_maps: u64,
+    pub anonymous: u64,
+    pub files: u64,
+}
+
+pub fn breakdown(pid: u32) -> anyhow::Result<Breakdown> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .with_context(|| format!("reading /proc/{pid}/smaps"))?;
+    Ok(parse_smaps(&smaps))
+}
+
+fn parse_smaps(smaps: &str) -> Breakdown {
+    let mut sizes = Breakdown::default();
+    let mut kind = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: address range, perms, offset, device, inode, path.
+            let path = fields.nth(4).unwrap_or_default();
+            kind = if path.contains("bpf-map") {
+                1
+            } else if path.is_empty() || path.starts_with('[') {
+                2
+            } else {
+                3
+            };
+        } else if first == "Rss:" {
+            let kib: u64 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let bytes = kib * 1024;
+            sizes.total += bytes;
+            match kind {
+                1 => sizes.bpf_maps += bytes,
+                2 => sizes.anonymous += bytes,
+                _ => sizes.files += bytes,
+            }
+        }
+    }
+    sizes
+}
+
 /// Samples a process's RSS every `every` on a thread until dropped; keeps the largest.
 pub struct RssSampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -83,5 +131,29 @@ impl RssSampler {
     pub fn finish(mut self) -> u64 {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_rss_by_kind() {
+        let smaps = "\
+24bb5000000-24bf5000000 rw-p 00000000 00:00 0 
+Rss:               33164 kB
+7f0d65fff000-7f0d68000000 r--s 00000000 00:0f 1060                       anon_inode:bpf-map
+Rss:               32772 kB
+55e7a6242000-55e7a717b000 r-xp 00a6a000 fe:01 123                        /usr/bin/sightline
+Rss:                6872 kB
+55e7d1096000-55e7d10dd000 rw-p 00000000 00:00 0                          [heap]
+Rss:                 200 kB
+";
+        let b = parse_smaps(smaps);
+        assert_eq!(b.bpf_maps, 32772 * 1024);
+        assert_eq!(b.anonymous, (33164 + 200) * 1024);
+        assert_eq!(b.files, 6872 * 1024);
+        assert_eq!(b.total, b.bpf_maps + b.anonymous + b.files);
     }
 }

@@ -301,7 +301,10 @@ pub fn markdown(report: &Report) -> String {
             md,
             "Connections: agent RSS {} MiB at start, {} MiB with {} open keep-alive connections \
              that called {} endpoints ({} server endpoints in the inventory), at most {} MiB while \
-             {} new connections/s came and went ({} requests), {} MiB at the end; drops {}.\n",
+             {} new connections/s came and went ({} requests), {} MiB at the end; drops {}. With \
+             the connections open: {} MiB of BPF maps mapped into the agent (the ring buffer, \
+             counted twice by RSS), {} MiB anonymous (heap, stacks), {} MiB of files (binary, \
+             libraries).\n",
             num(c.rss_at_start_bytes as f64 / MIB),
             num(c.rss_with_open_connections_bytes as f64 / MIB),
             c.open_connections,
@@ -311,7 +314,10 @@ pub fn markdown(report: &Report) -> String {
             c.new_connections_per_second,
             c.new_connection_requests,
             num(c.rss_at_end_bytes as f64 / MIB),
-            drops_text(&c.drops)
+            drops_text(&c.drops),
+            num(c.breakdown_with_open_connections.bpf_maps as f64 / MIB),
+            num(c.breakdown_with_open_connections.anonymous as f64 / MIB),
+            num(c.breakdown_with_open_connections.files as f64 / MIB),
         );
     }
     let st = &report.startup;
