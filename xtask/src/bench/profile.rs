@@ -64,7 +64,8 @@ pub fn agent(
     let path = out.join(format!("profile-{name}.txt"));
     let lines: Vec<&str> = report
         .lines()
-        .map(str::trim_end)
+        // perf pads each line with empty columns ("-").
+        .map(|l| l.trim_end_matches([' ', '-']))
         .filter(|l| !l.trim().is_empty() && !l.starts_with("# ") && *l != "#")
         .collect();
     std::fs::write(
