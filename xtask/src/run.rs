@@ -7,14 +7,7 @@ use crate::{setup, shell};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
-    let root = shell::workspace_root();
-    shell::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "sightline",
-    ]))?;
-    let binary = root.join("target/release/sightline");
+    let binary = build_release_agent()?;
     let mut cmd = if shell::is_root() {
         Command::new(&binary)
     } else {
@@ -24,4 +17,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         sudo
     };
     shell::run(cmd.args(args))
+}
+
+/// Builds the agent in release mode; returns the binary's path.
+pub fn build_release_agent() -> anyhow::Result<std::path::PathBuf> {
+    let root = shell::workspace_root();
+    shell::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "sightline",
+    ]))?;
+    Ok(root.join("target/release/sightline"))
 }

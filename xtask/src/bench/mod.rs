@@ -87,14 +87,8 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     shell::ensure_debian_programs(PROGRAMS)?;
     refuse_other_agents()?;
     let root = shell::workspace_root();
-    shell::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--package",
-        "sightline",
-    ]))?;
     let settings = Settings {
-        agent: root.join("target/release/sightline"),
+        agent: crate::run::build_release_agent()?,
         oha: install_oha(&root)?,
         rounds: options.rounds.max(1),
         seconds: Duration::from_secs(options.seconds.max(1)),
