@@ -26,7 +26,7 @@ pub struct Scenario {
     pub description: &'static str,
     pub server: ServerKind,
     pub url_path: &'static str,
-    /// Ends of a request the agent can see: 2 when the load generator is traced too (plain
+    /// Ends of a fixed-rate request the agent can see: 2 when oha is traced too (plain
     /// sockets), 1 when only the server is (oha's TLS is rustls, which has no probes).
     pub observed_ends: u64,
 }

@@ -67,6 +67,10 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 
+/// Ends of a request the agent sees at saturation: wrk and h2load use plain sockets or
+/// OpenSSL, whose probes see them too (unlike oha's rustls in the fixed-rate runs).
+const SATURATION_ENDS: u64 = 2;
+
 fn sum_drops<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
     let mut total = BTreeMap::new();
     for map in maps {
@@ -126,7 +130,7 @@ pub fn summarise(run: &ScenarioRun, variant: Variant) -> ScenarioSummary {
         drops_at_fixed_rate: sum_drops(pairs.iter().map(|(_, w)| &w.agent.drops)),
         drops_at_saturation: sum_drops(pairs.iter().map(|(_, w)| &w.saturation_drops)),
         calls_lost_at_saturation_percent: of(&|_, w| {
-            let expected = w.saturation.requests * run.observed_ends;
+            let expected = w.saturation.requests * SATURATION_ENDS;
             (1.0 - w.saturation_calls as f64 / expected.max(1) as f64).max(0.0) * 100.0
         }),
     }
