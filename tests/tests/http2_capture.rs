@@ -284,7 +284,7 @@ const GRPC_CALLS: [(&str, u64, u64, u64); 5] = [
 
 const GRPC_OUTPUT: [&str; 5] = [
     "Say olleh",
-    "Say NOT_FOUND no such thing: missing",
+    "Say NOT_FOUND no such thing: missing (api_key=K9dLq2Zx7Wp)",
     "Collect n=3",
     "Split ['w', 'x', 'y', 'z']",
     "Chat ['re:p', 're:q']",
@@ -348,8 +348,10 @@ fn assert_grpc_calls(calls: &[Value], port: u16, pids: (u32, u32), tls: bool) {
             let context = format!("{kind} {call:#}");
             assert_rpc(call, path, (requests, responses), &context);
             if status == 5 {
+                // The API key the server echoed is replaced before any output.
                 assert_eq!(
-                    call["sightline.rpc.grpc.status_message"], "no such thing: missing",
+                    call["sightline.rpc.grpc.status_message"],
+                    "no such thing: missing (api_key=REDACTED)",
                     "{context}"
                 );
             }
@@ -371,6 +373,7 @@ fn grpc_round(tls: bool) {
     assert_eq!(client.finish(), GRPC_OUTPUT);
     let calls = agent.collect(port, 5, 5);
     assert_grpc_calls(&calls, port, (client_pid, server.pid()), tls.is_some());
+    assert!(!agent.all_output().contains("K9dLq2Zx7Wp"));
     // The inventory counts gRPC methods as endpoints, like any route.
     let routes: Vec<String> = Agent::inventory(&agent.db())
         .iter()

@@ -71,11 +71,17 @@ impl FindingsStage {
     }
 
     /// The last step before the call leaves for the sinks: path segments that may be secrets
-    /// (tokens, JWTs: what the inventory templated as `{token}`) are replaced, so no sink
-    /// has to remove anything.
+    /// (tokens, JWTs: what the inventory templated as `{token}`) and credentials in a gRPC
+    /// status message are replaced, so no sink has to remove anything.
     pub fn seal(&self, call: &mut ApiCall) {
         if let std::borrow::Cow::Owned(path) = redact::path(&call.path) {
             call.path = path;
+        }
+        // A server's gRPC error text may echo what the client sent.
+        if let Some(message) = call.grpc.as_mut().and_then(|g| g.message.as_mut())
+            && let std::borrow::Cow::Owned(clean) = redact::text(message)
+        {
+            *message = clean;
         }
     }
 
