@@ -264,6 +264,16 @@ impl Agent {
         self.stop_with(libc::SIGINT)
     }
 
+    /// Kills the agent with SIGKILL (no cleanup of its own) and waits until it is gone.
+    pub fn kill_9(&mut self) {
+        signal(self.child.id(), libc::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    }
+
     /// Stops the agent with `sig` (SIGINT or SIGTERM) and waits for a clean exit; returns its
     /// log.
     pub fn stop_with(&mut self, sig: i32) -> String {

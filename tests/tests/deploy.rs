@@ -259,6 +259,14 @@ fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
     );
 
     // The database: intact, with the endpoint the call made, readable by another SQLite.
+    assert_eq!(sqlite_check(&agent.db()), "ok\n1\n");
+    let inventory = Agent::inventory(&agent.db());
+    assert_eq!(inventory.len(), 1, "{inventory:#?}");
+    assert_eq!(inventory[0]["route"], "/hello.txt");
+}
+
+/// SQLite's own integrity check of `db` and its endpoint count, as another program sees them.
+fn sqlite_check(db: &Path) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(
@@ -266,13 +274,85 @@ fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
              print(c.execute('pragma integrity_check').fetchone()[0]); \
              print(c.execute('select count(*) from endpoints').fetchone()[0])",
         )
-        .arg(agent.db())
+        .arg(db)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n1\n");
-    let inventory = Agent::inventory(&agent.db());
-    assert_eq!(inventory.len(), 1, "{inventory:#?}");
-    assert_eq!(inventory[0]["route"], "/hello.txt");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The calls of `route` in the inventory at `db` (0 when absent).
+fn inventory_calls(db: &Path, route: &str) -> u64 {
+    Agent::inventory(db)
+        .iter()
+        .filter(|e| e["route"] == route && e["direction"] == "served")
+        .filter_map(|e| e["calls"].as_u64())
+        .sum()
+}
+
+/// kill -9 while traffic flows, then a restart: the kernel lets go of every program (nothing is
+/// pinned: they live as long as the agent's descriptors), the traced server and its clients
+/// never notice, and the inventory kept in SQLite is intact and goes on counting.
+#[test]
+fn kill_9_during_traffic_leaves_nothing_loaded_and_a_restart_keeps_the_inventory() {
+    let before = loaded_programs();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
+    let (_server, port) = python_http_server(site.path(), "127.0.0.1");
+    let url = format!("http://127.0.0.1:{port}/hello.txt");
+    let state = tempfile::tempdir().unwrap();
+    let db = state.path().join("inventory.sqlite");
+    let db_arg = db.to_str().unwrap().to_string();
+    let mut agent = Agent::start(&["--inventory-db", &db_arg]);
+    let ours: BTreeSet<u64> = loaded_programs().difference(&before).copied().collect();
+    assert!(ours.len() >= 20, "the agent's programs: {ours:?}");
+    for _ in 0..3 {
+        curl(&[&url]);
+    }
+    agent.wait_until("the calls in the database", |_| {
+        inventory_calls(&db, "/hello.txt") == 3
+    });
+
+    // Calls keep going while the agent dies; each must still get its answer.
+    let traffic = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            (0..30)
+                .map(|_| curl(&[&url]).1)
+                .filter(|body| body == "hello\n")
+                .count()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    agent.kill_9();
+    assert_eq!(traffic.join().unwrap(), 30);
+    // Closing the agent's descriptors frees its programs; the kernel may take a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let left = loop {
+        let left: Vec<u64> = loaded_programs().intersection(&ours).copied().collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        left.is_empty(),
+        "programs still loaded after kill -9: {left:?}"
+    );
+    assert!(
+        std::fs::read_dir("/sys/fs/bpf").map_or(true, |d| d.count() == 0),
+        "something pinned under /sys/fs/bpf"
+    );
+    assert_eq!(sqlite_check(&db), "ok\n1\n");
+    let kept = inventory_calls(&db, "/hello.txt");
+    assert!(kept >= 3, "the calls written before the kill: {kept}");
+
+    let mut agent = Agent::start(&["--inventory-db", &db_arg]);
+    curl(&[&url]);
+    agent.wait_until("the restarted agent to count on", |_| {
+        inventory_calls(&db, "/hello.txt") > kept
+    });
+    agent.stop();
+    assert_eq!(sqlite_check(&db), "ok\n1\n");
 }
 
 /// The sockets `pid` listens on (TCP in LISTEN, and any bound UDP socket), as "address:port" in
