@@ -78,7 +78,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let otlp_settings = OtlpSettings::resolve(&config.file.otlp, &|name| std::env::var(name).ok())?;
 
     let dump = match &config.dump_events {
-        Some(path) => Some(EventDump::new(BufWriter::new(create(path)?))),
+        Some(path) => Some(EventDump::new(BufWriter::new(open_output(path, false)?))),
         None => None,
     };
     let mut probes = LoadedProbes::load(&config.probes)?;
@@ -275,7 +275,7 @@ async fn start_identity(
 
 fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
     let out: Box<dyn std::io::Write + Send> = match &config.output_file {
-        Some(path) => Box::new(BufWriter::new(append(path)?)),
+        Some(path) => Box::new(BufWriter::new(open_output(path, true)?)),
         None => Box::new(BufWriter::new(std::io::stdout())),
     };
     let color =
@@ -289,25 +289,14 @@ fn open_sinks(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>, PipelineError> {
 
 /// Output files are created 0600 (calls name services, clients and routes); an existing file
 /// keeps the mode its owner gave it.
-fn create(path: &std::path::Path) -> Result<File, PipelineError> {
+/// `append`: the calls file (kept across runs); otherwise truncated (the event dump).
+fn open_output(path: &std::path::Path, append: bool) -> Result<File, PipelineError> {
     use std::os::unix::fs::OpenOptionsExt as _;
     File::options()
         .write(true)
         .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| PipelineError::Output {
-            path: path.display().to_string(),
-            source,
-        })
-}
-
-fn append(path: &std::path::Path) -> Result<File, PipelineError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    File::options()
-        .create(true)
-        .append(true)
+        .append(append)
+        .truncate(!append)
         .mode(0o600)
         .open(path)
         .map_err(|source| PipelineError::Output {

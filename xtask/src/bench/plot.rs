@@ -45,21 +45,15 @@ pub fn latency(run: &ScenarioRun, rate: u32, dir: &Path) -> anyhow::Result<Strin
     };
     let normal = with(Variant::Normal);
     let idle = with(Variant::Idle);
-    let y_max = without
+    let (x_max, y_max) = without
         .iter()
         .chain(&normal)
         .chain(&idle)
         .flatten()
-        .map(|(_, ms)| *ms)
-        .fold(0.0, f64::max)
-        * 1.05;
-    let x_max = without
-        .iter()
-        .chain(&normal)
-        .chain(&idle)
-        .flatten()
-        .map(|(x, _)| *x)
-        .fold(1.0, f64::max);
+        .fold((1.0, 0.0), |(x_max, y_max): (f64, f64), (x, ms)| {
+            (x_max.max(*x), y_max.max(*ms))
+        });
+    let y_max = y_max * 1.05;
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::new(&path, (760, 440)).into_drawing_area();
         root.fill(&WHITE)?;

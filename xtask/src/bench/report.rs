@@ -255,7 +255,8 @@ pub fn markdown(report: &Report) -> String {
             if s.p99_added_percent >= 0.0 { "+" } else { "" },
             num(s.p99_added_percent),
             num(s.calls_per_request),
-            num(s.agent_cpu_ms_per_1000_calls),
+            // Microseconds per call are milliseconds per 1,000 calls.
+            num(s.agent_cpu_us_per_call),
             num(s.server_cpu_added_us_per_request),
             num(s.bpf_ns_per_call),
             num(s.max_rss_mib_under_load),

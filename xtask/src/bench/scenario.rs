@@ -151,7 +151,6 @@ impl Round {
 pub struct ScenarioRun {
     pub name: &'static str,
     pub description: &'static str,
-    pub observed_ends: u64,
     pub rounds: Vec<Round>,
 }
 
@@ -248,7 +247,6 @@ pub fn run(
     Ok(ScenarioRun {
         name: scenario.name,
         description: scenario.description,
-        observed_ends: scenario.observed_ends,
         rounds,
     })
 }

@@ -27,7 +27,6 @@ pub struct ScenarioSummary {
     /// Calls the agent reported per request made (one per observed end).
     pub calls_per_request: f64,
     pub agent_cpu_us_per_call: f64,
-    pub agent_cpu_ms_per_1000_calls: f64,
     /// CPU the traced server used in addition (the probes run in its context), per request.
     pub server_cpu_added_us_per_request: f64,
     pub bpf_ns_per_call: f64,
@@ -112,7 +111,6 @@ pub fn summarise(run: &ScenarioRun, variant: Variant) -> ScenarioSummary {
         p99_added_percent: (p99_ms_with / p99_ms_without - 1.0) * 100.0,
         calls_per_request: of(&|_, w| w.agent.calls as f64 / w.fixed.requests.max(1) as f64),
         agent_cpu_us_per_call,
-        agent_cpu_ms_per_1000_calls: agent_cpu_us_per_call,
         server_cpu_added_us_per_request: of(&|r, w| {
             (w.server_cpu_seconds / w.fixed.requests.max(1) as f64
                 - r.server_cpu_seconds_without / r.fixed_without.requests.max(1) as f64)
