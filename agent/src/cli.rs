@@ -282,6 +282,7 @@ impl RunArgs {
                 ..AttachConfig::default()
             }),
             inventory_db: (!self.no_inventory).then_some(self.inventory_db),
+            config_path: self.config,
             file,
         })
     }

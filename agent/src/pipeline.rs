@@ -1,5 +1,6 @@
 //! Wires the stages: probes -> ring-buffer reader -> tracker (connections, HTTP, identity) ->
-//! sinks, over bounded channels, and runs them until SIGINT or SIGTERM.
+//! sinks, over bounded channels, and runs them until SIGINT or SIGTERM (SIGHUP reads the
+//! config file again: `config::reload`).
 
 use std::{fs::File, io::BufWriter, sync::Arc, time::Duration};
 
@@ -10,7 +11,10 @@ use tokio::{
 
 use crate::{
     capture::{self, clock::Clock, dump::EventDump, event::CaptureEvent},
-    config::{OutputFormat, RunConfig},
+    config::{
+        OutputFormat, RunConfig,
+        reload::{LiveSettings, Reloader},
+    },
     conn::Tracker,
     findings::{
         fingerprint::{Fingerprinter, KeyError},
@@ -131,6 +135,8 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     };
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
     let (record_tx, record_rx) = mpsc::channel(config.sink_queue);
+    // The newest reload wins: two SIGHUPs before the processor looks apply the second.
+    let (reload_tx, reload_rx) = watch::channel(None);
 
     let reader = tokio::spawn(capture::reader::run(
         ring,
@@ -146,6 +152,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     );
     let processor = tokio::spawn(process(
         event_rx,
+        reload_rx,
         record_tx,
         Stages {
             tracker,
@@ -167,7 +174,8 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
 
     health.set_ready();
     tracing::info!("capture started");
-    wait_for_signal().await?;
+    let reloader = Reloader::new(config.config_path.clone(), config.file.clone());
+    wait_for_signal(reloader, reload_tx, &stats).await?;
     health.set_stopping();
     tracing::info!("stopping");
 
@@ -318,6 +326,7 @@ struct Stages {
 /// Ends when the reader ends (its sender drops).
 async fn process(
     mut events: mpsc::Receiver<CaptureEvent>,
+    mut reloads: watch::Receiver<Option<LiveSettings>>,
     records: mpsc::Sender<Record>,
     stages: Stages,
     mut dump: Option<EventDump<BufWriter<File>>>,
@@ -353,6 +362,14 @@ async fn process(
                 }
                 if events.is_empty() && let Some(dump) = dump.as_mut() {
                     let _ = dump.flush();
+                }
+            }
+            Ok(()) = reloads.changed() => {
+                let Some(live) = reloads.borrow_and_update().clone() else { continue };
+                inventory.replace_spec_entries(live.api_specs);
+                if let Err(error) = findings.reconfigure(&live.findings) {
+                    // Checked when the file loaded: not expected.
+                    tracing::error!(%error, "findings settings not reloaded");
                 }
             }
             _ = sweep.tick() => {
@@ -448,12 +465,26 @@ fn format_counters(stats: &Stats, counters: Option<&KernelCounters>) -> String {
     parts.join(" ")
 }
 
-async fn wait_for_signal() -> Result<(), PipelineError> {
+/// Until SIGTERM or SIGINT; each SIGHUP reads the config file again and hands what loaded to
+/// the processor.
+async fn wait_for_signal(
+    mut reloader: Reloader,
+    reloads: watch::Sender<Option<LiveSettings>>,
+    stats: &Stats,
+) -> Result<(), PipelineError> {
     let mut term = signal(SignalKind::terminate()).map_err(PipelineError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(PipelineError::Signals)?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).map_err(PipelineError::Signals)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                // The spec files are read on the processor task (it owns the inventory).
+                if let Some(live) = tokio::task::block_in_place(|| reloader.reload(stats)) {
+                    let _ = reloads.send(Some(live));
+                }
+            }
+        }
     }
-    Ok(())
 }

@@ -127,6 +127,10 @@ counters! {
     otlp_metric_exports,
     /// Failed metric exports (cumulative metrics: the next one carries the totals).
     otlp_metric_export_failures,
+    /// Config files read again on SIGHUP and put in use.
+    config_reloads,
+    /// Config files refused on SIGHUP (logged with file and place; the last good stays).
+    config_reload_errors,
     /// Call ends whose cgroup id could not be resolved to a path (named without container,
     /// pod or unit).
     cgroups_unresolved,

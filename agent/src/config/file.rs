@@ -48,7 +48,7 @@ pub struct FileConfig {
     pub otlp: OtlpSection,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSpecEntry {
     /// A spec file, or a directory of them (relative paths are relative to the config file).

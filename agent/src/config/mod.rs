@@ -2,6 +2,7 @@
 //! on one (identity, Kubernetes, service naming rules).
 
 pub mod file;
+pub mod reload;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,8 @@ pub struct RunConfig {
     pub tls: Option<crate::tls::AttachConfig>,
     /// The inventory's database; `None`: no inventory.
     pub inventory_db: Option<PathBuf>,
+    /// The config file, read again on SIGHUP; `None`: defaults only.
+    pub config_path: Option<PathBuf>,
     /// From the config file (defaults without one).
     pub file: file::FileConfig,
 }

@@ -134,13 +134,22 @@ pub struct AuthClassifier {
 
 impl AuthClassifier {
     pub fn new(config: &FindingsSection, fingerprints: Fingerprinter) -> Self {
-        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
-        Self {
-            api_key_headers: lower(&config.api_key_headers),
-            api_key_params: lower(&config.api_key_params),
-            session_cookies: lower(&config.session_cookies),
+        let mut classifier = Self {
+            api_key_headers: Vec::new(),
+            api_key_params: Vec::new(),
+            session_cookies: Vec::new(),
             credentials: CredentialCache::new(fingerprints),
-        }
+        };
+        classifier.set_names(config);
+        classifier
+    }
+
+    /// The credential names of a (reloaded) config; the credential cache stays.
+    pub fn set_names(&mut self, config: &FindingsSection) {
+        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        self.api_key_headers = lower(&config.api_key_headers);
+        self.api_key_params = lower(&config.api_key_params);
+        self.session_cookies = lower(&config.session_cookies);
     }
 
     /// The call's credentials; afterwards the call holds none of their values (headers,

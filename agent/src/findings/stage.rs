@@ -58,6 +58,15 @@ impl FindingsStage {
         })
     }
 
+    /// The settings of a reloaded config (already checked when it loaded). The findings
+    /// raised so far and the rules' memory of endpoints and clients stay.
+    pub fn reconfigure(&mut self, section: &FindingsSection) -> Result<(), SettingsError> {
+        self.settings = RuleSettings::new(section)?;
+        self.enabled = section.enabled;
+        self.classifier.set_names(section);
+        Ok(())
+    }
+
     /// Starts from the findings a previous run stored.
     pub fn restore(&mut self, stored: Vec<Finding>) {
         self.table.restore(stored);

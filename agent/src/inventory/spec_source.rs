@@ -35,6 +35,27 @@ impl SpecSource {
         Specs::new(self.loaded.iter().flat_map(|(s, _)| s.clone()).collect())
     }
 
+    /// Takes the entries of a reloaded config and reads every spec file again, changed or not.
+    /// An entry that was already there keeps its last good specs when its file is now broken.
+    pub fn replace_entries(&mut self, entries: Vec<ApiSpecEntry>, stats: &Stats) -> Specs {
+        let loaded = entries
+            .iter()
+            .map(|entry| {
+                let kept = self.entries.iter().position(|old| old == entry);
+                (
+                    kept.map_or_else(Vec::new, |i| self.loaded[i].0.clone()),
+                    Vec::new(),
+                )
+            })
+            .collect();
+        self.entries = entries;
+        self.loaded = loaded;
+        for index in 0..self.entries.len() {
+            self.read(index, stats);
+        }
+        self.specs()
+    }
+
     /// The specs again when a file changed since it was last read; `None` when nothing did.
     pub fn reload_if_changed(&mut self, stats: &Stats) -> Option<Specs> {
         let mut changed = false;

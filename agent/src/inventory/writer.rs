@@ -20,7 +20,7 @@ use super::{
     spec_source::SpecSource,
     store::{Store, StoreError},
 };
-use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
+use crate::{call::ApiCall, config::file::ApiSpecEntry, findings::model::Finding, stats::Stats};
 
 /// What the writer writes at once.
 struct Batch {
@@ -39,6 +39,9 @@ struct Writer {
 pub struct InventoryStage {
     inventory: Inventory,
     specs: SpecSource,
+    /// Specs in use whose operations the database does not have yet (a batch that did not
+    /// fit the writer's queue carries them again).
+    unsaved_specs: Option<Specs>,
     stats: Arc<Stats>,
     writer: Option<Writer>,
 }
@@ -57,6 +60,7 @@ impl InventoryStage {
             let stage = Self {
                 inventory,
                 specs,
+                unsaved_specs: None,
                 stats,
                 writer: None,
             };
@@ -86,6 +90,7 @@ impl InventoryStage {
         let stage = Self {
             inventory,
             specs,
+            unsaved_specs: None,
             stats,
             writer: Some(Writer { batches, thread }),
         };
@@ -101,30 +106,39 @@ impl InventoryStage {
         self.inventory.counts()
     }
 
+    /// The spec entries of a reloaded config: every spec is read again and used from the
+    /// next call on (the database gets their operations with the next flush).
+    pub fn replace_spec_entries(&mut self, entries: Vec<ApiSpecEntry>) {
+        let specs = self.specs.replace_entries(entries, &self.stats);
+        self.inventory.set_specs(specs.clone());
+        self.unsaved_specs = Some(specs);
+    }
+
     /// Picks up changed spec files and hands what changed, with the changed `findings`, to
     /// the writer. Returns the findings it could not take (to be given again next time).
     pub fn flush(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
-        let specs = self.specs.reload_if_changed(&self.stats);
-        if let Some(specs) = &specs {
+        if let Some(specs) = self.specs.reload_if_changed(&self.stats) {
             self.inventory.set_specs(specs.clone());
+            self.unsaved_specs = Some(specs);
         }
         let endpoints = self.inventory.take_changed();
         let Some(writer) = &self.writer else {
             return Vec::new();
         };
-        if endpoints.is_empty() && findings.is_empty() && specs.is_none() {
+        if endpoints.is_empty() && findings.is_empty() && self.unsaved_specs.is_none() {
             return Vec::new();
         }
         let batch = Batch {
             endpoints,
             findings,
-            specs,
+            specs: self.unsaved_specs.take(),
         };
         match writer.batches.try_send(batch) {
             Ok(()) => Vec::new(),
             Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
                 self.inventory
                     .requeue(batch.endpoints.into_iter().map(|(key, _)| key));
+                self.unsaved_specs = batch.specs;
                 batch.findings
             }
         }
@@ -137,7 +151,7 @@ impl InventoryStage {
             let _ = writer.batches.send(Batch {
                 endpoints,
                 findings,
-                specs: None,
+                specs: self.unsaved_specs.take(),
             });
             drop(writer.batches);
             let _ = writer.thread.join();
