@@ -25,6 +25,8 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     // Deployment tests: programs left loaded after a stop.
     ("bpftool", "bpftool"),
+    // Container-root test: which files the agent opens.
+    ("inotifywait", "inotify-tools"),
     // HTTP/2 tests: nghttp2's client and h2c server; Debian's grpcio (it links the system's
     // OpenSSL, whose uprobes give its TLS plaintext; PyPI's wheel has BoringSSL stripped inside).
     ("nghttp", "nghttp2-client"),

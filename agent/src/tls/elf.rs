@@ -123,16 +123,24 @@ pub enum InspectError {
 
 /// Inspects the file at `path` (mapped, not read into memory: executables can be large).
 pub fn inspect_file(path: &Path) -> Result<Inspection, InspectError> {
-    let read_error = |source| InspectError::Read {
+    let file = std::fs::File::open(path).map_err(|source| InspectError::Read {
         path: path.display().to_string(),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    })?;
+    inspect_opened(&file, path)
+}
+
+/// Inspects a file already open; `shown` is its path as the process that maps it sees it (for
+/// messages and the Java check).
+pub fn inspect_opened(file: &std::fs::File, shown: &Path) -> Result<Inspection, InspectError> {
     #[allow(unsafe_code)]
     // Safety: the mapping is read-only and private; a file truncated underneath would fault,
     // which is why only files that processes currently map (and so keep) are inspected.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(read_error)?;
-    inspect(&map, path)
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(|source| InspectError::Read {
+        path: shown.display().to_string(),
+        source,
+    })?;
+    inspect(&map, shown)
 }
 
 /// Inspects the bytes of an ELF file (`path` is for messages and the Java check).

@@ -1,7 +1,15 @@
 //! The files a process has mapped as code, from /proc/PID/maps: its executable and every
 //! library, including those loaded later with dlopen.
 
-use std::{collections::HashSet, io, path::PathBuf};
+use std::{
+    collections::HashSet,
+    fs::File,
+    io,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 /// A file mapped executable by a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,10 +19,46 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    /// The same file seen from the agent: through the process's root, so files inside
-    /// containers resolve in the container's filesystem.
-    pub fn host_path(&self, proc_root: &str, pid: u32) -> PathBuf {
-        PathBuf::from(format!("{proc_root}/{pid}/root{}", self.path))
+    /// Opens the file as the process sees it: resolved inside the process's root
+    /// (`/proc/PID/root`) as if chrooted there, so that no symlink a container plants (absolute,
+    /// or climbing with `..`) leads the agent to a file of the host, and no procfs magic link
+    /// is followed. Non-blocking, so a FIFO put in a library's place cannot hang the agent.
+    pub fn open(&self, proc_root: &str, pid: u32) -> io::Result<OpenedFile> {
+        let root = File::open(format!("{proc_root}/{pid}/root"))?;
+        let file = rustix::fs::openat2(
+            &root,
+            self.path.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let file = File::from(file);
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        Ok(OpenedFile { file, path })
+    }
+}
+
+/// A mapped file the agent opened. Everything after the open (ELF reads, uprobe attach) goes
+/// through the descriptor's own path, so nothing is resolved twice and the file stays the same
+/// one even if the process exits or the container swaps the path meanwhile.
+#[derive(Debug)]
+pub struct OpenedFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl OpenedFile {
+    /// `/proc/self/fd/N`, for APIs that take a path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
     }
 }
 
@@ -90,9 +134,61 @@ mod tests {
         let files = executable_files("/proc", std::process::id()).unwrap();
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         assert!(files.iter().any(|f| std::path::Path::new(&f.path) == exe));
+        let opened = files[0].open("/proc", std::process::id()).unwrap();
         assert_eq!(
-            files[0].host_path("/proc", 7).to_string_lossy(),
-            format!("/proc/7/root{}", files[0].path)
+            std::fs::read(opened.path()).unwrap(),
+            std::fs::read(&files[0].path).unwrap()
         );
+    }
+
+    /// A process root laid out as `<proc>/7/root` holding a container's files, with the
+    /// symlinks a hostile container could plant.
+    #[test]
+    fn symlinks_resolve_inside_the_process_root_and_never_outside() {
+        use std::os::unix::fs::symlink;
+        let proc = tempfile::tempdir().unwrap();
+        let root = proc.path().join("7/root");
+        let lib = root.join("usr/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libssl.so.3"), b"inside").unwrap();
+        // Outside the root: a file the host has.
+        std::fs::write(proc.path().join("secret"), b"host").unwrap();
+        symlink("libssl.so.3", lib.join("relative.so")).unwrap();
+        symlink("/usr/lib/libssl.so.3", lib.join("absolute.so")).unwrap();
+        symlink(proc.path().join("secret"), lib.join("escape.so")).unwrap();
+        symlink("../../../../../../../../secret", lib.join("climb.so")).unwrap();
+        symlink("/proc/self/root/etc/hostname", lib.join("magic.so")).unwrap();
+        let proc_root = proc.path().to_str().unwrap();
+        let read = |name: &str| {
+            MappedFile {
+                path: format!("/usr/lib/{name}"),
+            }
+            .open(proc_root, 7)
+            .map(|f| std::fs::read(f.path()).unwrap())
+            .map_err(|e| e.kind())
+        };
+        assert_eq!(read("libssl.so.3"), Ok(b"inside".to_vec()));
+        assert_eq!(read("relative.so"), Ok(b"inside".to_vec()));
+        // Absolute targets are taken from the process's root, not the agent's.
+        assert_eq!(read("absolute.so"), Ok(b"inside".to_vec()));
+        assert_eq!(read("escape.so"), Err(io::ErrorKind::NotFound));
+        // `..` stops at the process's root: <root>/secret does not exist.
+        assert_eq!(read("climb.so"), Err(io::ErrorKind::NotFound));
+        assert!(read("magic.so").is_err());
+        // A FIFO in a library's place: opened without blocking (then refused as no file).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            lib.join("fifo.so"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let fifo = MappedFile {
+            path: "/usr/lib/fifo.so".to_string(),
+        }
+        .open(proc_root, 7)
+        .unwrap();
+        assert!(!fifo.metadata().unwrap().is_file());
     }
 }

@@ -2,12 +2,7 @@
 //! BIO probes for single processes, and detaching (off-thread: the kernel waits for a grace
 //! period per uprobe it removes) when processes or libraries go away.
 
-use std::{
-    collections::HashSet,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{collections::HashSet, path::Path, time::Instant};
 
 use super::{AttachedFile, FileId, Links, Worker};
 use crate::{
@@ -20,7 +15,7 @@ use crate::{
 
 impl Worker {
     /// Attaches to a TLS file once; an error is kept (and reported) rather than retried.
-    pub(super) fn attach(&mut self, id: FileId, file: &MappedFile, host_path: &Path) {
+    pub(super) fn attach(&mut self, id: FileId, file: &MappedFile, path: &Path) {
         if self.attached.contains_key(&id) {
             return;
         }
@@ -31,7 +26,7 @@ impl Worker {
         else {
             return;
         };
-        let (links, error) = match self.attach_points(host_path, points, None) {
+        let (links, error) = match self.attach_points(path, points, None) {
             Ok(links) => (links, None),
             Err(error) => (Vec::new(), Some(error)),
         };
@@ -62,23 +57,18 @@ impl Worker {
     /// Attaches `points` of the file, for every process or only for `pid`; all or none.
     fn attach_points(
         &mut self,
-        host_path: &Path,
+        path: &Path,
         points: &[elf::AttachPoint],
         pid: Option<u32>,
     ) -> Result<Links, String> {
-        // Through a descriptor of our own: the process whose root led to the file may exit
-        // meanwhile, taking /proc/PID/root with it.
-        let opened = std::fs::File::open(host_path).map_err(|e| e.to_string())?;
-        let stable_path = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
+        // `path` is the agent's own descriptor of the file (`procmaps::OpenedFile`): the
+        // process whose root led to it may exit meanwhile, taking /proc/PID/root with it.
         let mut links = Vec::new();
         for point in points {
-            match self.probes.attach_uprobe(
-                point.program,
-                &stable_path,
-                point.offset,
-                point.cookie,
-                pid,
-            ) {
+            match self
+                .probes
+                .attach_uprobe(point.program, path, point.offset, point.cookie, pid)
+            {
                 Ok(link) => links.push((point.program, link)),
                 Err(e) => {
                     self.release(links);
@@ -90,7 +80,7 @@ impl Worker {
     }
 
     /// The BIO probes of a file, for one process that uses SSL BIOs (once per process).
-    pub(super) fn attach_for_process(&mut self, pid: u32, id: FileId, host_path: &Path) {
+    pub(super) fn attach_for_process(&mut self, pid: u32, id: FileId, path: &Path) {
         if self
             .process_links
             .get(&pid)
@@ -102,7 +92,7 @@ impl Worker {
         let Inspection::Tls { bio_points, .. } = &*inspection else {
             return;
         };
-        match self.attach_points(host_path, bio_points, Some(pid)) {
+        match self.attach_points(path, bio_points, Some(pid)) {
             Ok(links) => {
                 tracing::info!(
                     pid,

@@ -318,16 +318,19 @@ impl Worker {
         let mut uses_ssl_bio = false;
         let mut bio_files = Vec::new();
         for file in &files {
-            let host_path = file.host_path(&proc_root, pid);
-            let Some(id) = file_id(&host_path) else {
+            // Opened inside the process's root: a container's symlinks never lead outside it.
+            let Ok(opened) = file.open(&proc_root, pid) else {
                 continue;
             };
-            match &*self.inspection(id, &host_path) {
+            let Some(id) = file_id(&opened) else {
+                continue;
+            };
+            match &*self.inspection(id, &opened, &file.path) {
                 Inspection::Tls { bio_points, .. } => {
-                    self.attach(id, file, &host_path);
+                    self.attach(id, file, opened.path());
                     mapped.push(id);
                     if !bio_points.is_empty() {
-                        bio_files.push((id, host_path));
+                        bio_files.push((id, opened));
                     }
                 }
                 Inspection::SslBioUser => uses_ssl_bio = true,
@@ -336,8 +339,8 @@ impl Worker {
             }
         }
         if uses_ssl_bio {
-            for (id, host_path) in bio_files {
-                self.attach_for_process(pid, id, &host_path);
+            for (id, opened) in bio_files {
+                self.attach_for_process(pid, id, opened.path());
             }
         }
         self.forget_process(pid);
@@ -360,11 +363,17 @@ impl Worker {
             .scanned(pid, executable, libraries, unsupported);
     }
 
-    fn inspection(&mut self, id: FileId, path: &std::path::Path) -> Arc<Inspection> {
+    /// What the file holds, inspected once per file (`shown`: its path in the process).
+    fn inspection(
+        &mut self,
+        id: FileId,
+        file: &procmaps::OpenedFile,
+        shown: &str,
+    ) -> Arc<Inspection> {
         if let Some(known) = self.inspected.get(&id) {
             return known.clone();
         }
-        let result = match elf::inspect_file(path) {
+        let result = match elf::inspect_opened(file.file(), std::path::Path::new(shown)) {
             Ok(inspection) => inspection,
             Err(error) => {
                 tracing::debug!(%error, "not inspectable");
@@ -400,8 +409,8 @@ impl Worker {
     }
 }
 
-fn file_id(path: &std::path::Path) -> Option<FileId> {
-    let meta = std::fs::metadata(path).ok()?;
+fn file_id(file: &procmaps::OpenedFile) -> Option<FileId> {
+    let meta = file.metadata().ok()?;
     meta.is_file().then(|| FileId {
         dev: meta.dev(),
         ino: meta.ino(),
