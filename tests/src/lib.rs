@@ -21,6 +21,9 @@ use serde_json::Value;
 /// waiting, never an assertion on speed.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Give to [`Agent::start`] to start the agent without its event dump.
+pub const NO_DUMP: &str = "--no-dump";
+
 /// The agent binary: $SIGHTLINE_BIN (set by `cargo xtask test`), else target/debug/sightline.
 pub fn agent_binary() -> PathBuf {
     std::env::var_os("SIGHTLINE_BIN")
@@ -76,18 +79,29 @@ impl Agent {
         }
         command
             .arg("--output-file")
-            .arg(dir.path().join("calls.jsonl"))
-            .arg("--dump-events")
-            .arg(dir.path().join("events.jsonl"))
-            .arg("--tls-report")
-            .arg(dir.path().join("tls.json"));
+            .arg(dir.path().join("calls.jsonl"));
+        // The event dump, unless the test turns it off (`--no-dump`: a load test, where
+        // formatting a line per event would be most of the work).
+        let extra_args: Vec<&str> = if extra_args.contains(&NO_DUMP) {
+            extra_args
+                .iter()
+                .copied()
+                .filter(|a| *a != NO_DUMP)
+                .collect()
+        } else {
+            command
+                .arg("--dump-events")
+                .arg(dir.path().join("events.jsonl"));
+            extra_args.to_vec()
+        };
+        command.arg("--tls-report").arg(dir.path().join("tls.json"));
         if !extra_args.contains(&"--inventory-db") {
             command
                 .arg("--inventory-db")
                 .arg(dir.path().join("inventory.sqlite"));
         }
         let child = command
-            .args(extra_args)
+            .args(&extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
