@@ -17,6 +17,7 @@ pub mod inventory;
 pub mod pipeline;
 pub mod priority;
 pub mod probes;
+pub mod proc_root;
 pub mod protocol;
 pub mod sink;
 pub mod stats;

@@ -154,10 +154,13 @@ fn build(message: Message, key: ConnKey, conn: &Connection, ctx: &mut Context<'_
         Role::Server => SpanKind::Server,
         Role::Client | Role::Unknown => SpanKind::Client,
     };
-    let (local_process, _) = ctx.processes.info(key.tgid, &conn.comm, conn.cgroup_id);
+    let active = message.start_ts;
+    let (local_process, _) = ctx
+        .processes
+        .info(key.tgid, &conn.comm, conn.cgroup_id, active);
     let peer_process = ctx.table.peer_owner(&conn.sockets).map(|owner| {
         ctx.processes
-            .info(owner.tgid, &owner.comm, owner.cgroup_id)
+            .info(owner.tgid, &owner.comm, owner.cgroup_id, active)
             .0
     });
     let size = |(body, wire_len): &(Body, u64)| MessageSize {

@@ -88,11 +88,11 @@ impl ProcessTable {
     }
 
     /// A process executed `filename` with `args`: prefer the resolved /proc/PID/exe while it
-    /// still lives; the arguments as the kernel copied them, unless they were cut and /proc
-    /// still has them whole.
+    /// still runs that program; the arguments as the kernel copied them, unless they were cut
+    /// and /proc still has them whole.
     pub fn on_exec(&mut self, tgid: u32, filename: &str, args: ExecArgs<'_>) -> Option<Evicted> {
         let path = self
-            .read_exe(tgid)
+            .exe_if_still(tgid, filename)
             .or_else(|| (!filename.is_empty()).then(|| filename.to_string()));
         let entry = self.entry(tgid, path, Some(args));
         self.insert(tgid, entry)
@@ -119,15 +119,24 @@ impl ProcessTable {
     }
 
     /// The process `tgid`, loading it from /proc on first sight; `cgroup_id` is the cgroup
-    /// its last event came from.
+    /// its last event came from; `active_ns` when it was doing what is being named (a call's
+    /// start). A pid that exited before `active_ns` belongs to another process now, one that
+    /// reused the pid without an exec (a forked child of some other program): the exited
+    /// entry is stale and /proc is read again, rather than naming the call after the dead one.
     pub fn info(
         &mut self,
         tgid: u32,
         comm: &str,
         cgroup_id: u64,
+        active_ns: u64,
     ) -> (ProcessInfo, Option<Evicted>) {
         let mut evicted = None;
-        if !self.entries.contains_key(&tgid) {
+        let stale = self
+            .entries
+            .get(&tgid)
+            .and_then(|e| e.exited_at)
+            .is_some_and(|exited_at| active_ns > exited_at);
+        if stale || !self.entries.contains_key(&tgid) {
             let path = self.read_exe(tgid);
             let entry = self.entry(tgid, path, None);
             evicted = self.insert(tgid, entry);
@@ -187,6 +196,26 @@ impl ProcessTable {
         evicted
     }
 
+    /// /proc/PID/exe, if it is still the program `filename` that the exec event named: by the
+    /// time the event is read the process may have executed another one (a shell script's
+    /// `exec`), whose name must not go to the calls of the first. Same base name (the usual
+    /// case: `/usr/bin/curl`), or else the same file (`python3` is a link to `python3.11`),
+    /// looked up inside the process's root.
+    fn exe_if_still(&self, tgid: u32, filename: &str) -> Option<String> {
+        let exe = self.read_exe(tgid)?;
+        let base = |p: &str| p.rsplit('/').next().unwrap_or_default().to_string();
+        if filename.is_empty() || base(&exe) == base(filename) {
+            return Some(exe);
+        }
+        use std::os::unix::fs::MetadataExt as _;
+        let named =
+            crate::proc_root::open(&self.proc_root, tgid, filename, rustix::fs::OFlags::PATH)
+                .and_then(|f| f.metadata())
+                .ok()?;
+        let running = std::fs::metadata(format!("{}/{tgid}/exe", self.proc_root)).ok()?;
+        (named.dev() == running.dev() && named.ino() == running.ino()).then_some(exe)
+    }
+
     fn read_exe(&self, tgid: u32) -> Option<String> {
         std::fs::read_link(format!("{}/{tgid}/exe", self.proc_root))
             .ok()
@@ -227,7 +256,7 @@ mod tests {
             complete: true,
         };
         table.on_exec(4242, "/usr/bin/curl", args);
-        let (info, _) = table.info(4242, "curl", 1);
+        let (info, _) = table.info(4242, "curl", 1, 0);
         assert_eq!(&*info.executable_name, "curl");
         assert_eq!(info.executable_path.as_deref(), Some("/usr/bin/curl"));
         // The arguments the kernel copied at exec name it, secrets removed.
@@ -241,14 +270,14 @@ mod tests {
             complete: false,
         };
         table.on_exec(4243, "/usr/bin/python3", cut);
-        let (info, _) = table.info(4243, "python3", 1);
+        let (info, _) = table.info(4243, "python3", 1, 0);
         assert_eq!(info.command_line.as_deref(), Some("python3 -m http.ser"));
     }
 
     #[test]
     fn unknown_processes_fall_back_to_comm() {
         let mut table = ProcessTable::new(8, "/nonexistent");
-        let (info, _) = table.info(7, "python3", 1);
+        let (info, _) = table.info(7, "python3", 1, 0);
         assert_eq!(&*info.executable_name, "python3");
         assert_eq!(info.executable_path, None);
     }
@@ -257,12 +286,52 @@ mod tests {
     fn reads_the_running_process_from_proc() {
         let mut table = ProcessTable::new(8, "/proc");
         let me = std::process::id();
-        let (info, _) = table.info(me, "x", 1);
+        let (info, _) = table.info(me, "x", 1, 0);
         let exe = std::env::current_exe().expect("current exe");
         assert_eq!(info.executable_path.as_deref(), exe.to_str());
         let args: Vec<String> = std::env::args().collect();
         assert_eq!(info.command_line.as_deref(), Some(args.join(" ").as_str()));
         assert!(info.owner.is_some());
+    }
+
+    #[test]
+    fn an_exec_event_read_late_does_not_take_the_next_programs_name() {
+        let table = ProcessTable::new(8, "/proc");
+        let me = std::process::id();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let exe = exe.to_str().unwrap();
+        assert_eq!(table.exe_if_still(me, exe).as_deref(), Some(exe));
+        // The same file under another name (a link to it).
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("another-name");
+        std::os::unix::fs::symlink(exe, &link).unwrap();
+        assert_eq!(
+            table.exe_if_still(me, link.to_str().unwrap()).as_deref(),
+            Some(exe)
+        );
+        // An exec of some other program, which this pid no longer runs.
+        assert_eq!(table.exe_if_still(me, "/bin/sh"), None);
+    }
+
+    #[test]
+    fn a_pid_reused_after_an_exit_is_read_again() {
+        // No /proc here: a process read again is named by the comm of its event.
+        let mut table = ProcessTable::new(8, "/nonexistent");
+        table.on_exec(7, "/usr/bin/curl", ExecArgs::NONE);
+        let (before, _) = table.info(7, "curl", 0, 50);
+        table.on_exit(7, 100);
+        // A call that started before the exit keeps the process it belonged to.
+        let (late, _) = table.info(7, "curl", 0, 90);
+        assert_eq!(late.executable_name.as_ref(), "curl");
+        assert_eq!(late.incarnation, before.incarnation);
+        // One that started after it belongs to whoever has the pid now.
+        let (now, _) = table.info(7, "python3", 0, 110);
+        assert_eq!(now.executable_name.as_ref(), "python3");
+        assert_eq!(now.executable_path, None);
+        assert_ne!(now.incarnation, before.incarnation);
+        // And stays that process for its later calls.
+        let (again, _) = table.info(7, "python3", 0, 120);
+        assert_eq!(again.incarnation, now.incarnation);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::OFlags;
 
 /// A file mapped executable by a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,20 +19,11 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    /// Opens the file as the process sees it: resolved inside the process's root
-    /// (`/proc/PID/root`) as if chrooted there, so that no symlink a container plants (absolute,
-    /// or climbing with `..`) leads the agent to a file of the host, and no procfs magic link
-    /// is followed. Non-blocking, so a FIFO put in a library's place cannot hang the agent.
+    /// Opens the file as the process sees it, inside its root (`crate::proc_root`).
+    /// Non-blocking, so a FIFO put in a library's place cannot hang the agent.
     pub fn open(&self, proc_root: &str, pid: u32) -> io::Result<OpenedFile> {
-        let root = File::open(format!("{proc_root}/{pid}/root"))?;
-        let file = rustix::fs::openat2(
-            &root,
-            self.path.as_str(),
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )?;
-        let file = File::from(file);
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+        let file = crate::proc_root::open(proc_root, pid, &self.path, flags)?;
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         Ok(OpenedFile { file, path })
     }
@@ -180,7 +171,7 @@ mod tests {
             rustix::fs::CWD,
             lib.join("fifo.so"),
             rustix::fs::FileType::Fifo,
-            Mode::from_raw_mode(0o600),
+            rustix::fs::Mode::from_raw_mode(0o600),
             0,
         )
         .unwrap();
