@@ -41,6 +41,37 @@ pub struct Received {
     pub traces: Vec<ExportTraceServiceRequest>,
     pub metrics: Vec<ExportMetricsServiceRequest>,
     pub logs: Vec<ExportLogsServiceRequest>,
+    /// What the server does wrong, for fault tests.
+    pub faults: Faults,
+    /// Export requests answered with an error so far.
+    pub refused: usize,
+}
+
+/// Faults a test server injects into every export request (traces, metrics and logs alike).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// The next this many requests are answered with an error (gRPC `UNAVAILABLE`, HTTP 503:
+    /// both retryable for OTLP) and their content not kept.
+    pub errors: usize,
+    /// Every other request is answered this late.
+    pub delay: Duration,
+}
+
+/// Applies the faults to one request: `true` when it is to be refused (else it was delayed).
+async fn injected(shared: &Shared) -> bool {
+    let delay = {
+        let mut received = shared.lock().unwrap();
+        if received.faults.errors > 0 {
+            received.faults.errors -= 1;
+            received.refused += 1;
+            return true;
+        }
+        received.faults.delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    false
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -136,6 +167,11 @@ impl Collector {
     /// The endpoint the agent is given.
     pub fn endpoint(port: u16) -> String {
         format!("http://127.0.0.1:{port}")
+    }
+
+    /// Makes the server misbehave from now on (or behave, with the default).
+    pub fn set_faults(&self, faults: Faults) {
+        self.received.lock().unwrap().faults = faults;
     }
 
     /// Reads what was received.
@@ -450,6 +486,9 @@ impl TraceService for Store {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if injected(&self.0).await {
+            return Err(tonic::Status::unavailable("injected fault"));
+        }
         self.0.lock().unwrap().traces.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -461,6 +500,9 @@ impl MetricsService for Store {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if injected(&self.0).await {
+            return Err(tonic::Status::unavailable("injected fault"));
+        }
         self.0.lock().unwrap().metrics.push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -472,6 +514,9 @@ impl LogsService for Store {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if injected(&self.0).await {
+            return Err(tonic::Status::unavailable("injected fault"));
+        }
         self.0.lock().unwrap().logs.push(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
@@ -592,6 +637,9 @@ async fn handle(
     };
     if !is_protobuf {
         return reply(415, Vec::new());
+    }
+    if injected(received).await {
+        return reply(503, Vec::new());
     }
     let mut store = received.lock().unwrap();
     match path.as_str() {

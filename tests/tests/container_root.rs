@@ -1,8 +1,9 @@
-//! A hostile container cannot lead the agent out of its root. The agent opens the libraries a
-//! process maps through /proc/PID/root; a container controls both the path its maps show (a
-//! lazily unmounted mount shows a path relative to that mount) and what is at that path in its
-//! root (a symlink). An absolute symlink followed through /proc/PID/root resolves against the
-//! agent's root: the host. inotifywait (inotify-tools) watches which files the agent opens.
+//! A hostile container cannot lead the agent out of its root. A container controls both the
+//! path its maps show (a lazily unmounted mount shows a path relative to that mount) and what
+//! is at that path in its root (a symlink). An absolute symlink followed through
+//! /proc/PID/root resolves against the agent's root: the host. The agent opens the very files
+//! mapped (/proc/PID/map_files), and else looks paths up inside the process's root (the unit
+//! tests of `tls::procmaps`). inotifywait (inotify-tools) watches which files it opens.
 #![allow(clippy::unwrap_used)]
 
 use std::{
@@ -84,9 +85,10 @@ fn a_symlink_in_a_container_never_leads_the_agent_to_a_host_file() {
     // container's root (where a symlink may lead).
     let host_file = host_only.join("libssl.so.3");
     std::fs::copy(LIBSSL, &host_file).unwrap();
-    let inside_file = root.join("inside/libgnutls.so.30");
-    std::fs::copy(LIBGNUTLS, &inside_file).unwrap();
-    let (watcher, opened) = watch_opens(&[&host_file, &inside_file], dir.path());
+    std::fs::copy(LIBGNUTLS, root.join("inside/libgnutls.so.30")).unwrap();
+    // The file the container maps as /libgnutls.so.30: what the agent opens on each scan.
+    let mapped_file = b.join("libgnutls.so.30");
+    let (watcher, opened) = watch_opens(&[&host_file, &mapped_file], dir.path());
 
     let mut agent = Agent::start(&["--tls-rescan-secs", "1"]);
     let script = format!(
@@ -117,10 +119,10 @@ fn a_symlink_in_a_container_never_leads_the_agent_to_a_host_file() {
     symlink(&host_file, root.join("libssl.so.3")).unwrap();
     symlink("/inside/libgnutls.so.30", root.join("libgnutls.so.30")).unwrap();
 
-    // Each rescan opens the mapped files again: two opens of the file inside mean a whole scan
+    // Each rescan opens the mapped files again: two opens of the mapped file mean a whole scan
     // ran after the symlinks were planted (the scan opens both files, in the order of maps).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let inside = inside_file.display().to_string();
+    let inside = mapped_file.display().to_string();
     let host = host_file.display().to_string();
     while opens(&opened).iter().filter(|o| **o == inside).count() < 2 {
         assert!(
@@ -129,7 +131,7 @@ fn a_symlink_in_a_container_never_leads_the_agent_to_a_host_file() {
         );
         assert!(
             Instant::now() < deadline,
-            "the agent never opened the file inside the container twice: {:?}",
+            "the agent never opened the container's mapped file twice: {:?}",
             opens(&opened)
         );
         assert!(agent.is_running(), "{}", agent.stderr());

@@ -5,7 +5,9 @@
 //! asked; the duration histograms, inventory gauges, finding counters and health metrics match
 //! what the agent saw; every finding and inventory change arrives as a log record; the key
 //! never does. Then a collector that is down while traffic flows: drops counted, the queue
-//! bounded, and what it held (and the metrics' totals) delivered once the collector is back.
+//! bounded, and what it held (and the metrics' totals) delivered once the collector is back;
+//! and one that answers errors, then slowly: capture unaffected, memory bounded, every refused
+//! request counted as a failed export, every span exported or counted as dropped.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sightline_tests::{
     Agent, Program, calls_on_port, counter, curl, dashboards, free_port,
-    otlp::{Collector, LogView, PointValue, Protocol, ServerTls, SpanView},
+    otlp::{Collector, Faults, LogView, PointValue, Protocol, ServerTls, SpanView},
     python, python_http_server, signed_certificate,
 };
 
@@ -579,6 +581,96 @@ fn a_collector_that_comes_back_gets_what_the_queue_held() {
     let dropped_metric = collector.metric("sightline.events.dropped").unwrap();
     let otlp_drops = dropped_metric.select(&[("sightline.drop.stage", json!("otlp_traces"))]);
     assert_eq!(otlp_drops[0].value, PointValue::Int(dropped as i64));
+}
+
+#[test]
+fn a_collector_answering_errors_then_slowly_over_grpc() {
+    a_collector_answering_errors_then_slowly(Protocol::Grpc);
+}
+
+#[test]
+fn a_collector_answering_errors_then_slowly_over_http() {
+    a_collector_answering_errors_then_slowly(Protocol::HttpProtobuf);
+}
+
+/// The collector refuses its first 20 requests (a retryable error), then answers each one
+/// 1.5 s late, while 250 requests are made (500 calls: both ends); then it recovers.
+/// (Refused requests are not kept, so a span the collector has was accepted once.)
+fn a_collector_answering_errors_then_slowly(protocol: Protocol) {
+    let otlp_port = free_port();
+    let collector = Collector::start(protocol, otlp_port);
+    collector.set_faults(Faults {
+        errors: 20,
+        delay: std::time::Duration::from_millis(1500),
+    });
+    let mut setup = setup(
+        protocol,
+        otlp_port,
+        "span_queue = 50\nlog_queue = 50\nbatch_size = 10",
+    );
+    let (port, agent) = (setup.port, &mut setup.agent);
+    let before = agent.rss_kib();
+    let base = format!("http://127.0.0.1:{port}");
+    curl(&["-o", "/dev/null", &format!("{base}/hello.txt?n=[1-250]")]);
+    // Capture does not wait for the exporter: every call, at both ends.
+    agent.wait_for_calls("every call while the collector misbehaves", |c| {
+        calls_on_port(c, "server", port).len() == 250
+            && calls_on_port(c, "client", port).len() == 250
+    });
+    collector.wait_until("all 20 errors answered", |c| c.with(|r| r.refused) == 20);
+    let peak = agent.rss_kib();
+
+    // Recovered: what is queued drains, then new calls are exported as they come.
+    collector.set_faults(Faults::default());
+    let last = std::cell::Cell::new((collector.spans().len(), std::time::Instant::now()));
+    collector.wait_until("the held spans to stop arriving", |c| {
+        let n = c.spans().len();
+        if n != last.get().0 {
+            last.set((n, std::time::Instant::now()));
+        }
+        last.get().1.elapsed() > std::time::Duration::from_secs(2)
+    });
+    curl(&["-o", "/dev/null", &format!("{base}/hello.txt?after=[1-5]")]);
+    let after = |s: &SpanView| {
+        s.attributes
+            .get("url.query")
+            .and_then(Value::as_str)
+            .is_some_and(|q| q.starts_with("after="))
+    };
+    collector.wait_until("the spans of calls made after it recovered", |c| {
+        c.spans().iter().filter(|s| after(s)).count() == 10
+    });
+    let log = agent.stop();
+    let calls = agent.calls();
+    assert_eq!(calls_on_port(&calls, "server", port).len(), 255);
+    assert_eq!(calls_on_port(&calls, "client", port).len(), 255);
+
+    // Every span was either delivered once or counted as dropped. Failed exports are counted:
+    // the exporter retries a refused request itself a few times before an export fails, so
+    // there are fewer failures than refusals, but never none.
+    let spans = collector.spans();
+    let exported = counter(&log, "otlp_spans_exported");
+    let dropped = counter(&log, "otlp_spans_dropped");
+    assert_eq!(exported as usize, spans.len(), "{log}");
+    assert_eq!(exported + dropped, 510, "{log}");
+    assert!(
+        dropped > 0,
+        "a queue of 50 and a slow collector drop spans: {log}"
+    );
+    let failures = counter(&log, "otlp_trace_export_failures")
+        + counter(&log, "otlp_log_export_failures")
+        + counter(&log, "otlp_metric_export_failures");
+    assert!((1..=20).contains(&failures), "{failures} failures\n{log}");
+    // Each span once: the refused batches were sent again, never twice after success.
+    let mut ids: Vec<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), spans.len());
+    // Bounded: the queues are small, whatever the collector does.
+    assert!(
+        peak < before + 32 * 1024,
+        "RSS rose from {before} KiB to {peak} KiB while the collector misbehaved"
+    );
 }
 
 /// gRPC calls (Debian's grpcio, cleartext) export as RPC spans and metrics: spans named

@@ -765,3 +765,50 @@ fn a_library_nobody_maps_is_detached_then_attached_again() {
     let report = agent.tls_process(client_pids[0]).unwrap();
     assert_eq!(report["exited"], true, "{report:#}");
 }
+
+/// A library replaced on disk (an upgrade) while a process still runs the old file: the old
+/// file keeps its probes for that process (its maps say "deleted": it is opened through the
+/// mapping), a process started afterwards gets the new file probed, and each call is named
+/// after its own process.
+#[test]
+fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
+    let (mut agent, server, port, _cert) =
+        agent_and_python_server(&["--tls-rescan-secs", "1", "--tls-detach-after-secs", "1"]);
+    let private = private_openssl_copy();
+    let private_libssl = private.path().join("libssl.so.3");
+    let mut old = dlopen_client(private.path(), port, "/old-library");
+    old.send_line("import");
+    assert_eq!(old.line(), "loaded");
+    wait_for_library(&mut agent, old.pid(), &private_libssl);
+
+    // The upgrade: a new file renamed over the old one (a new inode at the same path).
+    let staged = private.path().join("libssl.so.3.new");
+    std::fs::copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", &staged).unwrap();
+    std::fs::rename(&staged, &private_libssl).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", old.pid())).unwrap();
+    assert!(maps.contains("libssl.so.3 (deleted)"), "{maps}");
+    let mut new = dlopen_client(private.path(), port, "/new-library");
+    new.send_line("import");
+    assert_eq!(new.line(), "loaded");
+    wait_for_library(&mut agent, new.pid(), &private_libssl);
+    // Rescans (every second) that forgot the deleted file would detach it within a second
+    // or two (--tls-detach-after-secs 1): give them time to.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    let (old_pid, new_pid) = (old.pid(), new.pid());
+    old.send_line("go");
+    assert_eq!(old.finish(), ["200"]);
+    new.send_line("go");
+    assert_eq!(new.finish(), ["200"]);
+    let calls = agent.collect(port, 2, 2);
+    for (path, client) in [("/old-library", old_pid), ("/new-library", new_pid)] {
+        assert_both_ends(
+            &calls,
+            port,
+            path,
+            200,
+            ("openssl", client),
+            ("openssl", server.pid()),
+        );
+    }
+}

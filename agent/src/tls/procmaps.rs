@@ -14,16 +14,39 @@ use rustix::fs::OFlags;
 /// A file mapped executable by a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MappedFile {
-    /// The path as the process sees it (inside its mount namespace).
+    /// The path as the process sees it (inside its mount namespace), without the kernel's
+    /// ` (deleted)` mark.
     pub path: String,
+    /// The address range of one of its code mappings (`7f00-7f01`), which names the mapping
+    /// in /proc/PID/map_files.
+    pub range: String,
+    /// The file was deleted or replaced since it was mapped (a library upgraded under a
+    /// running process): only the mapping still leads to it.
+    pub deleted: bool,
 }
 
 impl MappedFile {
-    /// Opens the file as the process sees it, inside its root (`crate::proc_root`).
-    /// Non-blocking, so a FIFO put in a library's place cannot hang the agent.
+    /// Opens the very file the process mapped, through its mapping
+    /// (`/proc/PID/map_files/<range>`: no path is looked up, so nothing a container puts at
+    /// the path matters, and a deleted or replaced library is still the one in use). Where
+    /// that is not allowed (it needs `CAP_SYS_ADMIN`), by its path inside the process's root
+    /// (`crate::proc_root`), unless the file was deleted. Non-blocking, so a FIFO put in a
+    /// library's place cannot hang the agent.
     pub fn open(&self, proc_root: &str, pid: u32) -> io::Result<OpenedFile> {
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK;
-        let file = crate::proc_root::open(proc_root, pid, &self.path, flags)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mapping = format!("{proc_root}/{pid}/map_files/{}", self.range);
+        let file = match File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(mapping)
+        {
+            Ok(file) => file,
+            Err(error) if self.deleted => return Err(error),
+            Err(_) => {
+                let flags = OFlags::RDONLY | OFlags::NONBLOCK;
+                crate::proc_root::open(proc_root, pid, &self.path, flags)?
+            }
+        };
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         Ok(OpenedFile { file, path })
     }
@@ -59,14 +82,14 @@ pub fn executable_files(proc_root: &str, pid: u32) -> io::Result<Vec<MappedFile>
     Ok(parse(&text))
 }
 
-/// Parses maps lines: `address perms offset dev inode path`. Anonymous mappings, non-code
-/// mappings and deleted files are skipped.
+/// Parses maps lines: `address perms offset dev inode path`. Anonymous mappings and non-code
+/// mappings are skipped.
 pub fn parse(text: &str) -> Vec<MappedFile> {
     let mut seen = HashSet::new();
     let mut files = Vec::new();
     for line in text.lines() {
         let mut fields = line.splitn(6, ' ');
-        let (Some(_), Some(perms), Some(_), Some(_), Some(inode), Some(rest)) = (
+        let (Some(range), Some(perms), Some(_), Some(_), Some(inode), Some(rest)) = (
             fields.next(),
             fields.next(),
             fields.next(),
@@ -77,16 +100,19 @@ pub fn parse(text: &str) -> Vec<MappedFile> {
             continue;
         };
         let path = rest.trim_start();
-        if perms.as_bytes().get(2) != Some(&b'x')
-            || inode == "0"
-            || !path.starts_with('/')
-            || path.ends_with(" (deleted)")
-        {
+        if perms.as_bytes().get(2) != Some(&b'x') || inode == "0" || !path.starts_with('/') {
             continue;
         }
-        if seen.insert(path) {
+        let (path, deleted) = match path.strip_suffix(" (deleted)") {
+            Some(path) => (path, true),
+            None => (path, false),
+        };
+        // The same path twice is the same file, unless one of the two is a deleted one.
+        if seen.insert((path, deleted)) {
             files.push(MappedFile {
                 path: path.to_string(),
+                range: range.to_string(),
+                deleted,
             });
         }
     }
@@ -109,13 +135,19 @@ mod tests {
 7f04-7f05 r-xp 00000000 fd:01 789 /tmp/lib with space.so
 7f05-7f06 r-xp 00000000 fd:01 790 /tmp/gone.so (deleted)
 ";
-        let paths: Vec<String> = parse(text).into_iter().map(|f| f.path).collect();
+        let files: Vec<(String, String, bool)> = parse(text)
+            .into_iter()
+            .map(|f| (f.path, f.range, f.deleted))
+            .collect();
+        let file =
+            |path: &str, range: &str, deleted| (path.to_string(), range.to_string(), deleted);
         assert_eq!(
-            paths,
+            files,
             [
-                "/usr/bin/curl",
-                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
-                "/tmp/lib with space.so"
+                file("/usr/bin/curl", "5581b000-5581c000", false),
+                file("/usr/lib/x86_64-linux-gnu/libssl.so.3", "7f00-7f01", false),
+                file("/tmp/lib with space.so", "7f04-7f05", false),
+                file("/tmp/gone.so", "7f05-7f06", true),
             ]
         );
     }
@@ -130,6 +162,30 @@ mod tests {
             std::fs::read(opened.path()).unwrap(),
             std::fs::read(&files[0].path).unwrap()
         );
+    }
+
+    /// A library replaced on disk while mapped (an upgrade under a running process): its
+    /// mapping still leads to the old file, whatever is at the path now.
+    #[test]
+    fn a_deleted_mapped_file_is_opened_through_its_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old-lib.so");
+        std::fs::write(&path, vec![7u8; 8192]).unwrap();
+        #[allow(unsafe_code)]
+        // Safety: a private read-only mapping of a file this test owns and never writes to.
+        let map =
+            unsafe { memmap2::MmapOptions::new().map_exec(&File::open(&path).unwrap()) }.unwrap();
+        std::fs::write(dir.path().join("new-lib.so"), b"new").unwrap();
+        std::fs::rename(dir.path().join("new-lib.so"), &path).unwrap();
+        let files = executable_files("/proc", std::process::id()).unwrap();
+        let mapped = files
+            .iter()
+            .find(|f| std::path::Path::new(&f.path) == path)
+            .unwrap();
+        assert!(mapped.deleted);
+        let opened = mapped.open("/proc", std::process::id()).unwrap();
+        assert_eq!(std::fs::read(opened.path()).unwrap(), vec![7u8; 8192]);
+        drop(map);
     }
 
     /// A process root laid out as `<proc>/7/root` holding a container's files, with the
@@ -151,8 +207,11 @@ mod tests {
         symlink("/proc/self/root/etc/hostname", lib.join("magic.so")).unwrap();
         let proc_root = proc.path().to_str().unwrap();
         let read = |name: &str| {
+            // No map_files in this fake /proc: the path is looked up inside the root.
             MappedFile {
                 path: format!("/usr/lib/{name}"),
+                range: "1000-2000".to_string(),
+                deleted: false,
             }
             .open(proc_root, 7)
             .map(|f| std::fs::read(f.path()).unwrap())
@@ -177,6 +236,8 @@ mod tests {
         .unwrap();
         let fifo = MappedFile {
             path: "/usr/lib/fifo.so".to_string(),
+            range: "1000-2000".to_string(),
+            deleted: false,
         }
         .open(proc_root, 7)
         .unwrap();
