@@ -145,24 +145,27 @@ fn a_pid_reused_by_a_forked_process_is_not_named_after_the_exited_one() {
 }
 
 /// 5,000 short processes (fork, exec, exit) while curl calls: the agent's memory stays within
-/// 32 MiB of where it was, every call is captured and named, and the TLS attach thread's queue
-/// drops nothing it does not count.
+/// 32 MiB of where it was, it spends less CPU than the storm, and every call is captured and
+/// named.
 #[test]
 fn an_exec_storm_costs_bounded_memory_and_capture_goes_on() {
     let (_server, port) = keepalive_server();
     let mut agent = Agent::start(&[]);
     let before = agent.rss_kib();
+    let agent_cpu_before = cpu_ticks(&format!("/proc/{}/stat", agent.pid()), 13);
+    // The shell prints the CPU time its children used (cutime + cstime) when done.
     let storm = Command::new("sh")
         .args([
             "-c",
-            "i=0; while [ $i -lt 5000 ]; do /bin/true; i=$((i+1)); done",
+            "i=0; while [ $i -lt 5000 ]; do /bin/true; i=$((i+1)); done; cat /proc/$$/stat",
         ])
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut peak = before;
     let mut made = 0;
-    let mut storm = storm;
-    while storm.try_wait().unwrap().is_none() {
+    let storm = storm;
+    while storm_running(&storm) {
         let status = Command::new("curl")
             .args([
                 "-s",
@@ -176,7 +179,11 @@ fn an_exec_storm_costs_bounded_memory_and_capture_goes_on() {
         made += 1;
         peak = peak.max(agent.rss_kib());
     }
-    assert!(storm.wait().unwrap().success());
+    let agent_cpu = cpu_ticks(&format!("/proc/{}/stat", agent.pid()), 13) - agent_cpu_before;
+    let out = storm.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let storm_cpu = ticks_at(&String::from_utf8_lossy(&out.stdout), 15);
+    eprintln!("CPU ticks during the storm: agent {agent_cpu}, the 5,000 processes {storm_cpu}");
     let calls = agent.wait_for_calls("every call made during the storm", |c| {
         calls_on_port(c, "client", port).len() == made
     });
@@ -193,7 +200,32 @@ fn an_exec_storm_costs_bounded_memory_and_capture_goes_on() {
         peak < before + 32 * 1024,
         "RSS rose from {before} KiB to {peak} KiB during the storm"
     );
+    // Bounded CPU: the agent (a debug build, also capturing curl's calls at both ends) spends
+    // less CPU than the storm itself; here about 0.4 of it. A ratio of CPU times, not a clock.
+    assert!(
+        agent_cpu < storm_cpu,
+        "the agent used {agent_cpu} ticks of CPU for a storm of {storm_cpu}"
+    );
     // Drops are allowed only where counted; these must be none at this rate.
     assert_eq!(counter(&log, "capture_queue_full"), 0, "{log}");
     assert_eq!(counter(&log, "processes_evicted_cap"), 0, "{log}");
+}
+
+/// utime + stime (or, from `index` 15, cutime + cstime) of a /proc/PID/stat line, in ticks.
+fn ticks_at(stat: &str, index: usize) -> u64 {
+    // Fields after the command name, which may hold spaces, closed by the last ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `index` counts from the pid (field 0); `rest` starts at the state (field 2).
+    fields[index - 2].parse::<u64>().unwrap() + fields[index - 1].parse::<u64>().unwrap()
+}
+
+fn cpu_ticks(stat_path: &str, index: usize) -> u64 {
+    ticks_at(&std::fs::read_to_string(stat_path).unwrap(), index)
+}
+
+fn storm_running(storm: &std::process::Child) -> bool {
+    // Still there and not a zombie.
+    std::fs::read_to_string(format!("/proc/{}/stat", storm.id()))
+        .is_ok_and(|stat| !stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'))
 }
