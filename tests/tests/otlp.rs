@@ -533,30 +533,11 @@ fn a_collector_that_comes_back_gets_what_the_queue_held() {
 
     let collector = Collector::start(Protocol::Grpc, otlp_port);
     collector.wait_until("spans held in the queue", |c| !c.spans().is_empty());
-    // Let the queue drain first: calls made while it is still full would be dropped (by
-    // design), and the test would wait for spans that were never to come.
-    let last = std::cell::Cell::new((collector.spans().len(), std::time::Instant::now()));
-    collector.wait_until("the held spans to stop arriving", |c| {
-        let n = c.spans().len();
-        if n != last.get().0 {
-            last.set((n, std::time::Instant::now()));
-        }
-        last.get().1.elapsed() > std::time::Duration::from_secs(1)
-    });
-    curl(&["-o", "/dev/null", &format!("{base}/hello.txt?after=[1-5]")]);
-    let after = |s: &SpanView| {
-        s.attributes
-            .get("url.query")
-            .and_then(Value::as_str)
-            .is_some_and(|q| q.starts_with("after="))
-    };
-    collector.wait_until("the spans of calls made after its return", |c| {
-        c.spans().iter().filter(|s| after(s)).count() == 10
-    });
+    drain_then_export_five_more(&collector, &base, 1);
     let log = agent.stop();
 
     let spans = collector.spans();
-    let held = spans.iter().filter(|s| !after(s)).count();
+    let held = spans.iter().filter(|s| !is_after(s)).count();
     assert!(
         held > 0 && held <= 60,
         "{held} spans held for a queue of 50 and a batch of 10"
@@ -581,6 +562,32 @@ fn a_collector_that_comes_back_gets_what_the_queue_held() {
     let dropped_metric = collector.metric("sightline.events.dropped").unwrap();
     let otlp_drops = dropped_metric.select(&[("sightline.drop.stage", json!("otlp_traces"))]);
     assert_eq!(otlp_drops[0].value, PointValue::Int(dropped as i64));
+}
+
+/// Waits until the queue has drained (no span for `quiet_secs`: calls made while it is still
+/// full would be dropped, by design, and the test would wait for spans never to come), then
+/// makes five calls (`?after=`) and waits for their ten spans.
+fn drain_then_export_five_more(collector: &Collector, base: &str, quiet_secs: u64) {
+    let last = std::cell::Cell::new((collector.spans().len(), std::time::Instant::now()));
+    collector.wait_until("the held spans to stop arriving", |c| {
+        let n = c.spans().len();
+        if n != last.get().0 {
+            last.set((n, std::time::Instant::now()));
+        }
+        last.get().1.elapsed() > std::time::Duration::from_secs(quiet_secs)
+    });
+    curl(&["-o", "/dev/null", &format!("{base}/hello.txt?after=[1-5]")]);
+    collector.wait_until("the spans of the calls made after", |c| {
+        c.spans().iter().filter(|s| is_after(s)).count() == 10
+    });
+}
+
+/// A span of a call made by [`drain_then_export_five_more`].
+fn is_after(span: &SpanView) -> bool {
+    span.attributes
+        .get("url.query")
+        .and_then(Value::as_str)
+        .is_some_and(|q| q.starts_with("after="))
 }
 
 #[test]
@@ -622,24 +629,7 @@ fn a_collector_answering_errors_then_slowly(protocol: Protocol) {
 
     // Recovered: what is queued drains, then new calls are exported as they come.
     collector.set_faults(Faults::default());
-    let last = std::cell::Cell::new((collector.spans().len(), std::time::Instant::now()));
-    collector.wait_until("the held spans to stop arriving", |c| {
-        let n = c.spans().len();
-        if n != last.get().0 {
-            last.set((n, std::time::Instant::now()));
-        }
-        last.get().1.elapsed() > std::time::Duration::from_secs(2)
-    });
-    curl(&["-o", "/dev/null", &format!("{base}/hello.txt?after=[1-5]")]);
-    let after = |s: &SpanView| {
-        s.attributes
-            .get("url.query")
-            .and_then(Value::as_str)
-            .is_some_and(|q| q.starts_with("after="))
-    };
-    collector.wait_until("the spans of calls made after it recovered", |c| {
-        c.spans().iter().filter(|s| after(s)).count() == 10
-    });
+    drain_then_export_five_more(&collector, &base, 2);
     let log = agent.stop();
     let calls = agent.calls();
     assert_eq!(calls_on_port(&calls, "server", port).len(), 255);
