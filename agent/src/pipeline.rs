@@ -77,6 +77,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
+    // Taken over first: SIGHUP's default action would end the agent while it starts.
+    let hangups = signal(SignalKind::hangup()).map_err(PipelineError::Signals)?;
     let stats = Arc::new(Stats::default());
     let mut sinks = open_sinks(&config)?;
     let otlp_settings = OtlpSettings::resolve(&config.file.otlp, &|name| std::env::var(name).ok())?;
@@ -175,7 +177,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     health.set_ready();
     tracing::info!("capture started");
     let reloader = Reloader::new(config.config_path.clone(), config.file.clone());
-    wait_for_signal(reloader, reload_tx, &stats).await?;
+    wait_for_signal(hangups, reloader, reload_tx, &stats).await?;
     health.set_stopping();
     tracing::info!("stopping");
 
@@ -466,20 +468,20 @@ fn format_counters(stats: &Stats, counters: Option<&KernelCounters>) -> String {
 }
 
 /// Until SIGTERM or SIGINT; each SIGHUP reads the config file again and hands what loaded to
-/// the processor.
+/// the processor (a SIGHUP during start-up waits in `hangups` until then).
 async fn wait_for_signal(
+    mut hangups: tokio::signal::unix::Signal,
     mut reloader: Reloader,
     reloads: watch::Sender<Option<LiveSettings>>,
     stats: &Stats,
 ) -> Result<(), PipelineError> {
     let mut term = signal(SignalKind::terminate()).map_err(PipelineError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(PipelineError::Signals)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(PipelineError::Signals)?;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
-            _ = hup.recv() => {
+            _ = hangups.recv() => {
                 // The spec files are read on the processor task (it owns the inventory).
                 if let Some(live) = tokio::task::block_in_place(|| reloader.reload(stats)) {
                     let _ = reloads.send(Some(live));
