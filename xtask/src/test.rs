@@ -39,7 +39,12 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
 /// Debian's grpcio module (a file, not a program: an absolute path is checked as a file).
 const GRPCIO: &str = "/usr/lib/python3/dist-packages/grpc/__init__.py";
 
+/// What a fresh clone's builds and test runs take on disk (measured: about 9.2 GiB), with a
+/// margin.
+const NEEDED_GIB: u64 = 12;
+
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+    warn_if_disk_is_short();
     setup::run()?;
     shell::ensure_debian_programs(TEST_PROGRAMS)?;
     lint::run()?;
@@ -83,4 +88,31 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     // The plain closing line CI reads, whatever happened.
     println!("{} passed, {} failed", totals.passed, totals.failed);
     result
+}
+
+/// Says so up front when the disk is nearly full: the builds would fail later with "No space
+/// left on device" deep in a build script's output.
+fn warn_if_disk_is_short() {
+    let root = shell::workspace_root();
+    let Ok(text) = shell::output(
+        Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&root),
+    ) else {
+        return;
+    };
+    let Some(free) = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let free_gib = free >> 30;
+    if free_gib < NEEDED_GIB {
+        eprintln!(
+            "xtask: warning: {free_gib} GiB free on the disk of {}; the builds and tests take about {NEEDED_GIB} GiB",
+            root.display()
+        );
+    }
 }
