@@ -1,7 +1,8 @@
 //! Files as a process sees them, opened from the agent: resolved inside the process's root
 //! (`/proc/PID/root`) as if chrooted there, so that no symlink a container plants (absolute, or
 //! climbing with `..`) leads the agent to a file of the host, and no procfs magic link is
-//! followed. Used for the libraries TLS probes attach to and the programs processes execute.
+//! followed. Used to check the program an exec named, and to open a mapped library where its
+//! mapping (`/proc/PID/map_files`) cannot be opened.
 
 use std::{fs::File, io};
 

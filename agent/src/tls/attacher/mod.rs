@@ -318,7 +318,8 @@ impl Worker {
         let mut uses_ssl_bio = false;
         let mut bio_files = Vec::new();
         for file in &files {
-            // Opened inside the process's root: a container's symlinks never lead outside it.
+            // The very file mapped (else looked up inside the process's root): nothing a
+            // container puts at the path leads the agent elsewhere.
             let Ok(opened) = file.open(&proc_root, pid) else {
                 continue;
             };
