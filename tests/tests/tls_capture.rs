@@ -488,6 +488,20 @@ fn dlopen_client(libdir: &std::path::Path, port: u16, path: &str) -> Program {
     client
 }
 
+/// [`dlopen_client`] with `libdir/libssl.so.3` loaded and its probes attached for it.
+fn probed_dlopen_client(
+    agent: &mut Agent,
+    libdir: &std::path::Path,
+    port: u16,
+    path: &str,
+) -> Program {
+    let mut client = dlopen_client(libdir, port, path);
+    client.send_line("import");
+    assert_eq!(client.line(), "loaded");
+    wait_for_library(agent, client.pid(), &libdir.join("libssl.so.3"));
+    client
+}
+
 /// Waits until the coverage report shows the probes attached to `library` for `pid`.
 fn wait_for_library(agent: &mut Agent, pid: u32, library: &std::path::Path) {
     let library = library.to_str().unwrap();
@@ -738,11 +752,8 @@ fn a_library_nobody_maps_is_detached_then_attached_again() {
     let mut client_pids = Vec::new();
     for round in 1..=2 {
         let path = format!("/round-{round}");
-        let mut client = dlopen_client(private.path(), port, &path);
-        client.send_line("import");
-        assert_eq!(client.line(), "loaded");
+        let mut client = probed_dlopen_client(&mut agent, private.path(), port, &path);
         client_pids.push(client.pid());
-        wait_for_library(&mut agent, client.pid(), &private_libssl);
         client.send_line("go");
         assert_eq!(client.finish(), ["200"]);
         // Its only user gone, the library's probes go too.
@@ -776,10 +787,7 @@ fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
         agent_and_python_server(&["--tls-rescan-secs", "1", "--tls-detach-after-secs", "1"]);
     let private = private_openssl_copy();
     let private_libssl = private.path().join("libssl.so.3");
-    let mut old = dlopen_client(private.path(), port, "/old-library");
-    old.send_line("import");
-    assert_eq!(old.line(), "loaded");
-    wait_for_library(&mut agent, old.pid(), &private_libssl);
+    let mut old = probed_dlopen_client(&mut agent, private.path(), port, "/old-library");
 
     // The upgrade: a new file renamed over the old one (a new inode at the same path).
     let staged = private.path().join("libssl.so.3.new");
@@ -787,10 +795,7 @@ fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
     std::fs::rename(&staged, &private_libssl).unwrap();
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", old.pid())).unwrap();
     assert!(maps.contains("libssl.so.3 (deleted)"), "{maps}");
-    let mut new = dlopen_client(private.path(), port, "/new-library");
-    new.send_line("import");
-    assert_eq!(new.line(), "loaded");
-    wait_for_library(&mut agent, new.pid(), &private_libssl);
+    let mut new = probed_dlopen_client(&mut agent, private.path(), port, "/new-library");
     // Rescans (every second) that forgot the deleted file would detach it within a second
     // or two (--tls-detach-after-secs 1): give them time to.
     std::thread::sleep(std::time::Duration::from_secs(3));

@@ -155,7 +155,7 @@ impl FileConfig {
             let (line, column) = e
                 .span()
                 .map_or((1, 1), |span| line_column(text, span.start));
-            (line, column, e.message().trim().to_string())
+            (line, column, parser_message(e.message().trim()))
         })
     }
 
@@ -168,17 +168,19 @@ impl FileConfig {
     }
 }
 
+/// A parser's message, which may quote the offending value (`invalid type: string "Bearer
+/// …", expected a map`): credentials in it are replaced before it reaches a log line.
+fn parser_message(message: &str) -> String {
+    crate::findings::redact::text(message).into_owned()
+}
+
 /// A YAML error as (line, column, message), 1-based.
 pub fn yaml_error(error: &serde_yaml_ng::Error) -> (usize, usize, String) {
     let (line, column) = error.location().map_or((1, 1), |l| (l.line(), l.column()));
     // The library appends " at line L column C"; the caller's prefix says it already.
     let message = error.to_string();
-    let message = message
-        .split(" at line ")
-        .next()
-        .unwrap_or(&message)
-        .to_string();
-    (line, column, message)
+    let message = message.split(" at line ").next().unwrap_or(&message);
+    (line, column, parser_message(message))
 }
 
 /// 1-based line and column of a byte offset.
@@ -266,6 +268,21 @@ service_rules:
         assert!(message.contains("has no condition"), "{message}");
         let (line, _, _) = FileConfig::from_toml("[kubernetes]\nmode = \"maybe\"\n").unwrap_err();
         assert_eq!(line, 2);
+    }
+
+    /// A value quoted in a parser's message never carries a credential to the log.
+    #[test]
+    fn errors_quoting_a_credential_do_not_repeat_it() {
+        let toml_error =
+            FileConfig::from_toml("[otlp]\nheaders = \"authorization: Bearer s3cr3t-otlp-key\"\n")
+                .unwrap_err();
+        let yaml_error =
+            FileConfig::from_yaml("otlp:\n  headers: \"api_key=s3cr3t-otlp-key\"\n").unwrap_err();
+        for (line, _, message) in [toml_error, yaml_error] {
+            assert_eq!(line, 2);
+            assert!(message.contains("REDACTED"), "{message}");
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
     }
 
     /// The README's examples are valid configs (the README stays true).

@@ -29,13 +29,12 @@ impl Reloader {
         Self { path, current }
     }
 
-    /// Reads the file again. `None` when it does not load (logged, counted; nothing changes).
-    /// Without a config file the specs are still read again (nothing else can change).
+    /// Reads the file again. `None` when it does not load (logged, counted; nothing changes)
+    /// or when there is none (nothing to reload: specs only come from a config file).
     pub fn reload(&mut self, stats: &Stats) -> Option<LiveSettings> {
         let Some(path) = &self.path else {
-            tracing::info!("SIGHUP: no config file; the API specs are read again");
-            Stats::inc(&stats.config_reloads);
-            return Some(live(&self.current));
+            tracing::info!("SIGHUP: no config file to read again (--config)");
+            return None;
         };
         let next = match FileConfig::load(path) {
             Ok(next) => next,
@@ -61,14 +60,10 @@ impl Reloader {
         };
         Stats::inc(&stats.config_reloads);
         tracing::info!(path = %path.display(), "config reloaded");
-        Some(live(&self.current))
-    }
-}
-
-fn live(config: &FileConfig) -> LiveSettings {
-    LiveSettings {
-        api_specs: config.api_specs.clone(),
-        findings: config.findings.clone(),
+        Some(LiveSettings {
+            api_specs: self.current.api_specs.clone(),
+            findings: self.current.findings.clone(),
+        })
     }
 }
 

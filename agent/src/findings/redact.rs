@@ -120,7 +120,11 @@ pub fn text(text: &str) -> std::borrow::Cow<'_, str> {
             .find(['=', ':'])
             .map(|at| (&core[..at], &core[at..=at], &core[at + 1..]))
             .filter(|(name, ..)| is_secret_in_prose(name));
+        let scheme = core.eq_ignore_ascii_case("bearer") || core.eq_ignore_ascii_case("basic");
         let replaced = if core.is_empty() {
+            None
+        } else if announced && scheme {
+            // `authorization: Bearer x`: the credential is the word after the scheme.
             None
         } else if announced {
             announced = false;
@@ -132,7 +136,7 @@ pub fn text(text: &str) -> std::borrow::Cow<'_, str> {
         } else if jwt::looks_like_jwt(core) || segment::classify(core) == SegmentKind::Token {
             Some(REDACTED.to_string())
         } else {
-            announced = core.eq_ignore_ascii_case("bearer") || core.eq_ignore_ascii_case("basic");
+            announced = scheme;
             None
         };
         match replaced {
@@ -233,6 +237,10 @@ mod tests {
             (
                 "auth failed: Bearer abc123def".into(),
                 "auth failed: Bearer REDACTED".into(),
+            ),
+            (
+                "sent \"authorization: Bearer abc123def\"".into(),
+                "sent \"authorization: Bearer REDACTED\"".into(),
             ),
             (
                 "bad request (password=hunter2), retry".into(),

@@ -131,12 +131,11 @@ impl ProcessTable {
         active_ns: u64,
     ) -> (ProcessInfo, Option<Evicted>) {
         let mut evicted = None;
-        let stale = self
+        let current = self
             .entries
             .get(&tgid)
-            .and_then(|e| e.exited_at)
-            .is_some_and(|exited_at| active_ns > exited_at);
-        if stale || !self.entries.contains_key(&tgid) {
+            .is_some_and(|e| e.exited_at.is_none_or(|exited_at| active_ns <= exited_at));
+        if !current {
             let path = self.read_exe(tgid);
             let entry = self.entry(tgid, path, None);
             evicted = self.insert(tgid, entry);
@@ -203,7 +202,9 @@ impl ProcessTable {
     /// looked up inside the process's root.
     fn exe_if_still(&self, tgid: u32, filename: &str) -> Option<String> {
         let exe = self.read_exe(tgid)?;
-        let base = |p: &str| p.rsplit('/').next().unwrap_or_default().to_string();
+        fn base(path: &str) -> &str {
+            path.rsplit('/').next().unwrap_or_default()
+        }
         if filename.is_empty() || base(&exe) == base(filename) {
             return Some(exe);
         }
