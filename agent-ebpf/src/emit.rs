@@ -2,7 +2,7 @@
 
 use agent_common::event::{
     COMM_LEN, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DataEvent, EventHeader,
-    EventKind, KernelCounter, MAX_CAPTURE_BYTES, SockTuple,
+    EventKind, KernelCounter, SockTuple,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -12,6 +12,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    bound::capture_len,
     config::settings,
     maps::{EVENTS, LOSS_SEEN, LOST, count},
 };
@@ -60,10 +61,7 @@ pub fn conn_event(kind: EventKind, fd: i32, tuple: SockTuple) {
 /// Emits the data event assembled in `event`, with its first `captured` payload bytes.
 #[inline(always)]
 pub fn data_event(event: &mut DataEvent, captured: u32) {
-    let mut captured = captured as usize;
-    if captured > MAX_CAPTURE_BYTES {
-        captured = MAX_CAPTURE_BYTES;
-    }
+    let captured = capture_len(captured) as usize;
     let key = ((event.header.tgid as u64) << 32) | (event.header.fd as u32 as u64);
     let after_loss = loss_seen() && unsafe { LOST.get(key) }.is_some();
     if after_loss {

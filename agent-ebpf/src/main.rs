@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod bound;
 mod config;
 mod emit;
 mod filter;

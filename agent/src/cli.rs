@@ -34,8 +34,10 @@ pub struct Cli {
 pub enum Command {
     /// Capture API calls and show them (the default).
     Run(RunArgs),
-    /// Check that this host can run the agent (privileges, kernel, BTF, tracefs), then exit.
-    Check,
+    /// Check that this host can run the agent: privileges, kernel, BTF, tracefs, then every
+    /// program the agent would load with these options, loaded and unloaded (the kernel's
+    /// verifier is the judge). Exit 1 when the agent cannot start.
+    Check(CheckArgs),
     /// Show which processes' TLS traffic is captured, through which library, or why not (read
     /// from the running agent's coverage report).
     Tls(TlsArgs),
@@ -52,6 +54,17 @@ pub enum Command {
     Capabilities,
     /// Ask a running agent whether it is ready (exit 0) or not (exit 1): a probe command.
     Health(HealthArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// Also exit 1 when the agent would run without some feature (a program the kernel
+    /// refused: TLS, Go TLS, process events, library loads).
+    #[arg(long)]
+    pub strict: bool,
+    /// The options the agent would run with (`--no-tls`, `--config`, ...).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -262,6 +275,7 @@ impl RunArgs {
                     ports: self.ports,
                     exclude_ports,
                 },
+                tls: !self.no_tls,
             },
             tracker: TrackerLimits {
                 max_connections: self.max_connections.max(1),
@@ -313,7 +327,7 @@ mod tests {
         assert_eq!(cli.run.output, OutputFormat::Json);
         assert_eq!(cli.run.ports, vec![8080]);
         let cli = Cli::try_parse_from(["sightline", "check"]).expect("parses");
-        assert!(matches!(cli.command, Some(Command::Check)));
+        assert!(matches!(cli.command, Some(Command::Check(_))));
     }
 
     #[test]

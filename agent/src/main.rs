@@ -22,9 +22,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Some(Command::Check) => sightline::probes::preflight::run()
-            .map(|()| eprintln!("sightline: this host can run the agent"))
-            .map_err(anyhow::Error::from),
+        Some(Command::Check(args)) => check(args),
         Some(Command::Run(args)) => run(args),
         Some(Command::Tls(args)) => tls_report(&args),
         Some(Command::Inventory(args)) => inventory(&args),
@@ -63,6 +61,28 @@ fn run(args: sightline::cli::RunArgs) -> anyhow::Result<()> {
         .build()?;
     let config = args.into_config()?;
     runtime.block_on(sightline::pipeline::run(config))?;
+    Ok(())
+}
+
+/// `sightline check`: loads what the agent would load, prints what the kernel accepted.
+fn check(args: sightline::cli::CheckArgs) -> anyhow::Result<()> {
+    use sightline::probes::{LoadedProbes, support};
+    use std::io::Write as _;
+    let options = args.run.into_config()?.probes;
+    let found = LoadedProbes::check(&options)?;
+    std::io::stdout()
+        .lock()
+        .write_all(support::render_check(&found).as_bytes())?;
+    let missing: Vec<&str> = found.refused().map(|f| f.name()).collect();
+    if missing.is_empty() {
+        eprintln!("sightline: this host can run the agent");
+        return Ok(());
+    }
+    let missing = missing.join(", ");
+    if args.strict {
+        anyhow::bail!("the agent would run without: {missing}");
+    }
+    eprintln!("sightline: this host can run the agent, without: {missing}");
     Ok(())
 }
 

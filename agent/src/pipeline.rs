@@ -99,6 +99,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let mut findings =
         FindingsStage::new(&config.file.findings, fingerprints(&config)?, stats.clone())?;
     findings.restore(stored_findings);
+    let support = Arc::new(probes.support().clone());
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
     // The TLS attach thread owns the probes from here on and detaches them when it stops.
@@ -119,6 +120,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
                 kernel: Some(counters.clone()),
                 inventory: inventory.counts(),
                 tls: attacher.as_ref().map(|a| a.statuses()),
+                probes: support.clone(),
             };
             let (sink, handle) = otlp::start(settings, &agent, health)?;
             sinks.push(Box::new(sink));

@@ -38,6 +38,49 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The Go TLS fixture (fixtures/tls/tls.go, a client and a server) built with Debian's Go,
+/// with symbols or `stripped` (-s -w), once per test process. Where `$SIGHTLINE_GO_FIXTURES`
+/// names a directory, the build `cargo xtask` made there is taken instead (the kernel matrix's
+/// guests run under emulation, where a Go build would take minutes).
+pub fn go_tls_fixture(stripped: bool) -> PathBuf {
+    let name = if stripped {
+        "tls-go-stripped"
+    } else {
+        "tls-go"
+    };
+    if let Some(dir) = std::env::var_os("SIGHTLINE_GO_FIXTURES") {
+        let built = PathBuf::from(dir).join(name);
+        assert!(built.exists(), "{} is missing", built.display());
+        return built;
+    }
+    static BUILT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    // Where cargo gives integration tests their CARGO_TARGET_TMPDIR (unset for a library).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/go-tls");
+    let out = dir.join(name);
+    if !built.contains(&out) {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new("go");
+        cmd.arg("build");
+        if stripped {
+            cmd.arg("-ldflags=-s -w");
+        }
+        let status = cmd
+            .arg("-o")
+            .arg(&out)
+            .arg(fixture("tls/tls.go"))
+            .env("GOCACHE", dir.join("cache"))
+            .env("GOPATH", dir.join("gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GO111MODULE", "off")
+            .status()
+            .unwrap();
+        assert!(status.success(), "go build failed");
+        built.push(out.clone());
+    }
+    out
+}
+
 /// A running agent writing JSON lines and an event dump into a temporary directory.
 pub struct Agent {
     child: Child,

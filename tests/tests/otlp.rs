@@ -318,6 +318,28 @@ fn exports_everything(protocol: Protocol, otlp_extra: &str) {
             "{stage}"
         );
     }
+    // Every capture feature the kernel accepted, each once, on (1).
+    let features = collector.metric("sightline.probes.feature").unwrap();
+    let mut seen: Vec<String> = features
+        .points
+        .iter()
+        .map(|p| {
+            assert_eq!(p.value, PointValue::Int(1), "{p:?}");
+            assert_eq!(p.attributes["sightline.probes.feature.state"], "on");
+            p.attributes["sightline.probes.feature"].to_string()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "\"capture\"",
+            "\"go_tls\"",
+            "\"library_loads\"",
+            "\"process_events\"",
+            "\"tls_libraries\""
+        ]
+    );
     let memory = collector.metric("process.memory.usage").unwrap();
     assert_eq!(memory.unit, "By");
     assert!(matches!(memory.points[0].value, PointValue::Int(n) if n > 1_000_000));

@@ -10,7 +10,7 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 use serde_json::Value;
 use sightline_tests::{
     Agent, Certificate, Program, calls_on_port, certificate, counter, curl, fixture, free_port,
-    python, tls_nginx, wait_for_port,
+    go_tls_fixture, python, tls_nginx, wait_for_port,
 };
 
 /// The calls of one side on `port` for `path`.
@@ -348,36 +348,6 @@ fn nodejs_https_client_and_server() {
     assert_covered(&agent, client_pids[0], "openssl");
 }
 
-/// The Go fixture built with Debian's Go, once with symbols and once stripped (-s -w).
-fn go_binaries() -> &'static (PathBuf, PathBuf) {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("go-tls");
-        std::fs::create_dir_all(&dir).unwrap();
-        let build = |name: &str, flags: &[&str]| {
-            let out = dir.join(name);
-            let status = Command::new("go")
-                .arg("build")
-                .args(flags)
-                .arg("-o")
-                .arg(&out)
-                .arg(fixture("tls/tls.go"))
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOPATH", dir.join("gopath"))
-                .env("GOFLAGS", "-mod=mod")
-                .env("GO111MODULE", "off")
-                .status()
-                .unwrap();
-            assert!(status.success(), "go build failed");
-            out
-        };
-        (
-            build("tls-go", &[]),
-            build("tls-go-stripped", &["-ldflags=-s -w"]),
-        )
-    })
-}
-
 fn go_round(binary: &PathBuf) {
     let mut agent = Agent::start(&[]);
     let cert = certificate();
@@ -414,12 +384,12 @@ fn go_round(binary: &PathBuf) {
 
 #[test]
 fn go_https_client_and_server_with_symbols() {
-    go_round(&go_binaries().0);
+    go_round(&go_tls_fixture(false));
 }
 
 #[test]
 fn go_https_client_and_server_stripped() {
-    let stripped = &go_binaries().1;
+    let stripped = &go_tls_fixture(true);
     let symbols = Command::new("nm").arg(stripped).output().unwrap();
     assert!(
         String::from_utf8_lossy(&symbols.stderr).contains("no symbols"),

@@ -1,5 +1,5 @@
 //! `cargo xtask <command>`: the developer commands. `setup` installs the eBPF toolchain,
-//! `run` builds and starts the agent, `test` runs every test, `lint` checks formatting and
+//! `run` builds and starts the agent, `test` runs every test (the kernel matrix included), `lint` checks formatting and
 //! clippy for the userspace and eBPF crates, `fuzz` runs the fuzz targets, `bench` measures
 //! what the agent costs.
 
@@ -7,6 +7,7 @@
 
 mod bench;
 mod fuzz;
+mod kernels;
 mod lint;
 mod run;
 mod setup;
@@ -31,10 +32,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up and run every test: lint, unit tests, integration tests (as root).
+    /// Set up and run every test: lint, unit tests, integration tests (as root), then the
+    /// kernel matrix (the smoke suite in a virtual machine on each kernel Debian offers).
     Test {
-        /// Only run tests whose name contains this.
+        /// Only run tests whose name contains this (the kernel matrix is then left out).
         filter: Option<String>,
+        /// Only the kernel matrix, on this kernel series (e.g. 6.1).
+        #[arg(long, value_name = "SERIES", conflicts_with = "filter")]
+        kernel: Option<String>,
     },
     /// cargo fmt --check and clippy -D warnings on the userspace and eBPF crates.
     Lint,
@@ -54,7 +59,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::Run { args } => run::run(&args),
-        Command::Test { filter } => test::run(filter.as_deref()),
+        Command::Test { filter, kernel } => test::run(filter.as_deref(), kernel.as_deref()),
         Command::Lint => lint::run(),
         Command::Fuzz { target, seconds } => fuzz::run(target.as_deref(), seconds),
         Command::Bench(options) => bench::run(&options),

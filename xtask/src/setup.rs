@@ -165,7 +165,8 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn cache_dir() -> anyhow::Result<PathBuf> {
+/// Where xtask keeps what it installs for itself (bpf-linker's LLVM prefix, virtme-ng).
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

@@ -32,6 +32,8 @@ pub fn run_tests(cmd: &mut Command, totals: &mut TestTotals) -> anyhow::Result<(
     let stdout = child.stdout.take().context("no stdout")?;
     for line in BufReader::new(stdout).lines() {
         let line = line?;
+        // A guest's console ends its lines with \r\n.
+        let line = line.trim_end_matches('\r');
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             totals.passed += count_before(rest, " passed");

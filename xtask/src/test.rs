@@ -1,12 +1,12 @@
 //! `cargo xtask test`: everything CI runs. Set up, lint, unit tests, then the integration tests
 //! in tests/ (root: they load the real probes), one at a time since each runs an agent that
-//! sees the whole host.
+//! sees the whole host, then the kernel matrix (`kernels`): the smoke suite on other kernels.
 
 use std::process::Command;
 
 use anyhow::bail;
 
-use crate::{fuzz, lint, setup, shell};
+use crate::{fuzz, kernels, lint, setup, shell};
 
 /// Programs the integration tests drive: (program, Debian package).
 const TEST_PROGRAMS: &[(&str, &str)] = &[
@@ -43,10 +43,13 @@ const GRPCIO: &str = "/usr/lib/python3/dist-packages/grpc/__init__.py";
 /// margin.
 const NEEDED_GIB: u64 = 12;
 
-pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+pub fn run(filter: Option<&str>, kernel: Option<&str>) -> anyhow::Result<()> {
     warn_if_disk_is_short();
     setup::run()?;
     shell::ensure_debian_programs(TEST_PROGRAMS)?;
+    if kernel.is_some() {
+        return kernel_matrix(kernel);
+    }
     lint::run()?;
     let root = shell::workspace_root();
     let mut unit = Command::new("cargo");
@@ -67,14 +70,7 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if filter.is_none() {
         fuzz::run(None, fuzz::TEST_SECONDS)?;
     }
-    if !shell::is_root() {
-        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
-    }
-    shell::run(
-        Command::new("cargo")
-            .current_dir(&root)
-            .args(["build", "--package", "sightline"]),
-    )?;
+    build_agent_as_root()?;
     let mut integration = Command::new("cargo");
     integration
         .current_dir(&root)
@@ -84,10 +80,35 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(filter) = filter {
         integration.arg(filter);
     }
-    let result = shell::run_tests(&mut integration, &mut totals);
+    let mut result = shell::run_tests(&mut integration, &mut totals);
+    // The other kernels (not with a filter: they run the smoke suite whole).
+    if result.is_ok() && filter.is_none() {
+        result = kernels::run(None, &mut totals);
+    }
     // The plain closing line CI reads, whatever happened.
     println!("{} passed, {} failed", totals.passed, totals.failed);
     result
+}
+
+/// `cargo xtask test --kernel SERIES`: the smoke suite on that kernel only.
+fn kernel_matrix(series: Option<&str>) -> anyhow::Result<()> {
+    build_agent_as_root()?;
+    let mut totals = shell::TestTotals::default();
+    let result = kernels::run(series, &mut totals);
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    result
+}
+
+/// The debug agent the integration tests and the kernel matrix run.
+fn build_agent_as_root() -> anyhow::Result<()> {
+    if !shell::is_root() {
+        bail!("the integration tests load eBPF programs: run `cargo xtask test` as root");
+    }
+    shell::run(
+        Command::new("cargo")
+            .current_dir(shell::workspace_root())
+            .args(["build", "--package", "sightline"]),
+    )
 }
 
 /// Says so up front when the disk is nearly full: the builds would fail later with "No space

@@ -20,6 +20,7 @@ use super::{
     tls,
 };
 use crate::{
+    bound::capture_len,
     config::settings,
     emit, filter,
     maps::{
@@ -224,15 +225,12 @@ fn connect_done(pending: &PendingCall, ret: i64) -> Result<(), i64> {
 /// Copies up to `want` bytes from a plain user buffer into the payload.
 #[inline(always)]
 pub fn copy_plain(event: &mut DataEvent, buf: u64, want: u32) -> u32 {
-    let mut n = want as usize;
-    if n > MAX_CAPTURE_BYTES {
-        n = MAX_CAPTURE_BYTES;
-    }
+    let n = capture_len(want);
     let dst = event.payload.as_mut_ptr() as *mut c_void;
-    if unsafe { bpf_probe_read_user(dst, n as u32, buf as *const c_void) } < 0 {
+    if unsafe { bpf_probe_read_user(dst, n, buf as *const c_void) } < 0 {
         return 0;
     }
-    n as u32
+    n
 }
 
 /// What [`copy_iovec_step`] needs, shared through `bpf_loop`. The running count lives in the

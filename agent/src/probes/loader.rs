@@ -1,9 +1,11 @@
-//! Loads the embedded eBPF object with the run's settings and attaches every tracepoint.
+//! Loads the embedded eBPF object with the run's settings, program by program (the list and
+//! what each gives is in `programs`), and attaches every tracepoint.
 
 use agent_common::{
     config::{KernelOffsets, Settings},
     event::{KERNEL_COUNTER_SLOTS, KernelCounter, MAX_CAPTURE_BYTES},
 };
+use aya::programs::ProgramError;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
@@ -14,59 +16,18 @@ use aya::{
 };
 use std::path::Path;
 
-use super::{ProbeError, filters::Filters, offsets, preflight};
+use super::{
+    ProbeError,
+    filters::Filters,
+    offsets, preflight,
+    programs::{self, Feature, Hook, PROGRAMS, Program},
+    simulate,
+    support::{self, FeatureState, KernelSupport, kernel_release},
+};
 
 /// The compiled kernel programs, built by build.rs.
 static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sightline-probes"));
-
-/// (program, category, tracepoint) for every hook.
-const ATTACHMENTS: &[(&str, &str, &str)] = &[
-    ("enter_read", "syscalls", "sys_enter_read"),
-    ("enter_write", "syscalls", "sys_enter_write"),
-    ("enter_readv", "syscalls", "sys_enter_readv"),
-    ("enter_writev", "syscalls", "sys_enter_writev"),
-    ("enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
-    ("enter_sendto", "syscalls", "sys_enter_sendto"),
-    ("enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
-    ("enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
-    ("enter_sendfile", "syscalls", "sys_enter_sendfile64"),
-    ("enter_connect", "syscalls", "sys_enter_connect"),
-    ("enter_close", "syscalls", "sys_enter_close"),
-    ("exit_socket_io", "syscalls", "sys_exit_read"),
-    ("exit_socket_io", "syscalls", "sys_exit_write"),
-    ("exit_socket_io", "syscalls", "sys_exit_readv"),
-    ("exit_socket_io", "syscalls", "sys_exit_writev"),
-    ("exit_socket_io", "syscalls", "sys_exit_recvfrom"),
-    ("exit_socket_io", "syscalls", "sys_exit_sendto"),
-    ("exit_socket_io", "syscalls", "sys_exit_recvmsg"),
-    ("exit_socket_io", "syscalls", "sys_exit_sendmsg"),
-    ("exit_socket_io", "syscalls", "sys_exit_sendfile64"),
-    ("exit_socket_io", "syscalls", "sys_exit_connect"),
-    ("exit_accept", "syscalls", "sys_exit_accept"),
-    ("exit_accept", "syscalls", "sys_exit_accept4"),
-    ("enter_mmap", "syscalls", "sys_enter_mmap"),
-    ("sched_exec", "sched", "sched_process_exec"),
-    ("sched_exit", "sched", "sched_process_exit"),
-];
-
-/// The TLS uprobe programs: loaded (verified) at start, attached later per library file by
-/// `crate::tls`.
-pub const TLS_PROGRAMS: &[&str] = &[
-    "tls_write_enter",
-    "tls_read_enter",
-    "tls_write_ex_enter",
-    "tls_read_ex_enter",
-    "tls_return",
-    "tls_handshake_enter",
-    "bio_write_enter",
-    "bio_read_enter",
-    "bio_write_ex_enter",
-    "bio_read_ex_enter",
-    "go_tls_write_enter",
-    "go_tls_read_enter",
-    "go_tls_return",
-];
 
 /// How to load the probes.
 #[derive(Clone, Debug)]
@@ -75,81 +36,63 @@ pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
     pub wakeup_bytes: u32,
     pub filters: Filters,
+    /// Load the TLS programs (`--no-tls`: none of them is loaded).
+    pub tls: bool,
+}
+
+/// Whether programs are attached (the agent) or only loaded and their tracepoints looked up
+/// (`sightline check`, which must leave nothing behind and reports every refusal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Run,
+    Check,
 }
 
 /// Loaded and attached probes. Dropping it detaches everything.
 pub struct LoadedProbes {
     ebpf: Ebpf,
+    support: KernelSupport,
 }
 
 impl LoadedProbes {
-    /// Checks the host, loads the programs and attaches them all.
+    /// Checks the host, loads the programs and attaches the tracepoints. A program of an
+    /// optional feature that the kernel refuses turns that feature off with one warning; only
+    /// a refused capture program stops the agent.
     pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
         preflight::run()?;
-        let offsets: KernelOffsets = offsets::from_btf_file(preflight::VMLINUX_BTF)?;
-        tracing::debug!(?offsets, "kernel struct offsets from BTF");
-        let settings = Settings {
-            agent_tgid: std::process::id(),
-            capture_bytes: options.capture_bytes.min(MAX_CAPTURE_BYTES as u32),
-            filter_flags: options.filters.flags(),
-            wakeup_bytes: options.wakeup_bytes,
-            features: if preflight::kernel_at_least(5, 17) {
-                agent_common::config::FEATURE_BPF_LOOP
-            } else {
-                0
-            },
-            _reserved: 0,
-        };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("SIGHTLINE_SETTINGS", &settings, true)
-            .override_global("SIGHTLINE_OFFSETS", &offsets, true)
-            .map_max_entries("EVENTS", options.ring_buffer_bytes)
-            .map_max_entries("SCRATCH", possible_cpus()?)
-            .load(PROBES_OBJECT)
-            .map_err(|e| ProbeError::Load(Box::new(e)))?;
-        options.filters.apply(&mut ebpf)?;
-        let mut loaded = Vec::new();
-        for (program, category, tracepoint) in ATTACHMENTS {
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| ProbeError::MissingProgram {
-                    name: program.to_string(),
-                })?
-                .try_into()
-                .map_err(|source| ProbeError::Program {
-                    name: program.to_string(),
-                    source: Box::new(source),
-                })?;
-            if !loaded.contains(program) {
-                prog.load().map_err(|source| ProbeError::Program {
-                    name: program.to_string(),
-                    source: Box::new(source),
-                })?;
-                loaded.push(program);
+        let probes = load_preferring_bpf_loop(options, Mode::Run)?;
+        for feature in probes.support.refused() {
+            if let FeatureState::Off { program, reason } = probes.support.state(feature) {
+                tracing::warn!(
+                    feature = feature.name(),
+                    program,
+                    kernel = probes.support.kernel,
+                    reason,
+                    without = feature.without(),
+                    "the kernel refused a program: the agent runs without this feature"
+                );
             }
-            prog.attach(category, tracepoint)
-                .map_err(|source| ProbeError::Attach {
-                    program: program.to_string(),
-                    category: category.to_string(),
-                    tracepoint: tracepoint.to_string(),
-                    source: Box::new(source),
-                })?;
-        }
-        for name in TLS_PROGRAMS {
-            uprobe(&mut ebpf, name)?
-                .load()
-                .map_err(|source| ProbeError::Program {
-                    name: name.to_string(),
-                    source: Box::new(source),
-                })?;
         }
         tracing::info!(
-            tracepoints = ATTACHMENTS.len(),
-            capture_bytes = settings.capture_bytes,
+            tracepoints = programs::tracepoint_count(),
+            capture_bytes = options.capture_bytes.min(MAX_CAPTURE_BYTES as u32),
             ring_buffer_bytes = options.ring_buffer_bytes,
             "probes attached"
         );
-        Ok(Self { ebpf })
+        Ok(probes)
+    }
+
+    /// `sightline check`: the host checks, then every program the agent would load, loaded
+    /// and unloaded again, each tracepoint looked up. An error means the agent cannot start.
+    pub fn check(options: &ProbeOptions) -> Result<KernelSupport, ProbeError> {
+        preflight::run()?;
+        let probes = load_preferring_bpf_loop(options, Mode::Check)?;
+        Ok(probes.support.clone())
+    }
+
+    /// What this kernel let the agent load.
+    pub fn support(&self) -> &KernelSupport {
+        &self.support
     }
 
     /// Takes the ring buffer out for the reader task.
@@ -226,6 +169,196 @@ impl LoadedProbes {
 }
 
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::MissingProgram {
+            name: name.to_string(),
+        })?
+        .try_into()
+        .map_err(|source| ProbeError::Program {
+            name: name.to_string(),
+            source: Box::new(source),
+        })
+}
+
+/// Loads with the `bpf_loop` iovec copy where the kernel has the helper (5.17+); should the
+/// verifier refuse a capture program in that form, loads again with the unrolled copy (16
+/// iovecs per syscall) rather than not at all.
+fn load_preferring_bpf_loop(
+    options: &ProbeOptions,
+    mode: Mode,
+) -> Result<LoadedProbes, ProbeError> {
+    let bpf_loop = preflight::kernel_at_least(5, 17) && !simulate::no_bpf_loop();
+    match load_object(options, mode, bpf_loop) {
+        Err(ProbeError::Refused {
+            program, reason, ..
+        }) if bpf_loop => {
+            tracing::warn!(
+                program,
+                reason,
+                "the kernel refused the bpf_loop form of a capture program; loading the \
+                 unrolled form (at most 16 iovecs copied per syscall)"
+            );
+            load_object(options, mode, false)
+        }
+        other => other,
+    }
+}
+
+fn load_object(
+    options: &ProbeOptions,
+    mode: Mode,
+    bpf_loop: bool,
+) -> Result<LoadedProbes, ProbeError> {
+    let offsets: KernelOffsets = offsets::from_btf_file(preflight::VMLINUX_BTF)?;
+    tracing::debug!(?offsets, "kernel struct offsets from BTF");
+    let settings = Settings {
+        agent_tgid: std::process::id(),
+        capture_bytes: options.capture_bytes.min(MAX_CAPTURE_BYTES as u32),
+        filter_flags: options.filters.flags(),
+        wakeup_bytes: options.wakeup_bytes,
+        features: if bpf_loop {
+            agent_common::config::FEATURE_BPF_LOOP
+        } else {
+            0
+        },
+        _reserved: 0,
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("SIGHTLINE_SETTINGS", &settings, true)
+        .override_global("SIGHTLINE_OFFSETS", &offsets, true)
+        .map_max_entries("EVENTS", options.ring_buffer_bytes)
+        .map_max_entries("SCRATCH", possible_cpus()?)
+        .load(PROBES_OBJECT)
+        .map_err(|e| ProbeError::Load(Box::new(e)))?;
+    options.filters.apply(&mut ebpf)?;
+    let mut support = KernelSupport::new(kernel_release(), bpf_loop);
+    for program in PROGRAMS {
+        let feature = program.feature;
+        if feature.is_tls() && !options.tls {
+            support.set(feature, FeatureState::Disabled);
+            continue;
+        }
+        // The agent stops trying a feature at its first refusal; the check tries them all.
+        if mode == Mode::Run && !support.is_on(feature) {
+            continue;
+        }
+        let loaded = match simulate::refusal(program.name) {
+            Some(reason) => Err(Refusal::Verifier {
+                log: String::new(),
+                reason,
+            }),
+            None => load_program(&mut ebpf, program, mode),
+        };
+        let Err(refusal) = loaded else {
+            continue;
+        };
+        let (name, reason) = match refusal {
+            Refusal::Verifier { log, reason } => {
+                tracing::debug!(program = program.name, log, "verifier log");
+                (program.name.to_string(), reason)
+            }
+            Refusal::Other(error) => return Err(error),
+            Refusal::Attach(reason) => (program.name.to_string(), reason),
+        };
+        if feature == Feature::Capture {
+            return Err(ProbeError::Refused {
+                program: name,
+                kernel: support.kernel.clone(),
+                reason,
+            });
+        }
+        support.set(
+            feature,
+            FeatureState::Off {
+                program: name,
+                reason,
+            },
+        );
+        if mode == Mode::Run {
+            unload_feature(&mut ebpf, feature);
+        }
+    }
+    Ok(LoadedProbes { ebpf, support })
+}
+
+/// Why a program could not be used.
+enum Refusal {
+    /// The verifier said no: its whole log, and the line that says why.
+    Verifier { log: String, reason: String },
+    /// A tracepoint it needs is missing or would not attach.
+    Attach(String),
+    /// Not the kernel's doing (a build mismatch): always fatal.
+    Other(ProbeError),
+}
+
+/// Loads one program and, for the agent, attaches its tracepoints.
+fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Refusal> {
+    let verifier = |source: ProgramError| match source {
+        ProgramError::LoadError {
+            verifier_log,
+            io_error,
+        } => {
+            let log = verifier_log.to_string();
+            let reason = format!("{} ({io_error})", support::verifier_reason(&log));
+            Refusal::Verifier { log, reason }
+        }
+        source => Refusal::Other(ProbeError::Program {
+            name: program.name.to_string(),
+            source: Box::new(source),
+        }),
+    };
+    match program.hook {
+        Hook::Uprobe => uprobe(ebpf, program.name)
+            .map_err(Refusal::Other)?
+            .load()
+            .map_err(verifier),
+        Hook::Tracepoints(points) => {
+            let prog = tracepoint(ebpf, program.name).map_err(Refusal::Other)?;
+            prog.load().map_err(verifier)?;
+            for (category, name) in points {
+                let attached = match mode {
+                    Mode::Run => prog
+                        .attach(category, name)
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    Mode::Check => preflight::tracepoint_exists(category, name),
+                };
+                attached.map_err(|e| {
+                    Refusal::Attach(format!(
+                        "attaching to tracepoint {category}/{name} failed: {e}"
+                    ))
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Unloads (and so detaches) every program of a feature the kernel refused in part.
+fn unload_feature(ebpf: &mut Ebpf, feature: Feature) {
+    for program in PROGRAMS.iter().filter(|p| p.feature == feature) {
+        let result = match program.hook {
+            Hook::Uprobe => uprobe(ebpf, program.name).and_then(|p| {
+                p.unload().map_err(|source| ProbeError::Program {
+                    name: program.name.to_string(),
+                    source: Box::new(source),
+                })
+            }),
+            Hook::Tracepoints(_) => tracepoint(ebpf, program.name).and_then(|p| {
+                p.unload().map_err(|source| ProbeError::Program {
+                    name: program.name.to_string(),
+                    source: Box::new(source),
+                })
+            }),
+        };
+        // Not loaded (the refused one, or those after it) is the usual answer here.
+        if let Err(error) = result {
+            tracing::debug!(program = program.name, %error, "not unloaded");
+        }
+    }
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, ProbeError> {
     ebpf.program_mut(name)
         .ok_or_else(|| ProbeError::MissingProgram {
             name: name.to_string(),

@@ -1,11 +1,15 @@
 //! Loading the kernel programs and attaching them: start-up checks (`preflight`), kernel
-//! struct offsets from BTF (`offsets`), filters (`filters`) and the attach list (`loader`).
+//! struct offsets from BTF (`offsets`), filters (`filters`), the programs and the feature each
+//! gives (`programs`), what the kernel accepted (`support`) and the loading itself (`loader`).
 
 pub mod capabilities;
 pub mod filters;
 pub mod loader;
 pub mod offsets;
 pub mod preflight;
+pub mod programs;
+pub mod simulate;
+pub mod support;
 
 pub use loader::{LoadedProbes, ProbeOptions};
 
@@ -18,6 +22,12 @@ pub enum ProbeError {
     Btf { path: String, reason: String },
     #[error("loading the eBPF programs failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
+    #[error("kernel {kernel} refused program {program}, which the capture needs: {reason}")]
+    Refused {
+        program: String,
+        kernel: String,
+        reason: String,
+    },
     #[error("program {name} is missing from the eBPF object (build mismatch)")]
     MissingProgram { name: String },
     #[error("map {name} is missing from the eBPF object (build mismatch)")]

@@ -116,6 +116,23 @@ fn ensure_tracefs() -> Result<(), ProbeError> {
     }
 }
 
+/// Whether tracefs lists the tracepoint (`sightline check` looks it up without attaching).
+pub fn tracepoint_exists(category: &str, name: &str) -> Result<(), String> {
+    let found = [TRACEFS, DEBUGFS_TRACING].iter().any(|root| {
+        Path::new(root)
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("id")
+            .exists()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err("this kernel has no such tracepoint".to_string())
+    }
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it. Raising it is
 /// harmless either way, and failing to is only worth a debug line.
 fn raise_memlock() {

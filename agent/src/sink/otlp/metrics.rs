@@ -38,7 +38,10 @@ use crate::{
     call::{ApiCall, SpanKind},
     findings::model::Finding,
     inventory::counts::InventoryCounts,
-    probes::loader::KernelCounters,
+    probes::{
+        loader::KernelCounters,
+        support::{FeatureState, KernelSupport},
+    },
     sink::fields,
     stats::Stats,
     tls::TlsStatuses,
@@ -56,6 +59,8 @@ pub struct HealthSources {
     pub kernel: Option<Arc<KernelCounters>>,
     pub inventory: Arc<InventoryCounts>,
     pub tls: Option<Arc<TlsStatuses>>,
+    /// What the kernel let the agent load.
+    pub probes: Arc<KernelSupport>,
 }
 
 /// The instruments recorded per call and per finding, on the sink thread.
@@ -446,7 +451,27 @@ fn register_health(meter: &Meter, sources: HealthSources) {
         kernel,
         inventory,
         tls,
+        probes,
     } = sources;
+    meter
+        .u64_observable_gauge("sightline.probes.feature")
+        .with_unit("{feature}")
+        .with_description(
+            "Each capture feature of the agent on this kernel: 1 when on, 0 when refused by the \
+             kernel or turned off (sightline.probes.feature.state says which)",
+        )
+        .with_callback(move |o| {
+            for (feature, state) in &probes.features {
+                o.observe(
+                    u64::from(*state == FeatureState::On),
+                    &[
+                        KeyValue::new("sightline.probes.feature", feature.name()),
+                        KeyValue::new("sightline.probes.feature.state", state.name()),
+                    ],
+                );
+            }
+        })
+        .build();
     {
         let stats = stats.clone();
         meter

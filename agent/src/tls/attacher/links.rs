@@ -6,6 +6,7 @@ use std::{collections::HashSet, path::Path, time::Instant};
 
 use super::{AttachedFile, FileId, Links, Worker};
 use crate::{
+    probes::programs,
     stats::Stats,
     tls::{
         elf::{self, Inspection},
@@ -26,11 +27,18 @@ impl Worker {
         else {
             return;
         };
-        let (links, error) = match self.attach_points(path, points, None) {
-            Ok(links) => (links, None),
-            Err(error) => (Vec::new(), Some(error)),
+        let refused = self.refused(points);
+        let (links, error) = match &refused {
+            // Said once at start; each file only carries the reason into the report.
+            Some(reason) => (Vec::new(), Some(reason.clone())),
+            None => match self.attach_points(path, points, None) {
+                Ok(links) => (links, None),
+                Err(error) => (Vec::new(), Some(error)),
+            },
         };
-        if let Some(error) = &error {
+        if refused.is_some() {
+            tracing::debug!(path = %file.path, "TLS probes for this library are not loaded");
+        } else if let Some(error) = &error {
             tracing::warn!(path = %file.path, %error, "attaching TLS probes failed");
             Stats::inc(&self.stats.tls_attach_failures);
         } else {
@@ -52,6 +60,18 @@ impl Worker {
                 unused_since: None,
             },
         );
+    }
+
+    /// Why the programs behind `points` are not loaded (the kernel refused their feature, or
+    /// the options left it out), if they are not.
+    fn refused(&self, points: &[elf::AttachPoint]) -> Option<String> {
+        points.iter().find_map(|point| {
+            let feature = programs::feature_of(point.program)?;
+            self.probes
+                .support()
+                .why_not(feature)
+                .map(|why| format!("TLS probes not loaded: {why}"))
+        })
     }
 
     /// Attaches `points` of the file, for every process or only for `pid`; all or none.
@@ -92,6 +112,9 @@ impl Worker {
         let Inspection::Tls { bio_points, .. } = &*inspection else {
             return;
         };
+        if self.refused(bio_points).is_some() {
+            return;
+        }
         match self.attach_points(path, bio_points, Some(pid)) {
             Ok(links) => {
                 tracing::info!(
