@@ -5,12 +5,11 @@ use agent_common::{
     config::{KernelOffsets, Settings},
     event::{KERNEL_COUNTER_SLOTS, KernelCounter, MAX_CAPTURE_BYTES},
 };
-use aya::programs::ProgramError;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
-        TracePoint, UProbe,
+        UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope},
     },
 };
@@ -20,9 +19,9 @@ use super::{
     ProbeError,
     filters::Filters,
     offsets, preflight,
-    programs::{self, Feature, Hook, PROGRAMS, Program},
-    simulate,
-    support::{self, FeatureState, KernelSupport, kernel_release},
+    program_load::{Mode, load_programs},
+    programs, simulate,
+    support::{FeatureState, KernelSupport, kernel_release},
 };
 
 /// The compiled kernel programs, built by build.rs.
@@ -38,14 +37,6 @@ pub struct ProbeOptions {
     pub filters: Filters,
     /// Load the TLS programs (`--no-tls`: none of them is loaded).
     pub tls: bool,
-}
-
-/// Whether programs are attached (the agent) or only loaded and their tracepoints looked up
-/// (`sightline check`, which must leave nothing behind and reports every refusal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    Run,
-    Check,
 }
 
 /// Loaded and attached probes. Dropping it detaches everything.
@@ -86,8 +77,7 @@ impl LoadedProbes {
     /// and unloaded again, each tracepoint looked up. An error means the agent cannot start.
     pub fn check(options: &ProbeOptions) -> Result<KernelSupport, ProbeError> {
         preflight::run()?;
-        let probes = load_preferring_bpf_loop(options, Mode::Check)?;
-        Ok(probes.support.clone())
+        Ok(load_preferring_bpf_loop(options, Mode::Check)?.support)
     }
 
     /// What this kernel let the agent load.
@@ -168,7 +158,7 @@ impl LoadedProbes {
     }
 }
 
-fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
+pub(super) fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
     ebpf.program_mut(name)
         .ok_or_else(|| ProbeError::MissingProgram {
             name: name.to_string(),
@@ -232,142 +222,8 @@ fn load_object(
         .map_err(|e| ProbeError::Load(Box::new(e)))?;
     options.filters.apply(&mut ebpf)?;
     let mut support = KernelSupport::new(kernel_release(), bpf_loop);
-    for program in PROGRAMS {
-        let feature = program.feature;
-        if feature.is_tls() && !options.tls {
-            support.set(feature, FeatureState::Disabled);
-            continue;
-        }
-        // The agent stops trying a feature at its first refusal; the check tries them all.
-        if mode == Mode::Run && !support.is_on(feature) {
-            continue;
-        }
-        let loaded = match simulate::refusal(program.name) {
-            Some(reason) => Err(Refusal::Verifier {
-                log: String::new(),
-                reason,
-            }),
-            None => load_program(&mut ebpf, program, mode),
-        };
-        let Err(refusal) = loaded else {
-            continue;
-        };
-        let (name, reason) = match refusal {
-            Refusal::Verifier { log, reason } => {
-                tracing::debug!(program = program.name, log, "verifier log");
-                (program.name.to_string(), reason)
-            }
-            Refusal::Other(error) => return Err(error),
-            Refusal::Attach(reason) => (program.name.to_string(), reason),
-        };
-        if feature == Feature::Capture {
-            return Err(ProbeError::Refused {
-                program: name,
-                kernel: support.kernel.clone(),
-                reason,
-            });
-        }
-        support.set(
-            feature,
-            FeatureState::Off {
-                program: name,
-                reason,
-            },
-        );
-        if mode == Mode::Run {
-            unload_feature(&mut ebpf, feature);
-        }
-    }
+    load_programs(&mut ebpf, options.tls, mode, &mut support)?;
     Ok(LoadedProbes { ebpf, support })
-}
-
-/// Why a program could not be used.
-enum Refusal {
-    /// The verifier said no: its whole log, and the line that says why.
-    Verifier { log: String, reason: String },
-    /// A tracepoint it needs is missing or would not attach.
-    Attach(String),
-    /// Not the kernel's doing (a build mismatch): always fatal.
-    Other(ProbeError),
-}
-
-/// Loads one program and, for the agent, attaches its tracepoints.
-fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Refusal> {
-    let verifier = |source: ProgramError| match source {
-        ProgramError::LoadError {
-            verifier_log,
-            io_error,
-        } => {
-            let log = verifier_log.to_string();
-            let reason = format!("{} ({io_error})", support::verifier_reason(&log));
-            Refusal::Verifier { log, reason }
-        }
-        source => Refusal::Other(ProbeError::Program {
-            name: program.name.to_string(),
-            source: Box::new(source),
-        }),
-    };
-    match program.hook {
-        Hook::Uprobe => uprobe(ebpf, program.name)
-            .map_err(Refusal::Other)?
-            .load()
-            .map_err(verifier),
-        Hook::Tracepoints(points) => {
-            let prog = tracepoint(ebpf, program.name).map_err(Refusal::Other)?;
-            prog.load().map_err(verifier)?;
-            for (category, name) in points {
-                let attached = match mode {
-                    Mode::Run => prog
-                        .attach(category, name)
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    Mode::Check => preflight::tracepoint_exists(category, name),
-                };
-                attached.map_err(|e| {
-                    Refusal::Attach(format!(
-                        "attaching to tracepoint {category}/{name} failed: {e}"
-                    ))
-                })?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Unloads (and so detaches) every program of a feature the kernel refused in part.
-fn unload_feature(ebpf: &mut Ebpf, feature: Feature) {
-    for program in PROGRAMS.iter().filter(|p| p.feature == feature) {
-        let result = match program.hook {
-            Hook::Uprobe => uprobe(ebpf, program.name).and_then(|p| {
-                p.unload().map_err(|source| ProbeError::Program {
-                    name: program.name.to_string(),
-                    source: Box::new(source),
-                })
-            }),
-            Hook::Tracepoints(_) => tracepoint(ebpf, program.name).and_then(|p| {
-                p.unload().map_err(|source| ProbeError::Program {
-                    name: program.name.to_string(),
-                    source: Box::new(source),
-                })
-            }),
-        };
-        // Not loaded (the refused one, or those after it) is the usual answer here.
-        if let Err(error) = result {
-            tracing::debug!(program = program.name, %error, "not unloaded");
-        }
-    }
-}
-
-fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, ProbeError> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| ProbeError::MissingProgram {
-            name: name.to_string(),
-        })?
-        .try_into()
-        .map_err(|source| ProbeError::Program {
-            name: name.to_string(),
-            source: Box::new(source),
-        })
 }
 
 /// Number of possible CPUs (ids run from 0 to this minus one), from sysfs.

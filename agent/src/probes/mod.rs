@@ -7,6 +7,7 @@ pub mod filters;
 pub mod loader;
 pub mod offsets;
 pub mod preflight;
+mod program_load;
 pub mod programs;
 pub mod simulate;
 pub mod support;
