@@ -206,9 +206,22 @@ fn ensure_virtme_ng() -> anyhow::Result<PathBuf> {
         return Ok(vng);
     }
     eprintln!("xtask: installing {VIRTME_NG} into {}", venv.display());
-    shell::run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).context(
-        "could not make a Python virtual environment (Debian: apt-get install python3-venv)",
-    )?;
+    let make_venv = || shell::run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+    if make_venv().is_err() {
+        // Debian's Python has its venv module (ensurepip) in a package of its own.
+        shell::run(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "python3-venv",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        make_venv().context("could not make a Python virtual environment")?;
+    }
     shell::run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", VIRTME_NG]))?;
     if !vng.exists() {
         bail!("{VIRTME_NG} installed no {}", vng.display());
