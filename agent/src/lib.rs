@@ -21,6 +21,7 @@ pub mod proc_root;
 pub mod protocol;
 pub mod sink;
 pub mod stats;
+pub mod store;
 #[cfg(test)]
 mod test_support;
 pub mod tls;

@@ -107,7 +107,7 @@ fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
 
 /// `sightline inventory`: prints the stored API inventory.
 fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
-    use sightline::inventory::{report, store::Store};
+    use sightline::{inventory::report, store::Store};
     use std::io::Write as _;
     let store = Store::open_read_only(&args.db)?;
     let endpoints = report::selected(store.load()?, args.service.as_deref());
@@ -131,7 +131,7 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
 
 /// `sightline findings`: prints the stored findings.
 fn findings(args: &sightline::cli::FindingsArgs) -> anyhow::Result<()> {
-    use sightline::{findings::report, inventory::store::Store};
+    use sightline::{findings::report, store::Store};
     use std::io::Write as _;
     let findings = report::selected(
         Store::open_read_only(&args.db)?.load_findings()?,
@@ -154,7 +154,10 @@ fn findings(args: &sightline::cli::FindingsArgs) -> anyhow::Result<()> {
 
 /// `sightline openapi`: prints the document reconstructed from a service's traffic.
 fn openapi(args: &sightline::cli::OpenapiArgs) -> anyhow::Result<()> {
-    use sightline::inventory::{openapi_out, report, store::Store};
+    use sightline::{
+        inventory::{openapi_out, report},
+        store::Store,
+    };
     use std::io::Write as _;
     let endpoints = report::selected(
         Store::open_read_only(&args.db)?.load()?,

@@ -26,9 +26,7 @@ use crate::{
         kubernetes::{self, KubeError, KubeOptions, KubeStore},
         resolver::{Resolver, ResolverConfig},
     },
-    inventory::{
-        InventoryLimits, spec_source::SpecSource, store::StoreError, writer::InventoryStage,
-    },
+    inventory::{InventoryLimits, spec_source::SpecSource},
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{
         self, Record, Sink,
@@ -37,6 +35,7 @@ use crate::{
         terminal::Terminal,
     },
     stats::Stats,
+    store::{InventoryStage, StoreError},
     tls::{Attacher, Request as TlsRequest},
 };
 

@@ -7,117 +7,16 @@
 //! mTLS comes from the connection's handshake (`protocol::tls_handshake`): seen in TLS 1.2,
 //! unknown in TLS 1.3 (encrypted) and in resumed sessions; calls say nothing rather than guess.
 
-use std::sync::Arc;
-
 use super::{
     config::FindingsSection,
     credential_cache::CredentialCache,
     fingerprint::Fingerprinter,
-    jwt::{self, JwtSummary},
+    jwt,
     redact::{self, REDACTED},
 };
 use crate::call::ApiCall;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scheme {
-    Basic,
-    BearerJwt,
-    BearerOpaque,
-    ApiKey,
-    SessionCookie,
-    Digest,
-    Negotiate,
-    AwsSigV4,
-    OtherAuthorization,
-}
-
-impl Scheme {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Basic => "basic",
-            Self::BearerJwt => "bearer-jwt",
-            Self::BearerOpaque => "bearer-opaque",
-            Self::ApiKey => "api-key",
-            Self::SessionCookie => "session-cookie",
-            Self::Digest => "digest",
-            Self::Negotiate => "negotiate",
-            Self::AwsSigV4 => "aws-sigv4",
-            Self::OtherAuthorization => "authorization-other",
-        }
-    }
-}
-
-/// Where a credential was in the request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
-    Header(String),
-    Cookie(String),
-    Query(String),
-    Path,
-}
-
-/// `header:authorization`, `cookie:sid`, `query:api_key`, `path`.
-impl std::fmt::Display for Location {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Header(name) => write!(f, "header:{name}"),
-            Self::Cookie(name) => write!(f, "cookie:{name}"),
-            Self::Query(name) => write!(f, "query:{name}"),
-            Self::Path => f.write_str("path"),
-        }
-    }
-}
-
-/// As its label, written straight into the output (no string per call).
-impl serde::Serialize for Location {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl Location {
-    pub fn in_url(&self) -> bool {
-        matches!(self, Self::Query(_) | Self::Path)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credential {
-    pub scheme: Scheme,
-    pub location: Location,
-    /// Shared with the credential cache (a token is seen in call after call).
-    pub fingerprint: Arc<str>,
-    pub jwt: Option<Arc<JwtSummary>>,
-}
-
-/// The credentials of one request, strongest place first (Authorization, API-key headers,
-/// cookies, the URL).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallAuth {
-    pub credentials: Vec<Credential>,
-    /// The TLS client presented a certificate (`None`: not TLS, or not visible).
-    pub mtls: Option<bool>,
-}
-
-impl CallAuth {
-    pub fn authenticated(&self) -> bool {
-        !self.credentials.is_empty() || self.mtls == Some(true)
-    }
-
-    /// The credential that names the call's scheme.
-    pub fn primary(&self) -> Option<&Credential> {
-        self.credentials.first()
-    }
-
-    /// The primary credential's scheme, else `mtls` (a client certificate alone), else `none`.
-    pub fn scheme_name(&self) -> &'static str {
-        match (self.primary(), self.mtls) {
-            (Some(c), _) => c.scheme.name(),
-            (None, Some(true)) => "mtls",
-            (None, _) => "none",
-        }
-    }
-}
+pub use crate::call::auth::{CallAuth, Credential, Location, Scheme};
 
 /// Most credentials kept per request (and most query parameters looked at).
 const MAX_CREDENTIALS: usize = 8;

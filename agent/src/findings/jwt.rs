@@ -9,21 +9,7 @@ use serde_json::Value;
 
 use super::fingerprint::Fingerprinter;
 
-/// What a token says of itself, safe to output.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct JwtSummary {
-    /// `alg` of the header, as written (`none`, `HS256`, ...).
-    pub alg: String,
-    pub kid: Option<String>,
-    pub iss: Option<String>,
-    pub aud: Vec<String>,
-    pub exp: Option<i64>,
-    pub iat: Option<i64>,
-    pub nbf: Option<i64>,
-    /// `scope` (space-separated) or `scp` (list or string).
-    pub scopes: Vec<String>,
-    pub sub_fingerprint: Option<String>,
-}
+pub use crate::call::auth::JwtSummary;
 
 /// Longest claim string kept; a longer one is cut (claims are the token holder's input).
 const MAX_CLAIM_LEN: usize = 256;

@@ -8,29 +8,7 @@
 
 use std::sync::Arc;
 
-/// The container runtime that made a container's cgroup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Runtime {
-    Docker,
-    Containerd,
-    CriO,
-    Podman,
-    /// A kubelet cgroupfs-driver path, which does not say which runtime.
-    Unknown,
-}
-
-impl Runtime {
-    /// `container.runtime` (OpenTelemetry names).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Docker => "docker",
-            Self::Containerd => "containerd",
-            Self::CriO => "cri-o",
-            Self::Podman => "podman",
-            Self::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::call::identity::Runtime;
 
 /// Everything a cgroup path tells.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

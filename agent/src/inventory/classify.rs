@@ -6,36 +6,9 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::spec::{ApiSpec, Operation};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Class {
-    Documented,
-    Shadow,
-    Zombie,
-    /// No spec covers the API.
-    NoSpec,
-}
-
-impl Class {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Documented => "documented",
-            Self::Shadow => "shadow",
-            Self::Zombie => "zombie",
-            Self::NoSpec => "no-spec",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Documented, Self::Shadow, Self::Zombie, Self::NoSpec]
-            .into_iter()
-            .find(|c| c.name() == text)
-    }
-}
+pub use crate::call::endpoint::Class;
 
 /// A spec and what the config says of it.
 #[derive(Clone, Debug)]

@@ -19,45 +19,7 @@ const SCHEMA_SAMPLE_EVERY: u64 = 64;
 /// Latency histogram: bucket `i` holds durations below 2^(i+10) ns (1 µs .. ~35 min).
 pub const LATENCY_BUCKETS: usize = 32;
 
-/// Whose API an endpoint is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// A local service serves it.
-    Served,
-    /// A local service calls it on a server this host does not run (another host, an
-    /// external API).
-    Called,
-}
-
-impl Direction {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Served => "served",
-            Self::Called => "called",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "served" => Some(Self::Served),
-            "called" => Some(Self::Called),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct EndpointKey {
-    /// The service that serves the API (`service.name`), or for called APIs without a known
-    /// service, the host the client asked for.
-    pub api: String,
-    /// Its `service.namespace`, empty when none.
-    pub namespace: String,
-    pub direction: Direction,
-    pub method: String,
-    pub route: String,
-}
+pub use crate::call::endpoint::{Direction, EndpointKey};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointStats {
@@ -118,7 +80,7 @@ impl EndpointStats {
         if let Some(kind) = content_type(&call.response_headers) {
             insert_bounded(&mut self.response_content_types, &kind);
         }
-        for_each_auth_scheme(call, |scheme| {
+        crate::call::auth::for_each_scheme(call.auth.as_ref(), |scheme| {
             insert_bounded(&mut self.auth_schemes, scheme)
         });
         if !self.clients.contains(client) {
@@ -253,28 +215,6 @@ fn content_type(headers: &[crate::protocol::http1::Header]) -> Option<Cow<'_, st
     } else {
         Cow::Borrowed(media)
     })
-}
-
-/// Calls `f` with each authentication scheme the request carried (names only, never values):
-/// `bearer-jwt`, `basic`, `api-key-header:x-api-key`, `api-key-query:api_key`,
-/// `session-cookie:sid`, `mtls`, ..., or `none`. Only the names with a header, parameter or
-/// cookie in them are built per call.
-pub fn for_each_auth_scheme(call: &ApiCall, mut f: impl FnMut(&str)) {
-    use crate::findings::auth::{Location, Scheme};
-    let Some(auth) = call.auth.as_ref().filter(|a| a.authenticated()) else {
-        return f("none");
-    };
-    for c in &auth.credentials {
-        match (&c.scheme, &c.location) {
-            (Scheme::ApiKey, Location::Header(name)) => f(&format!("api-key-header:{name}")),
-            (Scheme::ApiKey, Location::Query(name)) => f(&format!("api-key-query:{name}")),
-            (Scheme::SessionCookie, Location::Cookie(name)) => f(&format!("session-cookie:{name}")),
-            (scheme, _) => f(scheme.name()),
-        }
-    }
-    if auth.mtls == Some(true) {
-        f("mtls");
-    }
 }
 
 #[cfg(test)]

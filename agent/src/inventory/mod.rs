@@ -16,16 +16,14 @@ pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod spec_source;
-pub mod store;
 pub mod template;
-pub mod writer;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
-use classify::{Class, Specs};
+use classify::Specs;
 use counts::InventoryCounts;
 use endpoint::{Direction, EndpointKey, EndpointStats};
 use template::{OVERFLOW, RouteTree, TemplateLimits};
@@ -58,42 +56,7 @@ impl Default for InventoryLimits {
 /// Whose route tree: an API and its direction.
 type ApiKey = (String, String, Direction);
 
-/// The endpoint a call was counted in, for the rules that follow (set on the call).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointRef {
-    pub key: EndpointKey,
-    /// Who called: the client's service name, else its address or executable.
-    pub client: String,
-    pub class: Class,
-    /// What the spec says of authentication (see [`classify::Verdict::secured`]).
-    pub secured: Option<bool>,
-    pub spec_file: Option<Arc<str>>,
-    /// The endpoint's calls so far, this one included.
-    pub calls: u64,
-    /// Set on the call that makes the endpoint an inventory change for the exports.
-    pub announce: Option<Announce>,
-}
-
-/// Why a call announces its endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Announce {
-    /// Never seen before, in this run or a stored one.
-    Discovered,
-    /// Known from a previous run, seen for the first time in this one.
-    Seen,
-    /// Its class changed (a spec was added or changed).
-    Reclassified { from: Class },
-}
-
-impl Announce {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Discovered => "discovered",
-            Self::Seen => "seen",
-            Self::Reclassified { .. } => "reclassified",
-        }
-    }
-}
+pub use crate::call::endpoint::{Announce, EndpointRef};
 
 pub struct Inventory {
     specs: Specs,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::findings::model::{Finding, FindingKey, Rule, Severity};
 
-use super::{
+use crate::inventory::{
     classify::{Class, Specs},
     endpoint::{Direction, EndpointKey, EndpointStats},
 };

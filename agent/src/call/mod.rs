@@ -3,13 +3,17 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use crate::{
-    findings::{auth::CallAuth, model::Rule},
-    identity::Identity,
-    inventory::EndpointRef,
-    protocol::http1::Header,
-};
+pub mod auth;
+pub mod endpoint;
+pub mod identity;
+pub mod rule;
+
+use crate::protocol::http1::Header;
 pub use agent_common::event::TlsLibrary;
+use auth::CallAuth;
+use endpoint::EndpointRef;
+use identity::Identity;
+use rule::Rule;
 
 /// Which end of the call the observing process was (OpenTelemetry span kind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -13,12 +13,13 @@ use std::{
     thread::JoinHandle,
 };
 
-use super::{
+use super::sqlite::{Store, StoreError};
+use crate::inventory::{
     Inventory, InventoryLimits,
     classify::Specs,
+    counts::InventoryCounts,
     endpoint::{EndpointKey, EndpointStats},
     spec_source::SpecSource,
-    store::{Store, StoreError},
 };
 use crate::{call::ApiCall, config::file::ApiSpecEntry, findings::model::Finding, stats::Stats};
 
@@ -102,7 +103,7 @@ impl InventoryStage {
     }
 
     /// Endpoints by API and class, kept current by the inventory (for the exported gauges).
-    pub fn counts(&self) -> Arc<super::counts::InventoryCounts> {
+    pub fn counts(&self) -> Arc<InventoryCounts> {
         self.inventory.counts()
     }
 
