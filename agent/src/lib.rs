@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod credentials;
 pub mod findings;
 pub mod health;
 pub mod identity;
@@ -20,6 +21,7 @@ pub mod probes;
 pub mod proc_root;
 pub mod protocol;
 pub mod sink;
+pub mod source_error;
 pub mod stats;
 pub mod store;
 #[cfg(test)]

@@ -16,11 +16,11 @@ use crate::{
         reload::{LiveSettings, Reloader},
     },
     conn::Tracker,
-    findings::{
+    credentials::{
         fingerprint::{Fingerprinter, KeyError},
-        rules::settings::SettingsError,
-        stage::FindingsStage,
+        stage::CredentialsStage,
     },
+    findings::{rules::settings::SettingsError, stage::FindingsStage},
     identity::{
         self,
         kubernetes::{self, KubeError, KubeOptions, KubeStore},
@@ -95,8 +95,11 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         SpecSource::load(config.file.api_specs.clone(), &stats),
         stats.clone(),
     )?;
-    let mut findings =
-        FindingsStage::new(&config.file.findings, fingerprints(&config)?, stats.clone())?;
+    let credentials = CredentialsStage::new(
+        config.file.findings.credential_names(),
+        fingerprints(&config)?,
+    );
+    let mut findings = FindingsStage::new(&config.file.findings, stats.clone())?;
     findings.restore(stored_findings);
     let support = Arc::new(probes.support().clone());
     let ring = probes.take_ring_buffer()?;
@@ -162,6 +165,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
             resolver,
             kube,
             inventory,
+            credentials,
             findings,
         },
         dump,
@@ -322,10 +326,12 @@ struct Stages {
     resolver: Resolver,
     kube: Option<Arc<KubeStore>>,
     inventory: InventoryStage,
+    credentials: CredentialsStage,
     findings: FindingsStage,
 }
 
-/// The tracker, identity, inventory and findings stages: events in, calls and findings out.
+/// The tracker, identity, credentials, inventory and findings stages: events in, calls and
+/// findings out.
 /// Ends when the reader ends (its sender drops).
 async fn process(
     mut events: mpsc::Receiver<CaptureEvent>,
@@ -341,6 +347,7 @@ async fn process(
         mut resolver,
         kube,
         mut inventory,
+        mut credentials,
         mut findings,
     } = stages;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
@@ -370,6 +377,7 @@ async fn process(
             Ok(()) = reloads.changed() => {
                 let Some(live) = reloads.borrow_and_update().clone() else { continue };
                 inventory.replace_spec_entries(live.api_specs);
+                credentials.set_names(live.findings.credential_names());
                 if let Err(error) = findings.reconfigure(&live.findings) {
                     // Checked when the file loaded: not expected.
                     tracing::error!(%error, "findings settings not reloaded");
@@ -390,10 +398,10 @@ async fn process(
         for mut call in out.drain(..) {
             resolver.resolve(&mut call);
             // Secrets leave the call here, before any other stage reads it.
-            findings.prepare(&mut call);
+            credentials.prepare(&mut call);
             inventory.observe(&mut call);
             let shown = findings.evaluate(&mut call);
-            findings.seal(&mut call);
+            credentials.seal(&mut call);
             let records_out = std::iter::once(Record::Call(call))
                 .chain(shown.into_iter().map(|f| Record::Finding(Box::new(f))));
             for record in records_out {

@@ -3,9 +3,8 @@
 //! source's `crate::` paths (`use` lines and inline paths, test modules excepted), so a new
 //! upward import fails here with the file that made it. docs/architecture.md draws the layers.
 //!
-//! `DEBT` lists the upward imports that were there when this check was written (the findings
-//! and inventory loop of issue 26): they may only go. A listed one that no longer occurs fails
-//! too, so the list shrinks as they are fixed.
+//! `DEBT` would list upward imports tolerated for a while (none now): a listed one that no
+//! longer occurs fails too, so the list can only shrink.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,7 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["stats", "proc_root", "priority", "test_support"],
     &["protocol"],
     &["call"],
-    &["identity"],
+    &["credentials"],
+    &["source_error", "identity"],
     &["probes", "capture"],
     &["tls"],
     &["conn"],
@@ -31,13 +31,8 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline"],
 ];
 
-/// (importer, imported) pairs that go upward today, to be removed (issue 26).
-const DEBT: &[(&str, &str)] = &[
-    ("identity", "findings"),
-    ("inventory", "sink"),
-    ("inventory", "config"),
-    ("store", "config"),
-];
+/// (importer, imported) pairs allowed to go upward: none. An entry here is a loop to remove.
+const DEBT: &[(&str, &str)] = &[];
 
 fn layer_of(module: &str) -> usize {
     LAYERS

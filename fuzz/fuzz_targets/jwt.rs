@@ -1,7 +1,7 @@
 //! JWT decoding of any text (tokens come from headers, queries, cookies and paths).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use sightline::findings::{fingerprint::Fingerprinter, jwt};
+use sightline::credentials::{fingerprint::Fingerprinter, jwt};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -1,4 +1,4 @@
-//! How a call authenticated, as credential classification (`findings::auth`) found it: schemes, where each
+//! How a call authenticated, as credential classification (`credentials::auth`) found it: schemes, where each
 //! credential was, keyed fingerprints and what a JWT says of itself. Never a secret value.
 
 use std::sync::Arc;

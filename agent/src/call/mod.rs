@@ -3,10 +3,12 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+pub mod address;
 pub mod auth;
 pub mod endpoint;
 pub mod identity;
 pub mod rule;
+pub mod segment;
 
 use crate::protocol::http1::Header;
 pub use agent_common::event::TlsLibrary;
@@ -157,15 +159,13 @@ pub mod tests {
     use super::*;
 
     /// [`sample`] as it leaves the processor for the sinks: authentication classified, secrets
-    /// removed by the findings stage.
+    /// removed by the credentials stage.
     pub fn sealed() -> ApiCall {
-        use crate::findings::{fingerprint::Fingerprinter, stage::FindingsStage};
-        let mut stage = FindingsStage::new(
-            &Default::default(),
+        use crate::credentials::{fingerprint::Fingerprinter, stage::CredentialsStage};
+        let mut stage = CredentialsStage::new(
+            crate::findings::config::FindingsSection::default().credential_names(),
             Fingerprinter::with_key([1; 32]),
-            std::sync::Arc::new(crate::stats::Stats::default()),
-        )
-        .unwrap();
+        );
         let mut call = sample();
         stage.prepare(&mut call);
         stage.seal(&mut call);

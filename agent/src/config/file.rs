@@ -10,28 +10,12 @@ use crate::{
     findings::{config::FindingsSection, rules::settings::RuleSettings},
     identity::{kubernetes::Mode, naming::ServiceRule},
     sink::otlp::settings::OtlpSection,
+    source_error::{line_column, parser_message},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{path}: the config file must end in .toml, .yaml or .yml")]
-    Format { path: String },
-    #[error("{path}: {message}")]
-    Setting { path: String, message: String },
-}
+pub use crate::{
+    inventory::spec_source::ApiSpecEntry,
+    source_error::{ConfigError, yaml_error},
+};
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -46,18 +30,6 @@ pub struct FileConfig {
     pub findings: FindingsSection,
     /// Export to an OpenTelemetry collector.
     pub otlp: OtlpSection,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSpecEntry {
-    /// A spec file, or a directory of them (relative paths are relative to the config file).
-    pub path: PathBuf,
-    /// The `service.name` the spec documents (else it applies by its servers' hosts).
-    pub service: Option<String>,
-    /// The spec describes a retired API: every endpoint it lists is a zombie when called.
-    #[serde(default)]
-    pub retired: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -166,29 +138,6 @@ impl FileConfig {
         }
         serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e))
     }
-}
-
-/// A parser's message, which may quote the offending value (`invalid type: string "Bearer
-/// …", expected a map`): credentials in it are replaced before it reaches a log line.
-fn parser_message(message: &str) -> String {
-    crate::findings::redact::text(message).into_owned()
-}
-
-/// A YAML error as (line, column, message), 1-based.
-pub fn yaml_error(error: &serde_yaml_ng::Error) -> (usize, usize, String) {
-    let (line, column) = error.location().map_or((1, 1), |l| (l.line(), l.column()));
-    // The library appends " at line L column C"; the caller's prefix says it already.
-    let message = error.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message);
-    (line, column, parser_message(message))
-}
-
-/// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -33,6 +33,17 @@ pub struct FindingsSection {
     pub rules: BTreeMap<Rule, RuleSettings>,
 }
 
+impl FindingsSection {
+    /// The names credential classification looks for.
+    pub fn credential_names(&self) -> crate::credentials::auth::CredentialNames<'_> {
+        crate::credentials::auth::CredentialNames {
+            api_key_headers: &self.api_key_headers,
+            api_key_params: &self.api_key_params,
+            session_cookies: &self.session_cookies,
+        }
+    }
+}
+
 impl Default for FindingsSection {
     fn default() -> Self {
         let strings = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();

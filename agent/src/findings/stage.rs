@@ -1,16 +1,13 @@
-//! The findings as a pipeline stage on the processor task. Two steps per call:
-//! [`FindingsStage::prepare`] before the inventory (classify the authentication, strip the
-//! secrets: nothing later sees them), and [`FindingsStage::evaluate`] after it (the rules
-//! need the endpoint the inventory names).
+//! The findings as a pipeline stage on the processor task, after the inventory (the rules need
+//! the endpoint it names): [`FindingsStage::evaluate`] per call. The call arrives with its
+//! authentication classified and its secrets stripped (`crate::credentials::stage`).
 
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
-    auth::{AuthClassifier, CallAuth},
+    auth::CallAuth,
     config::FindingsSection,
-    fingerprint::Fingerprinter,
     model::Finding,
-    redact,
     rules::{
         Context,
         abuse::{self, Tracker},
@@ -30,7 +27,6 @@ const MAX_ENDPOINTS: usize = 50_000;
 
 pub struct FindingsStage {
     enabled: bool,
-    classifier: AuthClassifier,
     settings: RuleSettings,
     table: FindingsTable,
     /// The unauthenticated-success rule's memory of each endpoint.
@@ -41,14 +37,9 @@ pub struct FindingsStage {
 }
 
 impl FindingsStage {
-    pub fn new(
-        section: &FindingsSection,
-        fingerprints: Fingerprinter,
-        stats: Arc<Stats>,
-    ) -> Result<Self, SettingsError> {
+    pub fn new(section: &FindingsSection, stats: Arc<Stats>) -> Result<Self, SettingsError> {
         Ok(Self {
             enabled: section.enabled,
-            classifier: AuthClassifier::new(section, fingerprints),
             settings: RuleSettings::new(section)?,
             table: FindingsTable::new(MAX_FINDINGS),
             endpoints: HashMap::new(),
@@ -63,35 +54,12 @@ impl FindingsStage {
     pub fn reconfigure(&mut self, section: &FindingsSection) -> Result<(), SettingsError> {
         self.settings = RuleSettings::new(section)?;
         self.enabled = section.enabled;
-        self.classifier.set_names(section);
         Ok(())
     }
 
     /// Starts from the findings a previous run stored.
     pub fn restore(&mut self, stored: Vec<Finding>) {
         self.table.restore(stored);
-    }
-
-    /// Classifies the call's authentication and removes its secrets from the headers and the
-    /// query (the path keeps them for the inventory and the rules until [`Self::seal`]).
-    pub fn prepare(&mut self, call: &mut ApiCall) {
-        let auth = self.classifier.classify_and_redact(call);
-        call.auth = Some(auth);
-    }
-
-    /// The last step before the call leaves for the sinks: path segments that may be secrets
-    /// (tokens, JWTs: what the inventory templated as `{token}`) and credentials in a gRPC
-    /// status message are replaced, so no sink has to remove anything.
-    pub fn seal(&self, call: &mut ApiCall) {
-        if let std::borrow::Cow::Owned(path) = redact::path(&call.path) {
-            call.path = path;
-        }
-        // A server's gRPC error text may echo what the client sent.
-        if let Some(message) = call.grpc.as_mut().and_then(|g| g.message.as_mut())
-            && let std::borrow::Cow::Owned(clean) = redact::text(message)
-        {
-            *message = clean;
-        }
     }
 
     /// Runs the rules on a call the inventory counted; returns the findings worth showing
@@ -192,18 +160,17 @@ fn log(finding: &Finding) {
 mod tests {
     use super::*;
     use crate::{
+        credentials::{fingerprint::Fingerprinter, stage::CredentialsStage},
         findings::{model::Rule, rules::tests::call},
         protocol::http1::Header,
     };
 
-    fn stage(config: &str) -> FindingsStage {
+    fn stage(config: &str) -> (CredentialsStage, FindingsStage) {
         let section: FindingsSection = toml::from_str(config).unwrap();
-        FindingsStage::new(
-            &section,
-            Fingerprinter::with_key([5; 32]),
-            Arc::new(Stats::default()),
-        )
-        .unwrap()
+        let credentials =
+            CredentialsStage::new(section.credential_names(), Fingerprinter::with_key([5; 32]));
+        let findings = FindingsStage::new(&section, Arc::new(Stats::default())).unwrap();
+        (credentials, findings)
     }
 
     /// A POST answered 201 without credentials, and one with a JWT without `exp` in the query.
@@ -218,11 +185,13 @@ mod tests {
         [anonymous, token]
     }
 
-    fn run(stage: &mut FindingsStage) -> (Vec<Vec<Rule>>, Vec<(Rule, Severity)>) {
+    fn run(
+        (credentials, stage): &mut (CredentialsStage, FindingsStage),
+    ) -> (Vec<Vec<Rule>>, Vec<(Rule, Severity)>) {
         let mut per_call = Vec::new();
         let mut shown = Vec::new();
         for mut call in calls() {
-            stage.prepare(&mut call);
+            credentials.prepare(&mut call);
             shown.extend(
                 stage
                     .evaluate(&mut call)
@@ -284,7 +253,7 @@ mod tests {
         run(&mut stage);
         let (_, shown) = run(&mut stage);
         assert_eq!(shown, []);
-        let counts: Vec<u64> = stage.take_changed().iter().map(|f| f.count).collect();
+        let counts: Vec<u64> = stage.1.take_changed().iter().map(|f| f.count).collect();
         assert_eq!(counts, [2, 2, 2, 2]);
     }
 }

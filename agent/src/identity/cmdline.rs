@@ -3,7 +3,7 @@
 //! (`postgres://u:x@db`), credential parameters in URL queries (`https://h/p?api_key=x`), curl's
 //! `-u user:x`, mysql's `-px`, secret headers (`-H 'Authorization: Bearer x'`) and anything shaped like a JWT.
 
-use crate::findings::{
+use crate::credentials::{
     jwt,
     redact::{self, REDACTED},
 };

@@ -230,9 +230,9 @@ mod tests {
             name: "Content-Type".into(),
             value: b"application/json; charset=utf-8".to_vec(),
         }];
-        let mut classifier = crate::findings::auth::AuthClassifier::new(
-            &Default::default(),
-            crate::findings::fingerprint::Fingerprinter::with_key([0; 32]),
+        let mut classifier = crate::credentials::auth::AuthClassifier::new(
+            crate::findings::config::FindingsSection::default().credential_names(),
+            crate::credentials::fingerprint::Fingerprinter::with_key([0; 32]),
         );
         call.auth = Some(classifier.classify_and_redact(&mut call));
         stats.record(&call, "web");

@@ -13,7 +13,8 @@ pub mod endpoint;
 pub mod openapi_out;
 pub mod report;
 pub mod schema;
-pub mod segment;
+/// Path segments (ids, tokens, words), classified where the call lives.
+pub use crate::call::segment;
 pub mod spec;
 pub mod spec_source;
 pub mod template;
@@ -30,7 +31,6 @@ use template::{OVERFLOW, RouteTree, TemplateLimits};
 
 use crate::{
     call::{ApiCall, SpanKind},
-    sink::fields,
     stats::Stats,
 };
 
@@ -258,7 +258,7 @@ fn owner(call: &ApiCall) -> Option<(String, String, Direction, String)> {
         )),
         SpanKind::Client if call.peer.process.is_some() => None,
         SpanKind::Client => {
-            let (host, _) = fields::server_address(call);
+            let (host, _) = crate::call::address::server_address(call);
             Some((
                 name_of(peer, host),
                 namespace_of(peer),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::config::file::{ConfigError, yaml_error};
+use crate::source_error::{ConfigError, yaml_error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -256,7 +256,7 @@ fn servers(servers: Option<&Value>) -> Result<(Vec<String>, Vec<String>), (Strin
 }
 
 fn host_only(authority: &str) -> String {
-    crate::sink::fields::split_host(authority)
+    crate::call::address::split_host(authority)
         .0
         .to_ascii_lowercase()
 }

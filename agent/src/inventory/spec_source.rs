@@ -7,7 +7,22 @@ use super::{
     classify::{BoundSpec, Specs},
     spec,
 };
-use crate::{config::file::ApiSpecEntry, stats::Stats};
+use serde::Deserialize;
+
+use crate::stats::Stats;
+
+/// One `[[api_specs]]` entry of the config file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpecEntry {
+    /// A spec file, or a directory of them (relative paths are relative to the config file).
+    pub path: PathBuf,
+    /// The `service.name` the spec documents (else it applies by its servers' hosts).
+    pub service: Option<String>,
+    /// The spec describes a retired API: every endpoint it lists is a zombie when called.
+    #[serde(default)]
+    pub retired: bool,
+}
 
 /// What the files of an entry looked like: (path, modified, length) of each.
 type Stamp = Vec<(PathBuf, Option<SystemTime>, u64)>;

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use std::net::IpAddr;
 
-use super::{Sink, attributes::EndAttributes, fields};
+use super::{Sink, attributes::EndAttributes};
 use crate::{
     call::ApiCall,
     findings::{
@@ -296,7 +296,7 @@ fn auth_attributes(auth: Option<&CallAuth>) -> AuthAttributes<'_> {
 
 /// The call's fields under their output names (also the OTLP attributes).
 pub(crate) fn view(call: &ApiCall) -> JsonCall<'_> {
-    let (server_address, server_port) = fields::server_address(call);
+    let (server_address, server_port) = crate::call::address::server_address(call);
     let client = call.client().address;
     let local = call.local.process.as_ref();
     let peer = call.peer.process.as_ref();

@@ -7,7 +7,6 @@
 //! what they get.
 
 pub mod attributes;
-pub mod fields;
 pub mod json;
 pub mod otlp;
 pub mod terminal;

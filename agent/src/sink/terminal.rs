@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{Sink, fields};
+use super::Sink;
 use crate::{
     call::{ApiCall, SpanKind},
     findings::model::{Finding, Severity},
@@ -44,7 +44,7 @@ pub fn line(call: &ApiCall, color: bool) -> String {
         SpanKind::Server => ("SERVER", "<-"),
         SpanKind::Client => ("CLIENT", "->"),
     };
-    let (host, port) = fields::server_address(call);
+    let (host, port) = crate::call::address::server_address(call);
     // HTTP/2 fields hidden by header compression (joined mid-way) show as `?`.
     let unknown = |s: &str| {
         if s.is_empty() {

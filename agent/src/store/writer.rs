@@ -19,9 +19,10 @@ use crate::inventory::{
     classify::Specs,
     counts::InventoryCounts,
     endpoint::{EndpointKey, EndpointStats},
+    spec_source::ApiSpecEntry,
     spec_source::SpecSource,
 };
-use crate::{call::ApiCall, config::file::ApiSpecEntry, findings::model::Finding, stats::Stats};
+use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
 
 /// What the writer writes at once.
 struct Batch {

@@ -42,7 +42,6 @@ use crate::{
         loader::KernelCounters,
         support::{FeatureState, KernelSupport},
     },
-    sink::fields,
     stats::Stats,
     tls::TlsStatuses,
 };
@@ -159,7 +158,7 @@ impl CallMetrics {
         match call.kind {
             SpanKind::Server => self.server_duration.record(seconds, &attributes),
             SpanKind::Client => {
-                let (address, port) = fields::server_address(call);
+                let (address, port) = crate::call::address::server_address(call);
                 attributes.push(KeyValue::new("server.address", address));
                 attributes.push(KeyValue::new("server.port", i64::from(port)));
                 if let Some(peer) = call

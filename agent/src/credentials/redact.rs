@@ -3,7 +3,7 @@
 //! segments that look like tokens (long random values, JWTs) are replaced.
 
 use super::jwt;
-use crate::inventory::segment::{self, SegmentKind};
+use crate::call::segment::{self, SegmentKind};
 
 /// Replacement for a removed value.
 pub const REDACTED: &str = "REDACTED";

@@ -1,6 +1,7 @@
-//! Derived values that several sinks print the same way.
+//! Where the call went, as every stage names it: `server.address` and `server.port`, and
+//! Host header parsing (the inventory names called APIs by it, the sinks print it).
 
-use crate::call::ApiCall;
+use super::ApiCall;
 
 /// `server.address` and `server.port`: the Host header when the request carries one (what the
 /// client asked for), else the TLS server name (SNI), else the server's socket address.

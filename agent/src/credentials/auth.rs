@@ -8,7 +8,6 @@
 //! unknown in TLS 1.3 (encrypted) and in resumed sessions; calls say nothing rather than guess.
 
 use super::{
-    config::FindingsSection,
     credential_cache::CredentialCache,
     fingerprint::Fingerprinter,
     jwt,
@@ -22,6 +21,14 @@ pub use crate::call::auth::{CallAuth, Credential, Location, Scheme};
 const MAX_CREDENTIALS: usize = 8;
 const MAX_QUERY_PARAMS: usize = 64;
 
+/// The names under which requests carry credentials, from the config (`[findings]`).
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialNames<'a> {
+    pub api_key_headers: &'a [String],
+    pub api_key_params: &'a [String],
+    pub session_cookies: &'a [String],
+}
+
 /// Classifies requests and strips their secrets; holds the names from the config.
 #[derive(Debug)]
 pub struct AuthClassifier {
@@ -32,23 +39,23 @@ pub struct AuthClassifier {
 }
 
 impl AuthClassifier {
-    pub fn new(config: &FindingsSection, fingerprints: Fingerprinter) -> Self {
+    pub fn new(names: CredentialNames<'_>, fingerprints: Fingerprinter) -> Self {
         let mut classifier = Self {
             api_key_headers: Vec::new(),
             api_key_params: Vec::new(),
             session_cookies: Vec::new(),
             credentials: CredentialCache::new(fingerprints),
         };
-        classifier.set_names(config);
+        classifier.set_names(names);
         classifier
     }
 
     /// The credential names of a (reloaded) config; the credential cache stays.
-    pub fn set_names(&mut self, config: &FindingsSection) {
+    pub fn set_names(&mut self, names: CredentialNames<'_>) {
         let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
-        self.api_key_headers = lower(&config.api_key_headers);
-        self.api_key_params = lower(&config.api_key_params);
-        self.session_cookies = lower(&config.session_cookies);
+        self.api_key_headers = lower(names.api_key_headers);
+        self.api_key_params = lower(names.api_key_params);
+        self.session_cookies = lower(names.session_cookies);
     }
 
     /// The call's credentials; afterwards the call holds none of their values (headers,
@@ -214,7 +221,7 @@ mod tests {
 
     fn classifier() -> AuthClassifier {
         AuthClassifier::new(
-            &FindingsSection::default(),
+            crate::findings::config::FindingsSection::default().credential_names(),
             Fingerprinter::with_key([3; 32]),
         )
     }
