@@ -7,6 +7,7 @@ use std::{fs::File, io::BufWriter, sync::Arc, time::Duration};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
+    task::JoinHandle,
 };
 
 use crate::{
@@ -82,39 +83,15 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     let mut sinks = open_sinks(&config)?;
     let otlp_settings = OtlpSettings::resolve(&config.file.otlp, &|name| std::env::var(name).ok())?;
 
-    let dump = match &config.dump_events {
-        Some(path) => Some(EventDump::new(BufWriter::new(open_output(path, false)?))),
-        None => None,
-    };
+    let dump = open_dump(&config)?;
     let mut probes = LoadedProbes::load(&config.probes)?;
     // After the probes: a host or user that cannot run the agent hears that first.
     let (resolver, kube, watchers, agent) = start_identity(&config, &stats).await?;
-    let (inventory, stored_findings) = InventoryStage::start(
-        config.inventory_db.as_deref(),
-        InventoryLimits::default(),
-        SpecSource::load(config.file.api_specs.clone(), &stats),
-        stats.clone(),
-    )?;
-    let credentials = CredentialsStage::new(
-        config.file.findings.credential_names(),
-        fingerprints(&config)?,
-    );
-    let mut findings = FindingsStage::new(&config.file.findings, stats.clone())?;
-    findings.restore(stored_findings);
+    let (inventory, credentials, findings) = analysis_stages(&config, &stats)?;
     let support = Arc::new(probes.support().clone());
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
-    // The TLS attach thread owns the probes from here on and detaches them when it stops.
-    // Without TLS capture they stay here, attached until the end.
-    let (attacher, probes) = match config.tls.clone() {
-        Some(tls) => {
-            let stats = stats.clone();
-            let attacher = tokio::task::block_in_place(|| Attacher::start(probes, tls, stats))
-                .map_err(PipelineError::TlsThread)?;
-            (Some(Arc::new(attacher)), None)
-        }
-        None => (None, Some(probes)),
-    };
+    let (attacher, probes) = start_attacher(probes, &config, &stats)?;
     let otlp = match &otlp_settings {
         Some(settings) => {
             let health = HealthSources {
@@ -150,18 +127,17 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         stats.clone(),
         shutdown_rx,
     ));
-    let tracker = Tracker::new(
-        config.tracker,
-        Clock::new(),
-        stats.clone(),
-        &config.proc_root,
-    );
     let processor = tokio::spawn(process(
         event_rx,
         reload_rx,
         record_tx,
         Stages {
-            tracker,
+            tracker: Tracker::new(
+                config.tracker,
+                Clock::new(),
+                stats.clone(),
+                &config.proc_root,
+            ),
             resolver,
             kube,
             inventory,
@@ -172,11 +148,7 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         attacher.clone(),
         stats.clone(),
     ));
-    let sink_stats = stats.clone();
-    let writer = std::thread::Builder::new()
-        .name("sightline-sink".to_string())
-        .spawn(move || sink::run(record_rx, sinks, sink_stats))
-        .map_err(PipelineError::Signals)?;
+    let writer = spawn_sink_writer(record_rx, sinks, stats.clone())?;
     let reporter = tokio::spawn(report(stats.clone(), counters.clone()));
 
     health.set_ready();
@@ -186,29 +158,123 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     health.set_stopping();
     tracing::info!("stopping");
 
-    let _ = shutdown_tx.send(true);
-    let read_result = reader.await;
-    let _ = processor.await;
-    let _ = writer.join();
-    if let Some(otlp) = otlp {
-        otlp.finish().await;
+    Running {
+        shutdown: shutdown_tx,
+        reader,
+        processor,
+        writer,
+        otlp,
+        reporter,
+        watchers,
+        attacher,
+        probes,
+        health_server,
     }
-    reporter.abort();
-    for watcher in watchers {
-        watcher.abort();
+    .stop(&stats, &counters)
+    .await
+}
+
+/// What runs once the agent captures, stopped in this order: no event is lost between
+/// the reader and the sinks, and the probes go last.
+struct Running {
+    shutdown: watch::Sender<bool>,
+    reader: JoinHandle<std::io::Result<()>>,
+    processor: JoinHandle<()>,
+    writer: std::thread::JoinHandle<()>,
+    otlp: Option<otlp::OtlpHandle>,
+    reporter: JoinHandle<()>,
+    watchers: Vec<JoinHandle<()>>,
+    attacher: Option<Arc<Attacher>>,
+    /// The probes when no TLS attach thread owns them.
+    probes: Option<LoadedProbes>,
+    health_server: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    async fn stop(self, stats: &Stats, counters: &KernelCounters) -> Result<(), PipelineError> {
+        let _ = self.shutdown.send(true);
+        let read_result = self.reader.await;
+        let _ = self.processor.await;
+        let _ = self.writer.join();
+        if let Some(otlp) = self.otlp {
+            otlp.finish().await;
+        }
+        self.reporter.abort();
+        for watcher in self.watchers {
+            watcher.abort();
+        }
+        if let Some(attacher) = self.attacher.and_then(Arc::into_inner) {
+            tokio::task::block_in_place(|| attacher.stop());
+        }
+        log_summary(stats, Some(counters));
+        drop(self.probes); // Detaches every program.
+        if let Some(server) = self.health_server {
+            server.abort();
+        }
+        match read_result {
+            Ok(Err(e)) => Err(PipelineError::Reader(e)),
+            _ => Ok(()),
+        }
     }
-    if let Some(attacher) = attacher.and_then(Arc::into_inner) {
-        tokio::task::block_in_place(|| attacher.stop());
-    }
-    log_summary(&stats, Some(&counters));
-    drop(probes); // Detaches every program.
-    if let Some(server) = health_server {
-        server.abort();
-    }
-    match read_result {
-        Ok(Err(e)) => Err(PipelineError::Reader(e)),
-        _ => Ok(()),
-    }
+}
+
+/// The event dump (`--dump-events`), when asked for.
+fn open_dump(config: &RunConfig) -> Result<Option<EventDump<BufWriter<File>>>, PipelineError> {
+    let Some(path) = &config.dump_events else {
+        return Ok(None);
+    };
+    Ok(Some(EventDump::new(BufWriter::new(open_output(
+        path, false,
+    )?))))
+}
+
+/// The sinks run on a thread of their own: a slow terminal or file never holds the processor.
+fn spawn_sink_writer(
+    records: mpsc::Receiver<Record>,
+    sinks: Vec<Box<dyn sink::Sink>>,
+    stats: Arc<Stats>,
+) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name("sightline-sink".to_string())
+        .spawn(move || sink::run(records, sinks, stats))
+        .map_err(PipelineError::Signals)
+}
+
+/// The stages after identity: the inventory (with its database and the findings it stored),
+/// credentials, findings.
+fn analysis_stages(
+    config: &RunConfig,
+    stats: &Arc<Stats>,
+) -> Result<(InventoryStage, CredentialsStage, FindingsStage), PipelineError> {
+    let (inventory, stored_findings) = InventoryStage::start(
+        config.inventory_db.as_deref(),
+        InventoryLimits::default(),
+        SpecSource::load(config.file.api_specs.clone(), stats),
+        stats.clone(),
+    )?;
+    let credentials = CredentialsStage::new(
+        config.file.findings.credential_names(),
+        fingerprints(config)?,
+    );
+    let mut findings = FindingsStage::new(&config.file.findings, stats.clone())?;
+    findings.restore(stored_findings);
+    Ok((inventory, credentials, findings))
+}
+
+/// The TLS attach thread owns the probes from here on and detaches them when it stops.
+/// Without TLS capture they stay with the caller, attached until the end.
+fn start_attacher(
+    probes: LoadedProbes,
+    config: &RunConfig,
+    stats: &Arc<Stats>,
+) -> Result<(Option<Arc<Attacher>>, Option<LoadedProbes>), PipelineError> {
+    let Some(tls) = config.tls.clone() else {
+        return Ok((None, Some(probes)));
+    };
+    let stats = stats.clone();
+    let attacher = tokio::task::block_in_place(|| Attacher::start(probes, tls, stats))
+        .map_err(PipelineError::TlsThread)?;
+    Ok((Some(Arc::new(attacher)), None))
 }
 
 /// The fingerprint key: the configured file, else `fingerprint.key` beside the inventory

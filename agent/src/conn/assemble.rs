@@ -1,17 +1,17 @@
-//! Turns an HTTP/1 exchange or an HTTP/2 stream on a tracked connection into an [`ApiCall`],
-//! naming both ends.
+//! Turns a finished exchange (`conn::feed`, any protocol) on a tracked connection into an
+//! [`ApiCall`], naming both ends.
 
 use crate::{
     call::{ApiCall, Endpoint, MessageSize, SpanKind},
     capture::clock::Clock,
     identity::process::ProcessTable,
-    protocol::{
-        http1::{Exchange, head::Headers as _, message::Body},
-        http2,
-    },
+    protocol::http1::message::Body,
 };
 
-use super::table::{ConnKey, ConnTable, Connection, Role};
+use super::{
+    feed::Exchange,
+    table::{ConnKey, ConnTable, Connection, Role},
+};
 
 /// Everything needed to name a call's ends.
 pub struct Context<'a> {
@@ -20,136 +20,14 @@ pub struct Context<'a> {
     pub clock: &'a Clock,
 }
 
-/// What a call is, whatever the HTTP version: the protocol-specific part of an [`ApiCall`].
-struct Message {
-    method: String,
-    path: String,
-    query: Option<String>,
-    host: Option<String>,
-    user_agent: Option<String>,
-    protocol_version: &'static str,
-    status: Option<u16>,
-    error: Option<String>,
-    request_headers: Vec<crate::protocol::http1::Header>,
-    response_headers: Vec<crate::protocol::http1::Header>,
-    request: (Body, u64),
-    response: (Body, u64),
-    start_ts: u64,
-    end_ts: u64,
-}
-
+/// The one way an exchange of any protocol becomes a call: the exchange says what was asked
+/// and answered, the connection and the process table name both ends.
 pub fn api_call(
-    exchange: Exchange,
+    message: Exchange,
     key: ConnKey,
     conn: &Connection,
     ctx: &mut Context<'_>,
 ) -> ApiCall {
-    let request = &exchange.request;
-    let response = exchange.response.as_ref();
-    let path = request.path().to_string();
-    let query = request.query().map(str::to_string);
-    let host = request.header("host");
-    let user_agent = request.header("user-agent");
-    // The version both ends speak: an HTTP/1.0 answer to an HTTP/1.1 request is HTTP/1.0.
-    let protocol_version = match response.map_or(request.minor_version, |r| {
-        r.minor_version.min(request.minor_version)
-    }) {
-        0 => "1.0",
-        _ => "1.1",
-    };
-    let status = response.map(|r| r.status);
-    // Move, not copy, what the exchange owns.
-    let Exchange {
-        request,
-        response,
-        request_body,
-        response_body,
-        request_wire_len,
-        response_wire_len,
-        start_ts,
-        end_ts,
-        error,
-    } = exchange;
-    let message = Message {
-        method: request.method,
-        path,
-        query,
-        host,
-        user_agent,
-        protocol_version,
-        status,
-        error: error.map(str::to_string),
-        request_headers: request.headers,
-        response_headers: response.map(|r| r.headers).unwrap_or_default(),
-        request: (request_body, request_wire_len),
-        response: (response_body, response_wire_len),
-        start_ts,
-        end_ts,
-    };
-    build(message, key, conn, ctx)
-}
-
-/// An HTTP/2 stream. An unknown `:method` or `:path` (joined mid-way) stays empty.
-pub fn api_call_h2(
-    exchange: http2::Exchange,
-    key: ConnKey,
-    conn: &Connection,
-    ctx: &mut Context<'_>,
-) -> ApiCall {
-    let http2::Exchange {
-        stream_id,
-        method,
-        authority,
-        path,
-        status,
-        request_headers,
-        response_headers,
-        unknown_fields,
-        request_body,
-        response_body,
-        request_wire_len,
-        response_wire_len,
-        start_ts,
-        end_ts,
-        error,
-        grpc,
-        ..
-    } = exchange;
-    let (path, query) = match path {
-        Some(target) => match target.split_once('?') {
-            Some((path, query)) => (path.to_string(), Some(query.to_string())),
-            None => (target, None),
-        },
-        None => (String::new(), None),
-    };
-    let user_agent = request_headers
-        .iter()
-        .find(|h| h.name == "user-agent")
-        .map(|h| String::from_utf8_lossy(&h.value).into_owned());
-    let message = Message {
-        method: method.unwrap_or_default(),
-        path,
-        query,
-        host: authority,
-        user_agent,
-        protocol_version: "2",
-        status,
-        error,
-        request_headers,
-        response_headers,
-        request: (request_body, request_wire_len),
-        response: (response_body, response_wire_len),
-        start_ts,
-        end_ts,
-    };
-    let mut call = build(message, key, conn, ctx);
-    call.unknown_fields = unknown_fields;
-    call.stream_id = Some(stream_id);
-    call.grpc = grpc;
-    call
-}
-
-fn build(message: Message, key: ConnKey, conn: &Connection, ctx: &mut Context<'_>) -> ApiCall {
     let kind = match conn.role {
         Role::Server => SpanKind::Server,
         Role::Client | Role::Unknown => SpanKind::Client,
@@ -186,9 +64,9 @@ fn build(message: Message, key: ConnKey, conn: &Connection, ctx: &mut Context<'_
         response_headers: message.response_headers,
         request_body_sample: message.request.0.sample,
         response_body_sample: message.response.0.sample,
-        unknown_fields: 0,
-        stream_id: None,
-        grpc: None,
+        unknown_fields: message.unknown_fields,
+        stream_id: message.stream_id,
+        grpc: message.grpc,
         local: Endpoint {
             address: conn.sockets.local,
             process: Some(local_process),

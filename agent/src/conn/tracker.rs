@@ -10,19 +10,15 @@ use crate::{
         event::{CaptureEvent, ConnKind, DataChunk, Direction, Task},
     },
     identity::process::{ExecArgs, ProcessTable},
-    protocol::{
-        detect,
-        http1::{Limits, exchange::Issue, message::ParseError},
-        http2::{self, Http2Connection},
-        tls_hello,
-    },
+    protocol::http1::{Limits, exchange::Issue, message::ParseError},
     stats::Stats,
     tls::TlsObservation,
 };
 
 use super::{
     assemble::{self, Context},
-    detect::{detect_protocol, is_h2c_upgrade},
+    detect::detect_protocol,
+    feed::{self, Exchange},
     table::{ConnKey, ConnTable, Connection, Protocol, Role},
 };
 
@@ -191,25 +187,19 @@ impl Tracker {
         };
         let finished = match (&mut conn.protocol, ending) {
             (Protocol::Http1(http), Ending::Closed) => {
-                let mut exchanges = Vec::new();
-                http.on_close(ts, &mut exchanges, &mut self.issues);
-                Finished::Http1(exchanges)
+                feed::http1::close(http, ts, &mut self.issues)
             }
-            (Protocol::Http2(h2), Ending::Closed) => {
-                let mut exchanges = Vec::new();
-                h2.on_close(ts, &mut exchanges);
-                Finished::Http2(exchanges)
-            }
+            (Protocol::Http2(h2), Ending::Closed) => feed::http2::close(h2, ts),
             // The real end was not seen: saying "closed before a response" would be a guess.
             (Protocol::Http1(http), Ending::Forgotten) => {
                 Stats::add(&self.stats.calls_abandoned, http.in_progress() as u64);
-                Finished::Nothing
+                Vec::new()
             }
             (Protocol::Http2(h2), Ending::Forgotten) => {
                 Stats::add(&self.stats.calls_abandoned, h2.in_progress() as u64);
-                Finished::Nothing
+                Vec::new()
             }
-            _ => Finished::Nothing,
+            _ => Vec::new(),
         };
         let ctx = Context {
             table: &self.table,
@@ -235,177 +225,48 @@ impl Tracker {
             return;
         };
         conn.last_ts = chunk.task.ts_ns;
-        if chunk.tls.is_none()
-            && conn.tls_server_name.is_none()
-            && detect::tls_record_start(&chunk.payload)
-            && let Some(name) = tls_hello::server_name(&chunk.payload)
-        {
-            conn.tls_server_name = Some(name.into());
+        feed::tls::note_server_name(conn, &chunk);
+        let origin = feed::tls::origin(conn, &chunk, key, &self.stats, &mut self.tls_observations);
+        if matches!(origin, feed::tls::Origin::Skip) {
+            return;
         }
-        match (chunk.tls, conn.tls) {
-            (Some(library), None) => {
-                // Plaintext from the TLS probes: whatever the syscalls showed was ciphertext.
-                if !matches!(conn.protocol, Protocol::Tls { .. }) {
-                    Stats::inc(&self.stats.connections_tls);
-                }
-                Stats::inc(&self.stats.connections_tls_plaintext);
-                conn.tls = Some(library);
-                conn.protocol = Protocol::Detecting { chunks: 0 };
-                self.tls_observations.push(TlsObservation {
-                    tgid: key.tgid,
-                    comm: conn.comm.clone(),
-                    fd: key.fd,
-                    sockets: conn.sockets,
-                    plaintext: Some(library),
-                });
-            }
-            // Records of a connection whose plaintext the probes give: never parsed.
-            (None, Some(_)) => return,
-            _ => {}
-        }
-        if chunk.after_loss && matches!(conn.protocol, Protocol::Http1(_)) {
-            // Bytes before these were dropped: whatever the parsers held may now pair the wrong
-            // messages. Start over as if joining this connection mid-way.
-            Stats::inc(&self.stats.connections_resynced_after_loss);
-            conn.protocol = Protocol::Detecting { chunks: 0 };
-            conn.seen_open = false;
-        }
-        if let Protocol::Http2(h2) = &mut conn.protocol
-            && chunk.after_loss
-        {
-            // Bytes before these were dropped: frame boundaries and the HPACK table are lost.
-            Stats::inc(&self.stats.connections_resynced_after_loss);
-            h2.on_loss(chunk.direction == Direction::Egress);
+        if chunk.after_loss {
+            resync_after_loss(conn, &chunk, &self.stats);
         }
         if let Protocol::Detecting { chunks } = conn.protocol {
-            match detect_protocol(conn, &chunk, chunks, self.limits.http) {
-                Some(protocol) => {
-                    match protocol {
-                        Protocol::Other => Stats::inc(&self.stats.connections_not_http),
-                        Protocol::Tls { .. } => Stats::inc(&self.stats.connections_tls),
-                        Protocol::Http2(_) => Stats::inc(&self.stats.connections_http2),
-                        _ => {}
-                    }
-                    conn.protocol = protocol;
-                }
-                None => {
-                    conn.protocol = Protocol::Detecting { chunks: chunks + 1 };
-                    return;
-                }
-            }
-        }
-        if let Protocol::Tls { directions } = &mut conn.protocol {
-            let we_are_client = match conn.role {
-                Role::Client => Some(true),
-                Role::Server => Some(false),
-                Role::Unknown => None,
+            let Some(protocol) = detect_protocol(conn, &chunk, chunks, self.limits.http) else {
+                conn.protocol = Protocol::Detecting { chunks: chunks + 1 };
+                return;
             };
-            conn.handshake.get_or_insert_default().observe(
-                chunk.direction == Direction::Egress,
-                we_are_client,
-                &chunk.payload,
-                chunk.missing_len() == 0,
-            );
-
-            // A TLS connection for the coverage report once records went both ways: a
-            // handshake, not a port probe answered with an alert.
-            let before = *directions;
-            *directions |= match chunk.direction {
-                Direction::Egress => 1,
-                Direction::Ingress => 2,
-            };
-            if *directions == 3 && before != 3 {
-                self.tls_observations.push(TlsObservation {
-                    tgid: key.tgid,
-                    comm: conn.comm.clone(),
-                    fd: key.fd,
-                    sockets: conn.sockets,
-                    plaintext: None,
-                });
+            match protocol {
+                Protocol::Other => Stats::inc(&self.stats.connections_not_http),
+                Protocol::Tls { .. } => Stats::inc(&self.stats.connections_tls),
+                Protocol::Http2(_) => Stats::inc(&self.stats.connections_http2),
+                _ => {}
             }
-            return;
+            conn.protocol = protocol;
         }
-        if let Protocol::Http2(h2) = &mut conn.protocol {
-            let egress = chunk.direction == Direction::Egress;
-            let mut exchanges = Vec::new();
-            let ts = chunk.task.ts_ns;
-            h2.on_bytes(
-                egress,
-                &chunk.payload,
-                chunk.missing_len(),
-                ts,
+        let finished = match conn.protocol {
+            Protocol::Tls { .. } => {
+                feed::tls::feed(conn, &chunk, key, &mut self.tls_observations);
+                return;
+            }
+            Protocol::Http2(_) => feed::http2::feed(conn, &chunk, &self.stats),
+            Protocol::Http1(_) => feed::http1::feed(
+                conn,
+                &chunk,
+                self.limits.http,
                 &self.stats,
-                &mut exchanges,
-            );
-            if conn.role == Role::Unknown
-                && let Some(client_egress) = h2.client_egress()
-            {
-                conn.role = if client_egress {
-                    Role::Client
-                } else {
-                    Role::Server
-                };
-            }
-            if egress == (conn.role == Role::Client) {
-                conn.thread_id = chunk.task.pid;
-            }
-            self.emit_open(key, Finished::Http2(exchanges), out);
-            return;
-        }
-        let requests_are_egress = conn.role == Role::Client;
-        let Protocol::Http1(http) = &mut conn.protocol else {
-            return;
-        };
-        let is_request = (chunk.direction == Direction::Egress) == requests_are_egress;
-        let ts = chunk.task.ts_ns;
-        let mut exchanges = Vec::new();
-        if is_request {
-            conn.thread_id = chunk.task.pid;
-            http.on_request_bytes(&chunk.payload, chunk.missing_len(), ts, &mut self.issues);
-        } else {
-            http.on_response_bytes(
-                &chunk.payload,
-                chunk.missing_len(),
-                ts,
-                &mut exchanges,
                 &mut self.issues,
-            );
-        }
-        if http.is_upgraded() {
-            let switched = http.take_switched_bytes();
-            conn.protocol = Protocol::Other;
-            // h2c (RFC 7540 3.2): the upgrading request is answered on stream 1 in HTTP/2.
-            if let Some(at) = exchanges.iter().position(is_h2c_upgrade) {
-                let upgrade = exchanges.remove(at);
-                let mut h2 = Http2Connection::upgraded(
-                    requests_are_egress,
-                    &upgrade.request,
-                    upgrade.start_ts,
-                    self.limits.http,
-                );
-                Stats::inc(&self.stats.connections_http2);
-                // The server's first frames may share the syscall of its 101.
-                let mut h2_exchanges = Vec::new();
-                if !switched.is_empty() {
-                    h2.on_bytes(
-                        !requests_are_egress,
-                        &switched,
-                        chunk.missing_len(),
-                        ts,
-                        &self.stats,
-                        &mut h2_exchanges,
-                    );
-                }
-                conn.protocol = Protocol::Http2(Box::new(h2));
-                self.emit_open(key, Finished::Http2(h2_exchanges), out);
-            }
-        }
-        self.emit_open(key, Finished::Http1(exchanges), out);
+            ),
+            Protocol::Detecting { .. } | Protocol::Other => return,
+        };
+        self.emit_open(key, finished, out);
         self.count_issues();
     }
 
     /// Turns what a parser finished on a connection still in the table into calls.
-    fn emit_open(&mut self, key: ConnKey, finished: Finished, out: &mut Vec<ApiCall>) {
+    fn emit_open(&mut self, key: ConnKey, finished: Vec<Exchange>, out: &mut Vec<ApiCall>) {
         if let Some(conn) = self.table.get(&key) {
             let ctx = Context {
                 table: &self.table,
@@ -431,37 +292,39 @@ impl Tracker {
     }
 }
 
-/// What a connection's parser finished.
-enum Finished {
-    Http1(Vec<crate::protocol::http1::Exchange>),
-    Http2(Vec<http2::Exchange>),
-    Nothing,
+/// Bytes before `chunk` were dropped: whatever the parsers held may now pair the wrong
+/// messages (HTTP/1: start over as if joining mid-way), or frame boundaries and the HPACK
+/// table are lost (HTTP/2: its own recovery).
+fn resync_after_loss(conn: &mut Connection, chunk: &DataChunk, stats: &Stats) {
+    match &mut conn.protocol {
+        Protocol::Http1(_) => {
+            Stats::inc(&stats.connections_resynced_after_loss);
+            conn.protocol = Protocol::Detecting { chunks: 0 };
+            conn.seen_open = false;
+        }
+        Protocol::Http2(h2) => {
+            Stats::inc(&stats.connections_resynced_after_loss);
+            h2.on_loss(chunk.direction == Direction::Egress);
+        }
+        _ => {}
+    }
 }
 
 /// Turns what a connection's parser finished into calls.
 fn emit(
-    finished: Finished,
+    finished: Vec<Exchange>,
     key: ConnKey,
     conn: &Connection,
     mut ctx: Context<'_>,
     stats: &Stats,
     out: &mut Vec<ApiCall>,
 ) {
-    let before = out.len();
-    match finished {
-        Finished::Http1(exchanges) => out.extend(
-            exchanges
-                .into_iter()
-                .map(|e| assemble::api_call(e, key, conn, &mut ctx)),
-        ),
-        Finished::Http2(exchanges) => out.extend(
-            exchanges
-                .into_iter()
-                .map(|e| assemble::api_call_h2(e, key, conn, &mut ctx)),
-        ),
-        Finished::Nothing => {}
-    }
-    Stats::add(&stats.calls_emitted, (out.len() - before) as u64);
+    Stats::add(&stats.calls_emitted, finished.len() as u64);
+    out.extend(
+        finished
+            .into_iter()
+            .map(|e| assemble::api_call(e, key, conn, &mut ctx)),
+    );
 }
 
 #[cfg(test)]

@@ -158,44 +158,14 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
     if let Some(pclntab) = elf.section_by_name(".gopclntab") {
         return inspect_go(&elf, &pclntab, path);
     }
-    let mut found: Vec<(&str, u64)> = Vec::new();
-    let mut boringssl = false;
-    let mut openssl_3 = false;
-    let mut openssl_crypto = false;
-    let mut rustls = false;
-    let mut imports_ssl_bio = false;
-    for symbol in elf.dynamic_symbols().chain(elf.symbols()) {
-        let Ok(name) = symbol.name() else { continue };
-        if name == "BIO_f_ssl" && symbol.is_undefined() {
-            imports_ssl_bio = true;
-        }
-        if name.starts_with("BORINGSSL_") {
-            boringssl = true;
-        }
-        // Defined by OpenSSL 3's libcrypto, where `struct bio_st` starts with `libctx`.
-        if name == "OSSL_LIB_CTX_new" && symbol.is_definition() {
-            openssl_3 = true;
-        }
-        if name == "CRYPTO_malloc" && symbol.is_definition() {
-            openssl_crypto = true;
-        }
-        if !rustls && name.contains("rustls") {
-            rustls = true;
-        }
-        if !symbol.is_definition() || symbol.address() == 0 {
-            continue;
-        }
-        let wanted = SSL_FUNCTIONS
-            .iter()
-            .chain(GNUTLS_FUNCTIONS)
-            .chain(BIO_FUNCTIONS)
-            .map(|(function, _)| function)
-            .chain(SSL_HANDSHAKE_FUNCTIONS)
-            .any(|function| *function == name);
-        if wanted && !found.iter().any(|(n, _)| *n == name) {
-            found.push((name, symbol.address()));
-        }
-    }
+    let SymbolScan {
+        found,
+        boringssl,
+        openssl_3,
+        openssl_crypto,
+        rustls,
+        imports_ssl_bio,
+    } = scan_symbols(&elf);
     let has = |name: &str| found.iter().any(|(n, _)| *n == name);
     let bio = openssl_crypto && has("BIO_read") && has("BIO_write");
     let (library, tables): (TlsLibrary, &[&[(&str, &str)]]) = if has("gnutls_record_send") {
@@ -263,6 +233,55 @@ pub fn inspect(data: &[u8], path: &Path) -> Result<Inspection, InspectError> {
             bio_points,
         }
     })
+}
+
+/// What the symbol tables of a C library or program tell: the TLS functions it defines (with
+/// their addresses) and the marks of its flavour.
+#[derive(Default)]
+struct SymbolScan<'data> {
+    found: Vec<(&'data str, u64)>,
+    boringssl: bool,
+    /// Defined by OpenSSL 3's libcrypto, where `struct bio_st` starts with `libctx`.
+    openssl_3: bool,
+    openssl_crypto: bool,
+    rustls: bool,
+    imports_ssl_bio: bool,
+}
+
+fn scan_symbols<'data>(elf: &object::File<'data>) -> SymbolScan<'data> {
+    let mut scan = SymbolScan::default();
+    for symbol in elf.dynamic_symbols().chain(elf.symbols()) {
+        let Ok(name) = symbol.name() else { continue };
+        if name == "BIO_f_ssl" && symbol.is_undefined() {
+            scan.imports_ssl_bio = true;
+        }
+        if name.starts_with("BORINGSSL_") {
+            scan.boringssl = true;
+        }
+        if name == "OSSL_LIB_CTX_new" && symbol.is_definition() {
+            scan.openssl_3 = true;
+        }
+        if name == "CRYPTO_malloc" && symbol.is_definition() {
+            scan.openssl_crypto = true;
+        }
+        if !scan.rustls && name.contains("rustls") {
+            scan.rustls = true;
+        }
+        if !symbol.is_definition() || symbol.address() == 0 {
+            continue;
+        }
+        let wanted = SSL_FUNCTIONS
+            .iter()
+            .chain(GNUTLS_FUNCTIONS)
+            .chain(BIO_FUNCTIONS)
+            .map(|(function, _)| function)
+            .chain(SSL_HANDSHAKE_FUNCTIONS)
+            .any(|function| *function == name);
+        if wanted && !scan.found.iter().any(|(n, _)| *n == name) {
+            scan.found.push((name, symbol.address()));
+        }
+    }
+    scan
 }
 
 fn inspect_go(

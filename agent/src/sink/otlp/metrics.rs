@@ -444,14 +444,29 @@ fn register_family(
         .build();
 }
 
-fn register_health(meter: &Meter, sources: HealthSources) {
-    let HealthSources {
-        stats,
-        kernel,
-        inventory,
-        tls,
-        probes,
-    } = sources;
+/// `sightline.tls.process.status`: each process using TLS, by its coverage status.
+fn register_tls_statuses(meter: &Meter, tls: Arc<TlsStatuses>) {
+    meter
+        .u64_observable_gauge("sightline.tls.process.status")
+        .with_unit("{process}")
+        .with_description("TLS capture status of each process using TLS (1 per process, by status)")
+        .with_callback(move |o| {
+            for (pid, executable, status) in tls.snapshot() {
+                o.observe(
+                    1,
+                    &[
+                        KeyValue::new("process.pid", i64::from(pid)),
+                        KeyValue::new("process.executable.name", executable),
+                        KeyValue::new("sightline.tls.status", status.name()),
+                    ],
+                );
+            }
+        })
+        .build();
+}
+
+/// `sightline.probes.feature`: what the kernel let the agent load, one series per feature.
+fn register_probe_features(meter: &Meter, probes: Arc<KernelSupport>) {
     meter
         .u64_observable_gauge("sightline.probes.feature")
         .with_unit("{feature}")
@@ -471,6 +486,17 @@ fn register_health(meter: &Meter, sources: HealthSources) {
             }
         })
         .build();
+}
+
+fn register_health(meter: &Meter, sources: HealthSources) {
+    let HealthSources {
+        stats,
+        kernel,
+        inventory,
+        tls,
+        probes,
+    } = sources;
+    register_probe_features(meter, probes);
     {
         let stats = stats.clone();
         meter
@@ -521,25 +547,7 @@ fn register_health(meter: &Meter, sources: HealthSources) {
         })
         .build();
     if let Some(tls) = tls {
-        meter
-            .u64_observable_gauge("sightline.tls.process.status")
-            .with_unit("{process}")
-            .with_description(
-                "TLS capture status of each process using TLS (1 per process, by status)",
-            )
-            .with_callback(move |o| {
-                for (pid, executable, status) in tls.snapshot() {
-                    o.observe(
-                        1,
-                        &[
-                            KeyValue::new("process.pid", i64::from(pid)),
-                            KeyValue::new("process.executable.name", executable),
-                            KeyValue::new("sightline.tls.status", status.name()),
-                        ],
-                    );
-                }
-            })
-            .build();
+        register_tls_statuses(meter, tls);
     }
     meter
         .i64_observable_up_down_counter("process.memory.usage")
