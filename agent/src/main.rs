@@ -117,7 +117,7 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
     let unused: Vec<report::Unused> = store
         .unused_operations(since)?
         .into_iter()
-        .filter(|(api, ..)| args.service.as_deref().is_none_or(|s| s == api))
+        .filter(|u| args.service.as_deref().is_none_or(|s| s == u.api))
         .collect();
     let text = match args.format {
         sightline::cli::ReportFormat::Json => {

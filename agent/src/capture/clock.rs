@@ -1,6 +1,8 @@
 //! Kernel timestamps are CLOCK_MONOTONIC; outputs want wall-clock time. The offset between the
 //! two is taken once at start (a later clock step shifts new calls only by that step).
 
+use rustix::time::{ClockId, clock_gettime};
+
 /// Converts monotonic nanoseconds to Unix-epoch nanoseconds.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -9,8 +11,8 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let mono = read(libc::CLOCK_MONOTONIC);
-        let real = read(libc::CLOCK_REALTIME);
+        let mono = read(ClockId::Monotonic);
+        let real = read(ClockId::Realtime);
         Self {
             offset_ns: real - mono,
         }
@@ -27,7 +29,7 @@ impl Clock {
 
     /// The current monotonic time, in the kernel's clock.
     pub fn now_monotonic() -> u64 {
-        read(libc::CLOCK_MONOTONIC).max(0) as u64
+        read(ClockId::Monotonic).max(0) as u64
     }
 }
 
@@ -37,15 +39,7 @@ impl Default for Clock {
     }
 }
 
-fn read(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    #[allow(unsafe_code)]
-    // SAFETY: clock_gettime writes into a valid timespec we own; the clocks always exist.
-    unsafe {
-        libc::clock_gettime(clock, &mut ts);
-    }
+fn read(clock: ClockId) -> i128 {
+    let ts = clock_gettime(clock);
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }

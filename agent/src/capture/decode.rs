@@ -145,8 +145,9 @@ fn c_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// Reads a plain-old-data `T` from the start of `bytes`, checking the length.
-fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
+/// Reads a `T` from the start of `bytes`, checking the length. `aya::Pod` (implemented in
+/// agent-common for the event layouts only) is what makes any bytes a valid `T`.
+fn read<T: aya::Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
         return Err(DecodeError::Short {
@@ -155,8 +156,8 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
         });
     }
     #[allow(unsafe_code)]
-    // SAFETY: the length is checked above; T is one of agent-common's #[repr(C)] layouts, for
-    // which every bit pattern is valid; read_unaligned copes with any alignment.
+    // SAFETY: the length is checked above; `T: Pod` means every bit pattern is a valid `T`;
+    // read_unaligned copes with any alignment.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 

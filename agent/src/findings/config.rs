@@ -30,7 +30,7 @@ pub struct FindingsSection {
     pub default_allowlist: bool,
     pub allow: Vec<AllowEntry>,
     /// Per rule (by name or id).
-    pub rules: BTreeMap<Rule, RuleSettings>,
+    pub rules: BTreeMap<Rule, RuleSection>,
 }
 
 impl FindingsSection {
@@ -88,9 +88,10 @@ impl Default for FindingsSection {
     }
 }
 
+/// One `[findings.rules.<rule>]` section as written (what `rules::settings::RuleSettings` resolves).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RuleSettings {
+pub struct RuleSection {
     pub enabled: Option<bool>,
     pub severity: Option<Severity>,
     /// For `object-enumeration`: distinct ids; for `auth-failure-burst`: 401/403 answers.

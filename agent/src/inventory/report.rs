@@ -23,14 +23,20 @@ pub fn rfc3339(unix_ns: u64) -> String {
     .to_string()
 }
 
-/// A spec operation no call matched: (api, method, route, spec file).
-pub type Unused = (String, String, String, String);
+/// A spec operation no call matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unused {
+    pub api: String,
+    pub method: String,
+    pub route: String,
+    pub spec_file: String,
+}
 
 /// One JSON object per endpoint, then one per unused spec operation (`class` "unused").
 pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> Value {
-    let unused = unused.iter().map(|(api, method, route, file)| {
-        json!({"api": api, "method": method, "route": route, "class": "unused",
-               "calls": 0, "spec_file": file})
+    let unused = unused.iter().map(|u| {
+        json!({"api": u.api, "method": u.method, "route": u.route, "class": "unused",
+               "calls": 0, "spec_file": u.spec_file})
     });
     Value::Array(
         endpoints
@@ -120,7 +126,10 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused
             if s.more_clients { ",…" } else { "" },
         ));
     }
-    for (api, method, route, _) in unused {
+    for Unused {
+        api, method, route, ..
+    } in unused
+    {
         out.push_str(&format!(
             "{api:<24} {:<7} {method:<7} {route:<40} {:<10} {:>7}\n",
             "-", "unused", 0

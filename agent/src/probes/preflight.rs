@@ -136,14 +136,12 @@ pub fn tracepoint_exists(category: &str, name: &str) -> Result<(), String> {
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it. Raising it is
 /// harmless either way, and failing to is only worth a debug line.
 fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let unlimited = Rlimit {
+        current: None,
+        maximum: None,
     };
-    #[allow(unsafe_code)]
-    // SAFETY: setrlimit reads a valid, initialised struct that outlives the call.
-    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-    if ret != 0 {
+    if setrlimit(Resource::Memlock, unlimited).is_err() {
         tracing::debug!("could not raise RLIMIT_MEMLOCK");
     }
 }

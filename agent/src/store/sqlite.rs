@@ -12,6 +12,7 @@ use crate::findings::model::{Finding, FindingKey, Rule, Severity};
 use crate::inventory::{
     classify::{Class, Specs},
     endpoint::{Direction, EndpointKey, EndpointStats},
+    report::Unused,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -445,10 +446,7 @@ impl Store {
     }
 
     /// Spec operations no call matched since `since_unix_nano`: (api, method, route, spec file).
-    pub fn unused_operations(
-        &self,
-        since_unix_nano: u64,
-    ) -> Result<Vec<(String, String, String, String)>, StoreError> {
+    pub fn unused_operations(&self, since_unix_nano: u64) -> Result<Vec<Unused>, StoreError> {
         let mut statement = self.conn.prepare(
             "SELECT s.api, s.method, s.route, s.spec_file FROM spec_operations s
              WHERE NOT EXISTS (SELECT 1 FROM endpoints e
@@ -457,7 +455,12 @@ impl Store {
              ORDER BY s.api, s.route, s.method",
         )?;
         let rows = statement.query_map([since_unix_nano as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(Unused {
+                api: r.get(0)?,
+                method: r.get(1)?,
+                route: r.get(2)?,
+                spec_file: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
