@@ -1,9 +1,15 @@
 //! Sightline: an eBPF agent that captures the API calls of every process on a Linux host and
 //! turns them into observability and security data.
 //!
-//! Data flows one way: `probes` (kernel programs) -> `capture` (ring buffer, decoding) ->
-//! `conn` (connections, HTTP parsing via `protocol`, naming via `identity`) -> `sink`.
-//! `pipeline` wires the stages; `cli` and `config` say how; `health` answers probes.
+//! Data flows one way (docs/architecture.md draws it):
+//! `probes` (kernel programs, loaded per feature) -> `capture` (ring buffer, decoding) ->
+//! `conn` (connections, one feed per protocol over `protocol`'s parsers, `tls` for the library
+//! probes) -> `identity` (both ends named) -> `credentials` (authentication classified, secrets
+//! stripped) -> `inventory` (routes, endpoints, spec classes) -> `findings` (rules) -> `store`
+//! (SQLite) and `sink` (terminal, JSON lines, OTLP), with `credentials` sealing the call last.
+//! `call` is the model every stage reads and fills; it imports no stage. `pipeline` wires the
+//! stages; `cli` and `config` say how; `health` answers probes. agent/tests/layers.rs checks
+//! that each module imports only the layers below it.
 
 pub mod call;
 pub mod capture;

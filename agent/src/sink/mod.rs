@@ -3,7 +3,7 @@
 //! run on their own thread with blocking writes, fed by a bounded channel, so a slow terminal
 //! or disk never stalls capture (the processor drops and counts instead).
 //!
-//! Calls arrive sealed by the findings stage (no credential values left in them): sinks write
+//! Calls arrive sealed by the credentials stage (no credential values left in them): sinks write
 //! what they get.
 
 pub mod attributes;
