@@ -517,6 +517,42 @@ pub fn python_http_server(dir: &Path, bind: &str) -> (Program, u16) {
     (server, port)
 }
 
+/// `openssl s_server -www` with `cert` on a free port, once it listens: a TLS server that
+/// answers every GET with its status page, reading through an SSL BIO.
+pub fn openssl_s_server(cert: &Certificate) -> (Program, u16) {
+    let port = free_port();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert.cert)
+        .arg("-key")
+        .arg(&cert.key);
+    let server = Program::spawn(cmd);
+    wait_for_port(port);
+    (server, port)
+}
+
+/// nghttpd serving `dir` in cleartext (HTTP/2 by prior knowledge) on a free port, once it
+/// listens.
+pub fn nghttpd(dir: &Path) -> (Program, u16) {
+    let port = free_port();
+    let mut cmd = Command::new("nghttpd");
+    cmd.args(["--no-tls", "-d"]).arg(dir).arg(port.to_string());
+    let server = Program::spawn(cmd);
+    wait_for_port(port);
+    (server, port)
+}
+
+/// The BPF programs loaded now, as `bpftool prog show --json` lists them.
+pub fn bpf_programs() -> Vec<Value> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bpftool prog show failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A fixture client run to completion: who it was, its connection's local port (its first
 /// line) and the rest of its output.
 pub struct ClientRun {

@@ -6,10 +6,9 @@
 
 use std::{collections::BTreeSet, process::Command};
 
-use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, agent_binary, calls_on_port, certificate, curl, free_port, python_http_server,
-    wait_for_port,
+    Agent, agent_binary, bpf_programs, calls_on_port, certificate, curl, openssl_s_server,
+    python_http_server,
 };
 
 const REFUSE: &str = "SIGHTLINE_SIMULATE_REFUSED";
@@ -24,13 +23,7 @@ fn kernel() -> String {
 
 /// Names of the BPF programs loaded now (the kernel keeps the first 15 characters).
 fn loaded_program_names() -> BTreeSet<String> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let programs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    programs
+    bpf_programs()
         .iter()
         .filter_map(|p| p["name"].as_str().map(str::to_string))
         .collect()
@@ -65,21 +58,7 @@ fn a_refused_tls_program_turns_tls_off_with_one_warning_and_capture_goes_on() {
     curl(&[&format!("http://127.0.0.1:{plain_port}/plain.txt")]);
 
     let cert = certificate();
-    let tls_port = free_port();
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "s_server",
-        "-quiet",
-        "-www",
-        "-accept",
-        &tls_port.to_string(),
-    ])
-    .arg("-cert")
-    .arg(&cert.cert)
-    .arg("-key")
-    .arg(&cert.key);
-    let tls_server = Program::spawn(cmd);
-    wait_for_port(tls_port);
+    let (tls_server, tls_port) = openssl_s_server(&cert);
     let expected_error = format!(
         "TLS probes not loaded: kernel {} refused tls_return: refused on request (${REFUSE})",
         kernel()

@@ -13,7 +13,8 @@ use std::{
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, agent_binary, calls_on_port, curl, free_port, pip_package, python_http_server, tls_nginx,
+    Agent, agent_binary, bpf_programs, calls_on_port, curl, free_port, pip_package,
+    python_http_server, tls_nginx,
 };
 
 /// The Kubernetes versions the manifests are validated for (README: "Kubernetes 1.30 to 1.35").
@@ -209,13 +210,10 @@ fn the_agent_captures_with_its_capabilities_and_no_others() {
 
 /// Program ids the kernel has loaded.
 fn loaded_programs() -> BTreeSet<u64> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let programs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    programs.iter().filter_map(|p| p["id"].as_u64()).collect()
+    bpf_programs()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
 }
 
 fn health(args: &[&str]) -> (bool, String) {

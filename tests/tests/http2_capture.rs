@@ -17,7 +17,7 @@ use sightline::{
     stats::Stats,
 };
 use sightline_tests::{
-    Agent, Program, calls_on_port, certificate, curl, free_port, nginx_http2, pip_package,
+    Agent, Program, calls_on_port, certificate, curl, free_port, nghttpd, nginx_http2, pip_package,
     wait_for_port,
 };
 
@@ -126,13 +126,7 @@ fn nghttp_to_nghttpd_in_cleartext() {
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("index.html"), "<p>h2c</p>\n").unwrap();
     std::fs::write(site.path().join("big.bin"), vec![b'b'; 100_000]).unwrap();
-    let port = free_port();
-    let mut cmd = Command::new("nghttpd");
-    cmd.args(["--no-tls", "-d"])
-        .arg(site.path())
-        .arg(port.to_string());
-    let server = Program::spawn(cmd);
-    wait_for_port(port);
+    let (server, port) = nghttpd(site.path());
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     // Concurrent streams on one connection; a body far past the capture limit.
     let status = Command::new("nghttp")

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 use sightline_tests::{
     Agent, Program, agent_binary, calls_on_port, certificate, curl, free_port, go_tls_fixture,
-    python_http_server, report, the_one, wait_for_port,
+    nghttpd, openssl_s_server, python_http_server, report, the_one, wait_for_port,
 };
 
 /// The one call of `kind` ("client" or "server") for `path` on `port`, answered `status`, made
@@ -152,15 +152,7 @@ fn plaintext_http1_at_both_ends_with_its_endpoint_and_finding_stored() {
 fn openssl_tls_at_both_ends() {
     let mut agent = Agent::start(&[]);
     let cert = certificate();
-    let port = free_port();
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
-        .arg("-cert")
-        .arg(&cert.cert)
-        .arg("-key")
-        .arg(&cert.key);
-    let server = Program::spawn(cmd);
-    wait_for_port(port);
+    let (server, port) = openssl_s_server(&cert);
     agent.wait_tls_ready(server.pid(), "openssl");
     let (client_pid, body) = curl(&["-k", &format!("https://127.0.0.1:{port}/tls/smoke")]);
     assert!(body.contains("s_server"), "s_server -www answers: {body}");
@@ -216,13 +208,7 @@ fn http2_at_both_ends() {
     let mut agent = Agent::start(&[]);
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("h2.txt"), "h2\n").unwrap();
-    let port = free_port();
-    let mut cmd = Command::new("nghttpd");
-    cmd.args(["--no-tls", "-d"])
-        .arg(site.path())
-        .arg(port.to_string());
-    let server = Program::spawn(cmd);
-    wait_for_port(port);
+    let (server, port) = nghttpd(site.path());
     let client = Command::new("nghttp")
         .arg(format!("http://127.0.0.1:{port}/h2.txt"))
         .stdout(std::process::Stdio::null())

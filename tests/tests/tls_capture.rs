@@ -10,7 +10,7 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 use serde_json::Value;
 use sightline_tests::{
     Agent, Certificate, Program, calls_on_port, certificate, counter, curl, fixture, free_port,
-    go_tls_fixture, python, tls_nginx, wait_for_port,
+    go_tls_fixture, openssl_s_server, python, tls_nginx, wait_for_port,
 };
 
 /// The calls of one side on `port` for `path`.
@@ -174,15 +174,7 @@ fn python_tls_server(cert: &Certificate) -> (Program, u16) {
 fn curl_against_openssl_s_server_both_ends() {
     let mut agent = Agent::start(&[]);
     let cert = certificate();
-    let port = free_port();
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
-        .arg("-cert")
-        .arg(&cert.cert)
-        .arg("-key")
-        .arg(&cert.key);
-    let server = Program::spawn(cmd);
-    wait_for_port(port);
+    let (server, port) = openssl_s_server(&cert);
     agent.wait_tls_ready(server.pid(), "openssl");
 
     let (client_pid, body) = curl(&["-k", &format!("https://127.0.0.1:{port}/s-server/path")]);

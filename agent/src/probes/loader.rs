@@ -158,7 +158,15 @@ impl LoadedProbes {
     }
 }
 
-pub(super) fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, ProbeError> {
+    typed_program(ebpf, name)
+}
+
+/// A program of the object in its typed form (`TracePoint`, `UProbe`).
+pub(super) fn typed_program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or_else(|| ProbeError::MissingProgram {
             name: name.to_string(),

@@ -3,12 +3,12 @@
 
 use aya::{
     Ebpf,
-    programs::{ProgramError, TracePoint},
+    programs::{ProgramError, TracePoint, UProbe},
 };
 
 use super::{
     ProbeError,
-    loader::uprobe,
+    loader::typed_program,
     preflight,
     programs::{Feature, Hook, PROGRAMS, Program},
     simulate,
@@ -91,12 +91,12 @@ fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Re
         }),
     };
     match program.hook {
-        Hook::Uprobe => uprobe(ebpf, program.name)
+        Hook::Uprobe => typed_program::<UProbe>(ebpf, program.name)
             .map_err(Refusal::Other)?
             .load()
             .map_err(verifier),
         Hook::Tracepoints(points) => {
-            let prog = tracepoint(ebpf, program.name).map_err(Refusal::Other)?;
+            let prog = typed_program::<TracePoint>(ebpf, program.name).map_err(Refusal::Other)?;
             prog.load().map_err(verifier)?;
             for (category, name) in points {
                 let attached = match mode {
@@ -121,24 +121,14 @@ fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Re
 fn unload_feature(ebpf: &mut Ebpf, feature: Feature) {
     for program in PROGRAMS.iter().filter(|p| p.feature == feature) {
         let unloaded = match program.hook {
-            Hook::Uprobe => uprobe(ebpf, program.name).map(|p| p.unload()),
-            Hook::Tracepoints(_) => tracepoint(ebpf, program.name).map(|p| p.unload()),
+            Hook::Uprobe => typed_program::<UProbe>(ebpf, program.name).map(|p| p.unload()),
+            Hook::Tracepoints(_) => {
+                typed_program::<TracePoint>(ebpf, program.name).map(|p| p.unload())
+            }
         };
         // Not loaded (the refused one, or those after it) is the usual answer here.
         if let Ok(Err(error)) = unloaded {
             tracing::debug!(program = program.name, %error, "not unloaded");
         }
     }
-}
-
-fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint, ProbeError> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| ProbeError::MissingProgram {
-            name: name.to_string(),
-        })?
-        .try_into()
-        .map_err(|source| ProbeError::Program {
-            name: name.to_string(),
-            source: Box::new(source),
-        })
 }
