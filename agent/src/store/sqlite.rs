@@ -163,6 +163,26 @@ fn private_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes group and other permissions away from `path` if it exists, by path alone (see
+/// [`Store::open`] for why no descriptor is opened).
+fn make_private_if_present(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let error = |source| StoreError::Private {
+        path: path.display().to_string(),
+        source,
+    };
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(error(e)),
+    };
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
 fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError::Open {
         path: path.display().to_string(),
@@ -184,18 +204,19 @@ impl Store {
             })?;
         }
         // Private before SQLite opens it: its write-ahead log and shared-memory files are
-        // created with the database's mode.
+        // created with the database's mode; ones left by a crash are tightened by path. Never
+        // open and close one of these files once SQLite has: closing any descriptor of a file
+        // drops every POSIX lock the process holds on it, SQLite's included, and another
+        // process would then take the agent for gone and truncate the shared memory the agent
+        // has mapped (SIGBUS, seen once in CI with `sightline inventory` reading).
         private_file(path)?;
-        let conn = Connection::open(path).map_err(open_error(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         for suffix in ["-wal", "-shm"] {
             let mut companion = path.as_os_str().to_owned();
             companion.push(suffix);
-            let companion = std::path::PathBuf::from(companion);
-            if companion.exists() {
-                private_file(&companion)?;
-            }
+            make_private_if_present(std::path::Path::new(&companion))?;
         }
+        let conn = Connection::open(path).map_err(open_error(path))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version == 0 {
@@ -608,6 +629,38 @@ mod tests {
             dir.join("new.sqlite-wal").exists(),
             "WAL mode makes a log file"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A shared-memory file left by a crash (and made under a permissive umask) is tightened
+    /// without the agent losing SQLite's lock on it: /proc/locks still shows this process's
+    /// lock on the file once the store is open, so no other process can take it for gone and
+    /// truncate the memory the agent has mapped.
+    #[test]
+    fn opening_keeps_sqlites_lock_on_a_leftover_shared_memory_file() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile_dir();
+        let path = dir.join("crashed.sqlite");
+        drop(Store::open(&path).unwrap());
+        let shm = dir.join("crashed.sqlite-shm");
+        std::fs::write(&shm, b"").unwrap();
+        std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&path).unwrap();
+        store.load().unwrap();
+        let inode = std::fs::metadata(&shm).unwrap().ino();
+        let pid = std::process::id();
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        let held = locks.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.iter().any(|f| *f == pid.to_string())
+                && fields
+                    .iter()
+                    .any(|f| f.rsplit(':').next() == Some(&inode.to_string()))
+        });
+        assert!(held, "no lock of pid {pid} on inode {inode}:\n{locks}");
+        let mode = std::fs::metadata(&shm).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
