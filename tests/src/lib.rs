@@ -17,9 +17,20 @@ use std::{
 
 use serde_json::Value;
 
-/// How long to wait for something the agent or a program should do promptly. A bound on
-/// waiting, never an assertion on speed.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+/// How long to wait for something the agent or a program should do promptly: 30 s, or
+/// `$SIGHTLINE_TEST_PATIENCE_SECS` (the kernel matrix's guests run under emulation, where a
+/// debug agent has once taken over 30 s to start). A bound on waiting, never an assertion on
+/// speed.
+pub fn patience() -> Duration {
+    static PATIENCE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PATIENCE.get_or_init(|| {
+        let secs = std::env::var("SIGHTLINE_TEST_PATIENCE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        Duration::from_secs(secs)
+    })
+}
 
 /// Give to [`Agent::start`] to start the agent without its event dump.
 pub const NO_DUMP: &str = "--no-dump";
@@ -289,7 +300,7 @@ impl Agent {
                     self.stderr()
                 );
             }
-            if start.elapsed() > PATIENCE {
+            if start.elapsed() > patience() {
                 panic!(
                     "gave up waiting for {what}\ncalls:\n{}\nagent log:\n{}",
                     self.output_text(),
@@ -889,7 +900,10 @@ pub fn signed_certificate() -> SignedCertificate {
 pub fn wait_for_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < PATIENCE, "nothing listens on port {port}");
+        assert!(
+            start.elapsed() < patience(),
+            "nothing listens on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -31,7 +31,7 @@ use prost::Message as _;
 use serde_json::{Map, Value};
 use tonic::codec::CompressionEncoding;
 
-use crate::PATIENCE;
+use crate::patience;
 
 /// Everything a server received, in order.
 #[derive(Debug, Default)]
@@ -184,7 +184,7 @@ impl Collector {
         let start = Instant::now();
         while !done(self) {
             assert!(
-                start.elapsed() < PATIENCE,
+                start.elapsed() < patience(),
                 "the OTLP server never received {what}; it has {} span(s), {} metric export(s), {} log record(s)",
                 self.spans().len(),
                 self.with(|r| r.metrics.len()),

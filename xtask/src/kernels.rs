@@ -304,7 +304,8 @@ fn guest_command(vng: &Path, kernel: &Kernel, suite: &Path, go_fixtures: &Path) 
     let root = shell::workspace_root();
     let path = std::env::var("PATH").unwrap_or_default();
     let script = format!(
-        "export PATH={path} SIGHTLINE_BIN={agent} SIGHTLINE_GO_FIXTURES={go} RUST_BACKTRACE=1; \
+        "export PATH={path} SIGHTLINE_BIN={agent} SIGHTLINE_GO_FIXTURES={go} RUST_BACKTRACE=1 \
+         SIGHTLINE_TEST_PATIENCE_SECS=120; \
          cd /tmp && exec {suite} --test-threads=1",
         path = quote(&path),
         agent = quote(&root.join("target/debug/sightline").display().to_string()),
