@@ -323,8 +323,10 @@ fn guest_command(vng: &Path, kernel: &Kernel, suite: &Path, go_fixtures: &Path) 
         .arg(kernel.image())
         .args([
             "--force-9p",
+            // 2 GiB guests have twice vanished mid-suite on 6.12 (exit 255, no console
+            // output) while a debug agent started: more room rules out memory.
             "--memory",
-            "2G",
+            "4G",
             "--cpus",
             "2",
             "--disable-kvm",
