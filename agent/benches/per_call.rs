@@ -11,6 +11,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::transform::{
     common::tonic::ResourceAttributesWithSchema, trace::tonic::group_spans_by_resource_and_scope,
 };
+use opentelemetry_sdk::trace::Sampler;
 use prost::Message as _;
 use sightline::{
     call::ApiCall,
@@ -28,11 +29,7 @@ use sightline::{
         http1::Limits,
         http2::{Http2Connection, Start, frame, hpack::HeaderDecoder},
     },
-    sink::{
-        Sink,
-        json::JsonLines,
-        otlp::{sampler::Sampler, traces::SpanBuilder},
-    },
+    sink::{Sink, json::JsonLines, otlp::traces::SpanBuilder},
     stats::Stats,
 };
 
@@ -241,14 +238,14 @@ fn outputs(c: &mut Criterion) {
     let mut builder = SpanBuilder::new(
         InstrumentationScope::builder("sightline").build(),
         vec![KeyValue::new("k8s.cluster.name", "bench")],
-        Sampler::default(),
+        Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
     );
     c.bench_function("otlp: build a call's span", |b| {
         b.iter(|| builder.span(&call).unwrap())
     });
     c.bench_function("otlp: span to protobuf bytes", |b| {
         b.iter_batched(
-            || builder.span(&call).unwrap().unwrap(),
+            || builder.span(&call).unwrap(),
             |(resource, span)| {
                 let resource = ResourceAttributesWithSchema::from(resource.as_ref());
                 group_spans_by_resource_and_scope(vec![span], &resource)[0].encode_to_vec()

@@ -2,8 +2,6 @@
 //! end with OpenTelemetry resource names (`service.name`, `k8s.pod.name`, ...), the other end
 //! with `peer.` in front (`peer.service` for its service name, as OpenTelemetry names it).
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-
 use crate::identity::Identity;
 
 /// One identity attribute: its name for the observing end and for the peer.
@@ -112,28 +110,5 @@ pub fn for_each(identity: &Identity, mut f: impl FnMut(Attr, &str)) {
     }
     if let Some(node) = &identity.node_name {
         f(K8S_NODE, node);
-    }
-}
-
-/// The attributes of one end, serialised as map entries (flattened into a call's JSON object).
-pub struct EndAttributes<'a> {
-    pub identity: Option<&'a Identity>,
-    pub peer: bool,
-}
-
-impl Serialize for EndAttributes<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        let mut result = Ok(());
-        if let Some(identity) = self.identity {
-            for_each(identity, |attr, value| {
-                if result.is_ok() {
-                    let key = if self.peer { attr.peer } else { attr.local };
-                    result = map.serialize_entry(key, value);
-                }
-            });
-        }
-        result?;
-        map.end()
     }
 }

@@ -7,6 +7,7 @@
 //! what they get.
 
 pub mod attributes;
+pub mod call_fields;
 pub mod json;
 pub mod otlp;
 pub mod terminal;

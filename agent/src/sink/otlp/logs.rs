@@ -14,7 +14,7 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 
-use super::{attributes::any_value, queue::BatchExporter};
+use super::queue::BatchExporter;
 use crate::{
     call::ApiCall,
     findings::model::{self, Finding},
@@ -179,6 +179,28 @@ impl<E: LogExporter + 'static> BatchExporter for LogBatches<E> {
     }
 }
 
+/// A JSON value as a log attribute value (`null` as `None`).
+pub fn any_value(value: &serde_json::Value) -> Option<AnyValue> {
+    use serde_json::Value as Json;
+    Some(match value {
+        Json::Null => return None,
+        Json::Bool(b) => AnyValue::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => AnyValue::Int(i),
+            None => AnyValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => AnyValue::String(s.clone().into()),
+        Json::Array(items) => {
+            AnyValue::ListAny(Box::new(items.iter().filter_map(any_value).collect()))
+        }
+        Json::Object(map) => AnyValue::Map(Box::new(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone().into(), any_value(v)?)))
+                .collect(),
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +308,16 @@ mod tests {
         );
         assert_eq!(get(&attrs, "event.name"), Some(&s(FINDING_EVENT)));
         assert!(get(&attrs, "first_seen").is_none());
+    }
+
+    #[test]
+    fn json_values_become_log_values() {
+        let value = serde_json::json!({"n": 3, "list": ["a"], "none": null, "f": 1.5});
+        let AnyValue::Map(map) = any_value(&value).unwrap() else {
+            panic!("not a map");
+        };
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["n"], AnyValue::Int(3));
+        assert_eq!(map["f"], AnyValue::Double(1.5));
     }
 }

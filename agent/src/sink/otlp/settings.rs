@@ -2,12 +2,24 @@
 //! `OTEL_*` environment variables. A value in the config file wins over the environment (as a
 //! programmatic setting does in every OpenTelemetry SDK); what neither sets keeps the
 //! OpenTelemetry default.
+//!
+//! The exporters read most variables themselves (endpoints, headers, timeouts, compression: see
+//! `transport`); this module reads only what the OpenTelemetry crates do not give us:
+//! - whether to export at all, and over which protocol (the exporter crate's protocol
+//!   resolution is private to it, and the protocol decides which builder takes the TLS
+//!   settings);
+//! - `OTEL_EXPORTER_OTLP_*CERTIFICATE` and `*CLIENT_KEY` (not read by the exporter crate);
+//! - the sampler's name: the SDK turns `OTEL_TRACES_SAMPLER` into a sampler only inside a tracer
+//!   provider (which the agent does not use: it builds spans itself) and replaces an invalid
+//!   value silently; the agent refuses it with one clear line, as it does a config value;
+//! - `OTEL_RESOURCE_ATTRIBUTES`: the SDK's detector does not percent-decode values, which the
+//!   specification requires (`team=a%20b`).
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::sampler::Sampler;
+use opentelemetry_sdk::trace::Sampler;
 
 /// The `[otlp]` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -267,7 +279,7 @@ fn sampler(
         Some(name) => (name.clone(), "[otlp] sampler"),
         None => match env("OTEL_TRACES_SAMPLER") {
             Some(name) => (name, "OTEL_TRACES_SAMPLER"),
-            None => return Ok(Sampler::default()),
+            None => return Ok(default_sampler()),
         },
     };
     let arg = match section.sampler_arg {
@@ -280,9 +292,45 @@ fn sampler(
             None => None,
         },
     };
-    Sampler::parse(&name, arg).map_err(|message| SettingsError::Sampler {
+    sampler_named(&name, arg).map_err(|message| SettingsError::Sampler {
         source_name,
         message,
+    })
+}
+
+/// OpenTelemetry's default: a request with a `traceparent` follows its sampled flag, every
+/// other call is sampled.
+fn default_sampler() -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+}
+
+/// The SDK sampler an `OTEL_TRACES_SAMPLER` name stands for, with its ratio (1.0 when absent).
+fn sampler_named(name: &str, ratio: Option<f64>) -> Result<Sampler, String> {
+    let (parent_based, root) = match name.trim().strip_prefix("parentbased_") {
+        Some(root) => (true, root),
+        None => (false, name.trim()),
+    };
+    let root = match root {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => {
+            let ratio = ratio.unwrap_or(1.0);
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!("the sampler ratio {ratio} is not between 0 and 1"));
+            }
+            Sampler::TraceIdRatioBased(ratio)
+        }
+        _ => {
+            return Err(format!(
+                "unknown sampler {name:?} (always_on, always_off, traceidratio, \
+                 parentbased_always_on, parentbased_always_off, parentbased_traceidratio)"
+            ));
+        }
+    };
+    Ok(if parent_based {
+        Sampler::ParentBased(Box::new(root))
+    } else {
+        root
     })
 }
 
@@ -469,7 +517,10 @@ mod tests {
         assert_eq!(settings.metrics.unwrap().protocol, Protocol::HttpProtobuf);
         assert!(settings.logs.is_none());
         assert_eq!(settings.metrics_interval, Duration::from_millis(2500));
-        assert_eq!(settings.sampler, Sampler::default());
+        assert_eq!(
+            format!("{:?}", settings.sampler),
+            format!("{:?}", default_sampler())
+        );
         assert_eq!(
             settings.resource_attributes,
             vec![
@@ -502,6 +553,72 @@ mod tests {
             error
                 .to_string()
                 .starts_with("reading /nonexistent/ca.pem: ")
+        );
+    }
+
+    /// The SDK's decision for a root span (no parent) or a child of a sampled or unsampled
+    /// caller.
+    fn keeps(sampler: &Sampler, parent: Option<bool>, trace_id: u128) -> bool {
+        use opentelemetry::{
+            Context,
+            trace::{
+                SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState,
+            },
+        };
+        use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
+        let parent = parent.map(|sampled| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let caller = SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                true,
+                TraceState::default(),
+            );
+            Context::new().with_remote_span_context(caller)
+        });
+        let result = sampler.should_sample(
+            parent.as_ref(),
+            TraceId::from(trace_id),
+            "",
+            &SpanKind::Server,
+            &[],
+            &[],
+        );
+        result.decision == SamplingDecision::RecordAndSample
+    }
+
+    #[test]
+    fn sampler_names_give_the_sdk_samplers() {
+        let parent_off = sampler_named("parentbased_always_off", None).unwrap();
+        assert!(keeps(&parent_off, Some(true), 1));
+        assert!(!keeps(&parent_off, Some(false), 1));
+        assert!(!keeps(&parent_off, None, 1));
+        let always = sampler_named("always_on", None).unwrap();
+        assert!(keeps(&always, Some(false), 1));
+        let default = default_sampler();
+        assert!(keeps(&default, None, 1) && !keeps(&default, Some(false), 1));
+        let ratio = sampler_named("traceidratio", Some(0.25)).unwrap();
+        let kept = (0..10_000u64)
+            // Spread ids over the range, as random ids are.
+            .filter(|i| {
+                keeps(
+                    &ratio,
+                    None,
+                    u128::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                )
+            })
+            .count();
+        assert!((2_300..2_700).contains(&kept), "{kept}");
+        assert!(sampler_named("traceidratio", Some(1.5)).is_err());
+        assert_eq!(
+            sampler_named("jaeger_remote", None).unwrap_err(),
+            "unknown sampler \"jaeger_remote\" (always_on, always_off, traceidratio, \
+             parentbased_always_on, parentbased_always_off, parentbased_traceidratio)"
         );
     }
 }

@@ -7,51 +7,25 @@
 use std::{borrow::Cow, collections::HashMap, str::FromStr, sync::Arc, time::Duration};
 
 use opentelemetry::{
-    InstrumentationScope, Key, KeyValue,
-    trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+    Array, Context, InstrumentationScope, KeyValue, StringValue, Value,
+    trace::{
+        SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    },
 };
 use opentelemetry_sdk::{
     Resource,
-    trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanExporter, SpanLinks},
+    trace::{
+        IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample, SpanData,
+        SpanEvents, SpanExporter, SpanLinks,
+    },
 };
 
-use super::{
-    attributes::{self, AttributeError},
-    queue::BatchExporter,
-    sampler::Sampler,
-};
+use super::queue::BatchExporter;
 use crate::{
     call::{self, ApiCall},
     identity::Identity,
-    sink::json,
+    sink::call_fields::{self, FieldValue, FieldVisitor, Place},
 };
-
-/// Keys of the JSON view that are span fields, not attributes.
-const SPAN_FIELDS: &[&str] = &[
-    "timestamp",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_ns",
-    "span.kind",
-];
-
-/// Prefixes of the observing end's identity (see `sink::attributes`): resource attributes.
-/// The other end's all start with `peer.` or `sightline.peer.`.
-const RESOURCE_PREFIXES: &[&str] = &[
-    "service.",
-    "host.",
-    "container.",
-    "k8s.",
-    "process.",
-    "sightline.k8s.",
-    "sightline.systemd.",
-    "sightline.service.",
-    "sightline.end.",
-];
-
-pub fn is_resource_key(key: &str) -> bool {
-    RESOURCE_PREFIXES.iter().any(|p| key.starts_with(p))
-}
 
 /// Distinct resources kept; past it the cache starts over.
 const MAX_RESOURCES: usize = 4096;
@@ -65,27 +39,57 @@ pub type SpanItem = (Arc<Resource>, SpanData);
 
 pub struct SpanBuilder {
     ids: RandomIdGenerator,
+    /// The SDK's sampler (`settings` builds it from the config file or `OTEL_TRACES_SAMPLER`).
     sampler: Sampler,
     scope: InstrumentationScope,
     /// Added to every resource (config file and `OTEL_RESOURCE_ATTRIBUTES`).
     common: Vec<KeyValue>,
     resources: HashMap<ResourceKey, (Option<Arc<Identity>>, Arc<Resource>)>,
-    /// Attribute names, shared by every span (the view has a fixed set of them).
-    keys: HashMap<Box<str>, Key>,
 }
 
-/// Names kept by the key cache; past it (never, with a fixed view) keys are not shared.
-const MAX_KEYS: usize = 1024;
+/// Sorts a call's fields into span attributes and, when its resource is not cached yet,
+/// resource attributes.
+struct SpanFields<'a> {
+    attributes: &'a mut Vec<KeyValue>,
+    resource: Option<&'a mut Vec<KeyValue>>,
+}
 
-fn shared_key(keys: &mut HashMap<Box<str>, Key>, name: &str) -> Key {
-    if let Some(key) = keys.get(name) {
-        return key.clone();
+impl FieldVisitor for SpanFields<'_> {
+    fn field(&mut self, place: Place, key: &'static str, value: FieldValue<'_>) {
+        match place {
+            Place::Span => {}
+            Place::Resource => {
+                if let Some(resource) = &mut self.resource {
+                    resource.push(KeyValue::new(key, otlp_value(value)));
+                }
+            }
+            Place::Attribute => self.attributes.push(KeyValue::new(key, otlp_value(value))),
+        }
     }
-    let key = Key::from(Arc::<str>::from(name));
-    if keys.len() < MAX_KEYS {
-        keys.insert(name.into(), key.clone());
+}
+
+/// A field value as an OTLP attribute value.
+fn otlp_value(value: FieldValue<'_>) -> Value {
+    // Shared strings: a span is cloned for each export attempt, its strings are not.
+    let shared = |text: &str| StringValue::from(Arc::<str>::from(text));
+    match value {
+        FieldValue::Str(text) => Value::String(shared(text)),
+        FieldValue::Label(label) => Value::String(label.to_string().into()),
+        FieldValue::Ip(ip) => Value::String(ip.to_string().into()),
+        FieldValue::Int(n) => Value::I64(n),
+        // OTLP integers are signed: a larger value (none of ours) keeps its digits as text.
+        FieldValue::UInt(n) => match i64::try_from(n) {
+            Ok(n) => Value::I64(n),
+            Err(_) => Value::String(n.to_string().into()),
+        },
+        FieldValue::Bool(b) => Value::Bool(b),
+        FieldValue::Strs(list) => Value::Array(Array::String(
+            list.iter().map(|text| shared(text)).collect(),
+        )),
+        FieldValue::Rules(rules) => Value::Array(Array::String(
+            rules.iter().map(|r| StringValue::from(r.id())).collect(),
+        )),
     }
-    key
 }
 
 impl SpanBuilder {
@@ -96,12 +100,11 @@ impl SpanBuilder {
             scope,
             common,
             resources: HashMap::new(),
-            keys: HashMap::new(),
         }
     }
 
     /// The call's span and its resource; `None` when the sampler leaves the call out.
-    pub fn span(&mut self, call: &ApiCall) -> Result<Option<SpanItem>, AttributeError> {
+    pub fn span(&mut self, call: &ApiCall) -> Option<SpanItem> {
         let parent = remote_parent(call);
         let (trace_id, flags, state, parent_span_id) = match &parent {
             Some(p) => (
@@ -117,8 +120,12 @@ impl SpanBuilder {
                 SpanId::INVALID,
             ),
         };
-        if !self.sampler.sample(parent.as_ref(), trace_id) {
-            return Ok(None);
+        let span_kind = match call.kind {
+            call::SpanKind::Server => SpanKind::Server,
+            call::SpanKind::Client => SpanKind::Client,
+        };
+        if !self.sampled(parent, trace_id, &span_kind) {
+            return None;
         }
         let process = call.local.process.as_ref();
         let identity = call.local.identity.clone();
@@ -130,17 +137,13 @@ impl SpanBuilder {
         let cached = self.resources.get(&key).map(|(_, r)| r.clone());
         let mut resource_attributes = Vec::new();
         let mut span_attributes = Vec::with_capacity(48);
-        let keys = &mut self.keys;
-        attributes::for_each(&json::view(call), |name, value| {
-            if SPAN_FIELDS.contains(&name) {
-            } else if is_resource_key(name) {
-                if cached.is_none() {
-                    resource_attributes.push(KeyValue::new(name.to_string(), value));
-                }
-            } else {
-                span_attributes.push(KeyValue::new(shared_key(keys, name), value));
-            }
-        })?;
+        call_fields::walk(
+            call,
+            &mut SpanFields {
+                attributes: &mut span_attributes,
+                resource: cached.is_none().then_some(&mut resource_attributes),
+            },
+        );
         let resource = match cached {
             Some(resource) => resource,
             None => {
@@ -163,10 +166,7 @@ impl SpanBuilder {
             ),
             parent_span_id,
             parent_span_is_remote: parent_span_id != SpanId::INVALID,
-            span_kind: match call.kind {
-                call::SpanKind::Server => SpanKind::Server,
-                call::SpanKind::Client => SpanKind::Client,
-            },
+            span_kind,
             name: span_name(call),
             start_time: unix(call.start_unix_ns),
             end_time: unix(call.end_unix_ns.max(call.start_unix_ns)),
@@ -177,7 +177,17 @@ impl SpanBuilder {
             status: status(call),
             instrumentation_scope: self.scope.clone(),
         };
-        Ok(Some((resource, span)))
+        Some((resource, span))
+    }
+
+    /// The sampler's decision, taken before the span is built so that an unsampled call costs
+    /// nothing more.
+    fn sampled(&self, parent: Option<SpanContext>, trace_id: TraceId, kind: &SpanKind) -> bool {
+        let parent = parent.map(|p| Context::new().with_remote_span_context(p));
+        let result = self
+            .sampler
+            .should_sample(parent.as_ref(), trace_id, "", kind, &[], &[]);
+        result.decision == SamplingDecision::RecordAndSample
     }
 
     fn resource(&self, mut attributes: Vec<KeyValue>, call: &ApiCall) -> Resource {
@@ -258,6 +268,10 @@ pub fn grpc_error(code: u32, kind: call::SpanKind) -> bool {
 
 /// The caller's span from the request's `traceparent` (W3C Trace Context level 1), with its
 /// `tracestate`. A missing, repeated or malformed `traceparent` is ignored.
+///
+/// Not the SDK's `TraceContextPropagator`: it accepts trace and span ids of the wrong length
+/// (it parses them as numbers: a 31-digit trace id passes), which W3C Trace Context refuses, and
+/// it sees only one of repeated headers.
 fn remote_parent(call: &ApiCall) -> Option<SpanContext> {
     let mut values = call
         .request_headers
@@ -337,8 +351,6 @@ impl<E: SpanExporter + 'static> BatchExporter for SpanBatches<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::attributes as identity_attributes;
-    use opentelemetry::Value;
 
     fn text(value: &Value) -> String {
         value.as_str().into_owned()
@@ -348,7 +360,7 @@ mod tests {
         SpanBuilder::new(
             InstrumentationScope::builder("sightline").build(),
             vec![KeyValue::new("k8s.cluster.name", "prod")],
-            Sampler::default(),
+            Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
         )
     }
 
@@ -362,7 +374,7 @@ mod tests {
     #[test]
     fn a_call_becomes_a_server_span_with_its_times_attributes_and_resource() {
         let call = crate::call::tests::sealed();
-        let (resource, span) = builder().span(&call).unwrap().unwrap();
+        let (resource, span) = builder().span(&call).unwrap();
         assert_eq!(span.span_kind, SpanKind::Server);
         assert_eq!(span.name, "GET");
         assert_eq!(span.start_time, unix(call.start_unix_ns));
@@ -417,49 +429,49 @@ mod tests {
     #[test]
     fn the_same_end_shares_one_resource() {
         let mut builder = builder();
-        let (a, _) = builder
-            .span(&crate::call::tests::sealed())
-            .unwrap()
-            .unwrap();
-        let (b, _) = builder
-            .span(&crate::call::tests::sealed())
-            .unwrap()
-            .unwrap();
+        let (a, _) = builder.span(&crate::call::tests::sealed()).unwrap();
+        let (b, _) = builder.span(&crate::call::tests::sealed()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[test]
-    fn identity_attributes_of_the_local_end_are_resource_keys_and_the_peers_are_not() {
-        for attr in [
-            identity_attributes::SERVICE_NAME,
-            identity_attributes::SERVICE_NAMESPACE,
-            identity_attributes::NAME_SOURCE,
-            identity_attributes::KIND,
-            identity_attributes::HOST_NAME,
-            identity_attributes::CGROUP,
-            identity_attributes::CONTAINER_ID,
-            identity_attributes::CONTAINER_RUNTIME,
-            identity_attributes::CONTAINER_NAME,
-            identity_attributes::SYSTEMD_UNIT,
-            identity_attributes::K8S_NAMESPACE,
-            identity_attributes::K8S_POD_NAME,
-            identity_attributes::K8S_POD_UID,
-            identity_attributes::K8S_CONTAINER,
-            identity_attributes::K8S_NODE,
-            identity_attributes::K8S_SERVICE_ACCOUNT,
-            identity_attributes::K8S_SERVICE,
+    fn the_observing_end_is_the_resource_and_the_other_end_a_span_attribute() {
+        use crate::identity::model::{EndKind, Identity};
+        let mut call = crate::call::tests::sealed();
+        let end = |name: &str| {
+            Some(Arc::new(Identity {
+                service_name: Some(name.into()),
+                host_name: Some(format!("{name}-host").into()),
+                ..Identity::new(EndKind::Process)
+            }))
+        };
+        call.local.identity = end("api");
+        call.peer.identity = end("orders");
+        let (resource, span) = builder().span(&call).unwrap();
+        let resource_value = |key: &'static str| resource.get(&opentelemetry::Key::from(key));
+        assert_eq!(resource_value("service.name"), Some(Value::from("api")));
+        assert_eq!(resource_value("host.name"), Some(Value::from("api-host")));
+        assert_eq!(resource_value("peer.service"), None);
+        let attrs = &span.attributes;
+        assert_eq!(
+            attribute(attrs, "peer.service"),
+            Some(&Value::from("orders"))
+        );
+        assert_eq!(
+            attribute(attrs, "peer.host.name"),
+            Some(&Value::from("orders-host"))
+        );
+        for local in [
+            "service.name",
+            "host.name",
+            "process.pid",
+            "sightline.end.kind",
         ] {
-            assert!(is_resource_key(attr.local), "{}", attr.local);
-            assert!(!is_resource_key(attr.peer), "{}", attr.peer);
+            assert!(attribute(attrs, local).is_none(), "{local} on the span");
         }
-        // Call attributes that look alike stay on the span.
-        for key in [
-            "server.address",
-            "sightline.cgroup.id",
-            "sightline.auth.scheme",
-        ] {
-            assert!(!is_resource_key(key), "{key}");
-        }
+        // Call fields that look like the end's stay on the span.
+        assert!(attribute(attrs, "sightline.cgroup.id").is_some());
+        assert!(attribute(attrs, "thread.id").is_some());
     }
 
     fn with_headers(headers: &[(&str, &str)]) -> ApiCall {
@@ -477,7 +489,7 @@ mod tests {
             ),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
-        let (_, span) = builder().span(&call).unwrap().unwrap();
+        let (_, span) = builder().span(&call).unwrap();
         assert_eq!(
             span.span_context.trace_id(),
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
@@ -508,7 +520,6 @@ mod tests {
         ] {
             let (_, span) = builder()
                 .span(&with_headers(&[("traceparent", value)]))
-                .unwrap()
                 .unwrap();
             assert_eq!(span.parent_span_id, SpanId::INVALID, "{value}");
         }
@@ -523,7 +534,7 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            builder().span(&twice).unwrap().unwrap().1.parent_span_id,
+            builder().span(&twice).unwrap().1.parent_span_id,
             SpanId::INVALID
         );
         // A later version may add fields.
@@ -531,7 +542,7 @@ mod tests {
             "traceparent",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
         )]);
-        let (_, span) = builder().span(&later).unwrap().unwrap();
+        let (_, span) = builder().span(&later).unwrap();
         assert_eq!(
             span.parent_span_id,
             SpanId::from_hex("00f067aa0ba902b7").unwrap()
@@ -544,13 +555,13 @@ mod tests {
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
         )]);
-        assert!(builder().span(&unsampled).unwrap().is_none());
+        assert!(builder().span(&unsampled).is_none());
         let mut always = SpanBuilder::new(
             InstrumentationScope::builder("sightline").build(),
             Vec::new(),
-            Sampler::parse("always_on", None).unwrap(),
+            Sampler::AlwaysOn,
         );
-        let (_, span) = always.span(&unsampled).unwrap().unwrap();
+        let (_, span) = always.span(&unsampled).unwrap();
         assert!(span.span_context.is_sampled());
         assert_eq!(
             span.span_context.trace_id(),
