@@ -42,6 +42,56 @@ pub fn agent_binary() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sightline"))
 }
 
+/// The Go TLS fixture's server, with the certificate it serves (kept while it runs).
+pub struct GoTlsServer {
+    pub program: Program,
+    pub port: u16,
+    _cert: Certificate,
+}
+
+/// The Go TLS fixture's server on a free port, with a certificate of its own, once the agent
+/// has probed it.
+pub fn go_tls_server(binary: &Path, agent: &mut Agent) -> GoTlsServer {
+    let cert = certificate();
+    let port = free_port();
+    let mut cmd = Command::new(binary);
+    cmd.arg("server")
+        .arg(port.to_string())
+        .arg(&cert.cert)
+        .arg(&cert.key);
+    let mut server = Program::spawn(cmd);
+    assert_eq!(server.line(), "ready");
+    wait_for_port(port);
+    agent.wait_tls_ready(server.pid(), "go-crypto-tls");
+    GoTlsServer {
+        program: server,
+        port,
+        _cert: cert,
+    }
+}
+
+/// One request by the Go TLS fixture's client to `path` on `port`: the client's pid and the
+/// status it printed. The client waits for a go-ahead on its input, so that with `probed_by`
+/// the request is made only once the agent has probed the client too.
+pub fn go_tls_request(
+    binary: &Path,
+    port: u16,
+    path: &str,
+    probed_by: Option<&mut Agent>,
+) -> (u32, Vec<String>) {
+    let mut cmd = Command::new(binary);
+    cmd.arg("client")
+        .arg(format!("https://127.0.0.1:{port}{path}"));
+    let mut client = Program::spawn_interactive(cmd);
+    assert_eq!(client.line(), "waiting");
+    let pid = client.pid();
+    if let Some(agent) = probed_by {
+        agent.wait_tls_ready(pid, "go-crypto-tls");
+    }
+    client.send_line("go");
+    (pid, client.finish())
+}
+
 /// A fixture script's path.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

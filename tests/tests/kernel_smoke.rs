@@ -10,8 +10,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, agent_binary, calls_on_port, certificate, curl, free_port, go_tls_fixture,
-    nghttpd, openssl_s_server, python_http_server, report, the_one, wait_for_port,
+    Agent, agent_binary, calls_on_port, certificate, curl, go_tls_fixture, go_tls_request,
+    go_tls_server, nghttpd, openssl_s_server, python_http_server, report, the_one,
 };
 
 /// The one call of `kind` ("client" or "server") for `path` on `port`, answered `status`, made
@@ -172,32 +172,16 @@ fn openssl_tls_at_both_ends() {
 fn go_crypto_tls_at_both_ends() {
     let binary = go_tls_fixture(false);
     let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let port = free_port();
-    let mut cmd = Command::new(&binary);
-    cmd.arg("server")
-        .arg(port.to_string())
-        .arg(&cert.cert)
-        .arg(&cert.key);
-    let mut server = Program::spawn(cmd);
-    assert_eq!(server.line(), "ready");
-    wait_for_port(port);
-    agent.wait_tls_ready(server.pid(), "go-crypto-tls");
-    let mut cmd = Command::new(&binary);
-    cmd.arg("client")
-        .arg(format!("https://127.0.0.1:{port}/go/ok"));
-    let mut client = Program::spawn_interactive(cmd);
-    assert_eq!(client.line(), "waiting");
-    let client_pid = client.pid();
-    agent.wait_tls_ready(client_pid, "go-crypto-tls");
-    client.send_line("go");
-    assert_eq!(client.finish(), ["200"]);
+    let server = go_tls_server(&binary, &mut agent);
+    let port = server.port;
+    let (client_pid, printed) = go_tls_request(&binary, port, "/go/ok", Some(&mut agent));
+    assert_eq!(printed, ["200"]);
     let calls = agent.collect(port, 1, 1);
     assert_both_ends(
         &calls,
         port,
         "/go/ok",
-        (client_pid, server.pid()),
+        (client_pid, server.program.pid()),
         Some("go-crypto-tls"),
     );
 }

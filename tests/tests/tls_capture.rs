@@ -10,7 +10,8 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 use serde_json::Value;
 use sightline_tests::{
     Agent, Certificate, Program, calls_on_port, certificate, counter, curl, fixture, free_port,
-    go_tls_fixture, openssl_s_server, python, tls_nginx, wait_for_port,
+    go_tls_fixture, go_tls_request, go_tls_server, openssl_s_server, python, tls_nginx,
+    wait_for_port,
 };
 
 /// The calls of one side on `port` for `path`.
@@ -340,37 +341,21 @@ fn nodejs_https_client_and_server() {
     assert_covered(&agent, client_pids[0], "openssl");
 }
 
-fn go_round(binary: &PathBuf) {
+fn go_round(binary: &std::path::Path) {
     let mut agent = Agent::start(&[]);
-    let cert = certificate();
-    let port = free_port();
-    let mut cmd = Command::new(binary);
-    cmd.arg("server")
-        .arg(port.to_string())
-        .arg(&cert.cert)
-        .arg(&cert.key);
-    let mut server = Program::spawn(cmd);
-    assert_eq!(server.line(), "ready");
-    wait_for_port(port);
-    agent.wait_tls_ready(server.pid(), "go-crypto-tls");
-
+    let server = go_tls_server(binary, &mut agent);
+    let (port, server_pid) = (server.port, server.program.pid());
     let mut client_pids = Vec::new();
-    for path in ["/go/ok", "/missing"] {
-        let mut cmd = Command::new(binary);
-        cmd.arg("client")
-            .arg(format!("https://127.0.0.1:{port}{path}"));
-        let mut client = Program::spawn_interactive(cmd);
-        assert_eq!(client.line(), "waiting");
-        client_pids.push(client.pid());
-        client.send_line("go");
-        let expected = if path == "/missing" { "404" } else { "200" };
-        assert_eq!(client.finish(), [expected]);
+    for (path, expected) in [("/go/ok", "200"), ("/missing", "404")] {
+        let (pid, printed) = go_tls_request(binary, port, path, None);
+        client_pids.push(pid);
+        assert_eq!(printed, [expected]);
     }
     let calls = agent.collect(port, 2, 2);
     let lib = "go-crypto-tls";
-    let client = assert_ok_and_missing(&calls, port, "/go/ok", lib, server.pid(), &client_pids);
+    let client = assert_ok_and_missing(&calls, port, "/go/ok", lib, server_pid, &client_pids);
     assert_eq!(client["http.response.body.size"], 15);
-    assert_covered(&agent, server.pid(), lib);
+    assert_covered(&agent, server_pid, lib);
     assert_covered(&agent, client_pids[0], lib);
 }
 
