@@ -385,6 +385,12 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
     let alg_none = finding("SL-JWT-001", "/api/users/{id}", "curl");
     assert_eq!(alg_none["sightline.finding.severity"], "critical");
     assert_eq!(alg_none["evidence"]["accepted"], true);
+    // Which call it was: the concrete path, secrets removed.
+    assert_eq!(alg_none["evidence"]["sample_path"], "/api/users/3");
+    assert_eq!(
+        finding("SL-JWT-004", "/api/reset/{token}", "curl")["evidence"]["sample_path"],
+        "/api/reset/REDACTED"
+    );
     let expired = finding("SL-JWT-002", "/api/users/{id}", "curl");
     let age = expired["evidence"]["expired_seconds_before_call"]
         .as_i64()

@@ -587,3 +587,52 @@ fn ring_buffer_overflow_is_counted_and_never_mispairs() {
         "{by_path:?}"
     );
 }
+
+/// Slugs (words, numbers and dashes, however long) are paths, kept as they are; a secret in a
+/// path is removed. (Segments of 20 characters or more with a digit were all taken for
+/// secrets once: `/products/summer-sale-2024-edition` came out as `REDACTED`.)
+#[test]
+fn slugs_stay_in_the_path_and_secrets_do_not() {
+    let mut agent = Agent::start(&[]);
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("products")).unwrap();
+    std::fs::write(
+        site.path().join("products/summer-sale-2024-edition"),
+        "sale\n",
+    )
+    .unwrap();
+    let (_server, port) = python_http_server(site.path(), "127.0.0.1");
+    let base = format!("http://127.0.0.1:{port}");
+    let (_, body) = curl(&[&format!("{base}/products/summer-sale-2024-edition")]);
+    assert_eq!(body, "sale\n");
+    for path in [
+        "/products/missing-bar274012208",
+        "/files/sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    ] {
+        curl(&["-o", "/dev/null", &format!("{base}{path}")]);
+    }
+    let calls = agent.collect(port, 3, 3);
+    let mut paths: Vec<(String, u64)> = calls_on_port(&calls, "server", port)
+        .iter()
+        .map(|c| {
+            (
+                c["url.path"].as_str().unwrap().to_string(),
+                c["http.response.status_code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            ("/files/REDACTED".to_string(), 404),
+            ("/products/missing-bar274012208".to_string(), 404),
+            ("/products/summer-sale-2024-edition".to_string(), 200),
+        ]
+    );
+    let everything = agent.all_output();
+    assert!(
+        !everything.contains("4eC39HqLyjWDarjtT1zdp7dc"),
+        "a secret left the agent"
+    );
+}

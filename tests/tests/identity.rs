@@ -64,6 +64,38 @@ fn call<'a>(calls: &'a [Value], kind: &str, path: &str) -> &'a Value {
     })
 }
 
+/// Without the API server (no `[kubernetes]`), a pod is still told apart by the UID in its
+/// kubelet cgroup path, at both ends (it was dropped from every output once).
+#[test]
+fn a_pod_keeps_its_uid_without_the_api_server() {
+    let run = std::process::id();
+    let uid = format!("{run:08x}-1a2b-4c3d-8e9f-0a1b2c3d4e5f");
+    let id = container_id(3);
+    let cgroup = TestCgroup::create(&format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{id}.scope",
+        uid.replace('-', "_")
+    ));
+    let mut agent = Agent::start(&[]);
+    let port = free_port();
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "hello\n").unwrap();
+    let _server = Program::spawn(cgroup.command(&format!(
+        "python3 -m http.server {port} --bind 127.0.0.1 --directory {}",
+        site.path().display()
+    )));
+    wait_for_port(port);
+    curl(&[&format!("http://127.0.0.1:{port}/index.html")]);
+    let calls = agent.collect(port, 1, 1);
+    let served = call(&calls, "server", "/index.html");
+    assert_eq!(served["k8s.pod.uid"], uid.as_str(), "{served:#}");
+    assert_eq!(served["container.id"], id.as_str());
+    assert_eq!(served["container.runtime"], "containerd");
+    assert!(served.get("k8s.pod.name").is_none(), "{served:#}");
+    let client = call(&calls, "client", "/index.html");
+    assert_eq!(client["peer.k8s.pod.uid"], uid.as_str(), "{client:#}");
+    assert!(client.get("k8s.pod.uid").is_none(), "{client:#}");
+}
+
 #[test]
 fn processes_in_pod_docker_and_systemd_cgroups_are_named_at_both_ends() {
     let run = std::process::id();

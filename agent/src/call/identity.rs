@@ -146,6 +146,9 @@ pub struct Identity {
     pub container: Option<ContainerInfo>,
     pub systemd_unit: Option<Arc<str>>,
     pub pod: Option<Arc<PodMeta>>,
+    /// The pod's UID, from the kubelet's cgroup path: known with or without the API server
+    /// (`pod` needs it), so a pod is told apart from its neighbours on any node.
+    pub pod_uid: Option<Arc<str>>,
     /// The Kubernetes container name within `pod`.
     pub k8s_container: Option<Arc<str>>,
     pub node_name: Option<Arc<str>>,
@@ -163,6 +166,7 @@ impl Identity {
             container: None,
             systemd_unit: None,
             pod: None,
+            pod_uid: None,
             k8s_container: None,
             node_name: None,
         }

@@ -29,10 +29,8 @@ impl SegmentKind {
     }
 }
 
-/// A long value with digits and letters is a token whatever its case (session ids, lower-case
-/// keys); a shorter one needs digits and both cases.
-const MIN_TOKEN_LEN: usize = 20;
-const MIN_MIXED_CASE_TOKEN_LEN: usize = 12;
+/// The shortest segment taken for a token.
+const MIN_TOKEN_LEN: usize = 12;
 
 /// Classifies one (raw, undecoded) path segment.
 pub fn classify(segment: &str) -> SegmentKind {
@@ -104,20 +102,85 @@ fn is_email(segment: &str) -> bool {
     }
 }
 
-/// From the base64/base64url alphabet (JWT dots allowed) and mixing digits with letters, as
-/// random values do and words don't: long, or shorter with both cases. A secret in a path
-/// must never become a learnt literal route.
+/// From the base64/base64url alphabet (JWT dots allowed), with digits and letters, and random
+/// in at least one of its pieces (see [`looks_random`]). A secret in a path must never become a
+/// learnt literal route, and a slug (`summer-sale-2024-edition`) must not be taken for a
+/// secret: length alone cannot tell them apart, the pattern of character classes can.
 fn is_token(b: &[u8]) -> bool {
     let alphabet = b
         .iter()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'+' | b'=' | b'.' | b'~'));
-    let digit = b.iter().any(u8::is_ascii_digit);
-    let upper = b.iter().any(u8::is_ascii_uppercase);
-    let lower = b.iter().any(u8::is_ascii_lowercase);
     alphabet
-        && digit
-        && (upper || lower)
-        && (b.len() >= MIN_TOKEN_LEN || (b.len() >= MIN_MIXED_CASE_TOKEN_LEN && upper && lower))
+        && b.len() >= MIN_TOKEN_LEN
+        && b.iter().any(u8::is_ascii_digit)
+        && b.iter().any(u8::is_ascii_alphabetic)
+        && b.split(|c| !c.is_ascii_alphanumeric()).any(looks_random)
+}
+
+/// Whether one piece between separators reads as random rather than as words and numbers.
+/// Words and numbers come in few, long runs (`bar274012208`: a word, a number;
+/// `getUserV2Info`: words of three letters or more); random values switch between digits and
+/// letters often, or come in short case runs (`WEfRq3CPzq`), or are long upper-case codes with
+/// digits (`AKIA2OGYBAH6YQ3KXL5B`), or long letter runs with few vowels.
+fn looks_random(piece: &[u8]) -> bool {
+    const MIN_PIECE_LEN: usize = 8;
+    if piece.len() < MIN_PIECE_LEN {
+        return false;
+    }
+    let digit_letter_switches = piece
+        .windows(2)
+        .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+        .count();
+    if digit_letter_switches >= 3 {
+        return true;
+    }
+    let runs = word_runs(piece);
+    // Runs of 2.5 characters or fewer on average, over four runs or more.
+    if runs.len() >= 4 && piece.len() * 2 <= runs.len() * 5 {
+        return true;
+    }
+    let has_digit = piece.iter().any(u8::is_ascii_digit);
+    let upper_code = piece
+        .iter()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if upper_code && has_digit && piece.len() >= 16 {
+        return true;
+    }
+    runs.iter().any(|run| {
+        let vowels = run.iter().filter(|c| b"aeiouyAEIOUY".contains(c)).count();
+        run.len() >= 10 && run.iter().all(u8::is_ascii_alphabetic) && vowels * 5 < run.len()
+    })
+}
+
+/// Splits a piece into runs as words are written: digits, a capitalised or lower-case word
+/// (`User`, `get`), or capitals (`HTTP`).
+fn word_runs(piece: &[u8]) -> Vec<&[u8]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < piece.len() {
+        let first = piece[start];
+        let mut end = start + 1;
+        if first.is_ascii_digit() {
+            while end < piece.len() && piece[end].is_ascii_digit() {
+                end += 1;
+            }
+        } else if first.is_ascii_lowercase() || piece.get(end).is_some_and(u8::is_ascii_lowercase) {
+            while end < piece.len() && piece[end].is_ascii_lowercase() {
+                end += 1;
+            }
+        } else {
+            // Capitals, up to the one that starts a capitalised word.
+            while end < piece.len()
+                && piece[end].is_ascii_uppercase()
+                && !piece.get(end + 1).is_some_and(u8::is_ascii_lowercase)
+            {
+                end += 1;
+            }
+        }
+        runs.push(&piece[start..end]);
+        start = end;
+    }
+    runs
 }
 
 #[cfg(test)]
@@ -166,6 +229,53 @@ mod tests {
             "",
         ] {
             assert_eq!(classify(segment), Literal, "{segment}");
+        }
+    }
+
+    /// Real shapes both ways: secrets and random ids are tokens (redacted, templated as
+    /// `{token}`), slugs, versions, file names and words with numbers are not.
+    #[test]
+    fn secrets_are_tokens_and_slugs_are_not() {
+        for secret in [
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+            "ghp_1a2B3c4D5e6F7g8H9i0JkLmNoPqRsTuVwXyZ",
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI",
+            "glpat-8fJq2KxZpL7mN3vR9wYt",
+            "AKIA2OGYBAH6YQ3KXL5B",
+            "AKIAIOSFODNN7EXAMPLE",
+            "npm_AbCdEf1234567890GhIjKlMnOpQrStUvWx12",
+            "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",
+            "Qm9iOkV4YW1wbGUx",
+            "dGhpcyBpcyBhIHNlY3JldA==",
+            "sess_8f3kd92jfla0slk2",
+            "a8Fk2LmQ9xZp",
+            "kdjfhqwrtzvpmnb7x2",
+        ] {
+            assert_eq!(classify(secret), Token, "{secret}");
+        }
+        for slug in [
+            "summer-sale-2024-edition",
+            "missing-bar274012208",
+            "release-notes-2023-11-28",
+            "iphone-15-pro-max-256gb",
+            "windows-11-x64-setup.exe",
+            "user-profile-settings-v2",
+            "my-first-blog-post-2019",
+            "product-12345-blue-xl",
+            "invoice_2024_000123",
+            "node-v20.11.1-linux-x64.tar.xz",
+            "ubuntu-22.04.3-live-server-amd64.iso",
+            "libssl3_3.0.11-1_amd64.deb",
+            "covid19-vaccine-update",
+            "oauth2-callback-handler",
+            "utf8mb4-unicode-ci",
+            "getUserV2Info",
+            "windows10pro",
+            "x86_64-linux-gnu",
+        ] {
+            assert_eq!(classify(slug), Literal, "{slug}");
         }
     }
 }

@@ -18,7 +18,10 @@ use super::{
     },
     table::FindingsTable,
 };
-use crate::{call::ApiCall, inventory::endpoint::EndpointKey, stats::Stats};
+use crate::{call::ApiCall, credentials::redact, inventory::endpoint::EndpointKey, stats::Stats};
+
+/// The evidence key of the concrete path of the call that raised (or last matched) a finding.
+pub const SAMPLE_PATH: &str = "sample_path";
 
 /// Findings kept, at most.
 const MAX_FINDINGS: usize = 10_000;
@@ -113,7 +116,14 @@ impl FindingsStage {
         Stats::add(&self.stats.findings_state_full, untracked);
 
         let mut shown = Vec::new();
+        // Which call it was: its concrete path, as the sinks will write it (token-like segments
+        // removed), beside the templated route.
+        let sample_path = (!hits.is_empty()).then(|| redact::path(&call.path).into_owned());
         for mut hit in hits {
+            if let Some(path) = &sample_path {
+                hit.evidence
+                    .insert(SAMPLE_PATH.into(), serde_json::Value::from(path.as_str()));
+            }
             if !self.settings.enabled(hit.rule) || self.settings.allowed(&hit, &endpoint.key) {
                 continue;
             }
@@ -255,5 +265,32 @@ mod tests {
         assert_eq!(shown, []);
         let counts: Vec<u64> = stage.1.take_changed().iter().map(|f| f.count).collect();
         assert_eq!(counts, [2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn findings_name_the_concrete_path_without_its_secrets() {
+        let (mut credentials, mut stage) = stage("");
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let mut reset = call(
+            "POST",
+            &format!("/reset/{token}"),
+            "/reset/{token}",
+            "web",
+            201,
+        );
+        credentials.prepare(&mut reset);
+        let found = stage.evaluate(&mut reset);
+        assert!(!found.is_empty());
+        for finding in &found {
+            assert_eq!(
+                finding.evidence[SAMPLE_PATH], "/reset/REDACTED",
+                "{finding:?}"
+            );
+        }
+        let mut plain = call("POST", "/orders/42", "/orders/{id}", "web", 201);
+        credentials.prepare(&mut plain);
+        let found = stage.evaluate(&mut plain);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].evidence[SAMPLE_PATH], "/orders/42");
     }
 }

@@ -187,6 +187,7 @@ impl Resolver {
                 .and_then(|p| p.node_name.clone())
                 .or_else(|| self.node_name.clone()),
             pod,
+            pod_uid: facts.pod_uid,
             k8s_container,
         }
     }

@@ -85,6 +85,8 @@ pub fn for_each(identity: &Identity, mut f: impl FnMut(Attr, &str)) {
         f(K8S_POD_NAME, &pod.name);
         if !pod.uid.is_empty() {
             f(K8S_POD_UID, &pod.uid);
+        } else if let Some(uid) = &identity.pod_uid {
+            f(K8S_POD_UID, uid);
         }
         if let Some(workload) = &pod.workload
             && let Some(attr) = WORKLOADS
@@ -99,7 +101,12 @@ pub fn for_each(identity: &Identity, mut f: impl FnMut(Attr, &str)) {
         if let Some(service) = &pod.service {
             f(K8S_SERVICE, service);
         }
-    } else if identity.kind == crate::identity::model::EndKind::Service
+    } else if let Some(uid) = &identity.pod_uid {
+        // No API server to name the pod: its UID still tells it from its neighbours.
+        f(K8S_POD_UID, uid);
+    }
+    if identity.pod.is_none()
+        && identity.kind == crate::identity::model::EndKind::Service
         && let (Some(name), Some(namespace)) = (&identity.service_name, &identity.service_namespace)
     {
         f(K8S_NAMESPACE, namespace);
