@@ -3,7 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::Value;
-use sightline_tests::{Agent, calls_on_port, curl, keepalive_server, the_one};
+use sightline_tests::{
+    Agent, calls_on_port, curl, free_port, keepalive_server, python_fixture, report, the_one,
+    wait_for_port,
+};
 
 /// The endpoint of (method, route).
 fn endpoint<'a>(inventory: &'a [Value], method: &str, route: &str) -> &'a Value {
@@ -380,4 +383,96 @@ fn the_openapi_document_reconstructed_from_traffic_validates() {
         String::from_utf8_lossy(&validation.stdout),
         String::from_utf8_lossy(&validation.stderr)
     );
+}
+
+/// A spec documents `GET /api/users/{name}`; the API also serves an undocumented debug dump at
+/// `/api/users/debug` (every user's password). The dump answers another shape than the users
+/// do, so it is counted as an endpoint of its own, suspected shadow, and the password finding
+/// names it; ordinary names (`admin` among them) stay values of the documented route.
+#[test]
+fn a_hidden_endpoint_behind_a_path_parameter_is_told_from_its_values() {
+    let port = free_port();
+    let mut server = python_fixture("people_api.py", port);
+    assert_eq!(server.line(), "ready");
+    wait_for_port(port);
+    let api = server.executable_name();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("people.yaml"),
+        "openapi: 3.0.3\ninfo: {title: people, version: '1'}\npaths:\n\
+         \x20 /api/users/{name}:\n    get: {responses: {'200': {description: ok}}}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("sightline.toml");
+    std::fs::write(
+        &config,
+        format!("[[api_specs]]\npath = \"people.yaml\"\nservice = {api:?}\n"),
+    )
+    .unwrap();
+    let mut agent = Agent::with_config(&config, &[]);
+    let db = agent.db();
+    let base = format!("http://127.0.0.1:{port}");
+    for name in ["alice", "bob", "admin", "carol", "debug", "dave", "debug"] {
+        curl(&[&format!("{base}/api/users/{name}"), "-o", "/dev/null"]);
+    }
+    agent.wait_for_calls("seven server calls", |c| {
+        calls_on_port(c, "server", port).len() == 7
+    });
+    agent.stop();
+
+    let mut classes: Vec<(String, String, u64)> = Agent::inventory(&db)
+        .iter()
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap().to_string(),
+                e["class"].as_str().unwrap().to_string(),
+                e["calls"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    classes.sort();
+    assert_eq!(
+        classes,
+        [
+            (
+                "/api/users/debug".to_string(),
+                "suspected-shadow".to_string(),
+                2
+            ),
+            ("/api/users/{name}".to_string(), "documented".to_string(), 5),
+        ]
+    );
+    let findings: Vec<Value> =
+        serde_json::from_slice(&report("findings", &db, &["--format", "json"])).unwrap();
+    let mut found: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["sightline.finding.rule"].as_str().unwrap().to_string(),
+                f["http.route"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (
+                "sensitive-data-exposure".to_string(),
+                "/api/users/debug".to_string()
+            ),
+            (
+                "shadow-endpoint".to_string(),
+                "/api/users/debug".to_string()
+            ),
+        ],
+        "{findings:#?}"
+    );
+    let shadow = the_one(&findings, "the shadow finding", |f| {
+        f["sightline.finding.rule"] == "shadow-endpoint"
+    });
+    assert_eq!(shadow["evidence"]["class"], "suspected-shadow");
+    assert_eq!(shadow["evidence"]["documented_route"], "/api/users/{name}");
+    assert_eq!(shadow["evidence"]["reason"], "other-response-shape");
+    assert_eq!(shadow["evidence"]["sample_path"], "/api/users/debug");
 }

@@ -53,6 +53,9 @@ pub enum Class {
     Zombie,
     /// No spec covers the API.
     NoSpec,
+    /// A path a spec's parameter matches, which the traffic shows to be an endpoint of its own
+    /// (`inventory::hidden`).
+    SuspectedShadow,
 }
 
 impl Class {
@@ -62,13 +65,20 @@ impl Class {
             Self::Shadow => "shadow",
             Self::Zombie => "zombie",
             Self::NoSpec => "no-spec",
+            Self::SuspectedShadow => "suspected-shadow",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Documented, Self::Shadow, Self::Zombie, Self::NoSpec]
-            .into_iter()
-            .find(|c| c.name() == text)
+        [
+            Self::Documented,
+            Self::Shadow,
+            Self::Zombie,
+            Self::NoSpec,
+            Self::SuspectedShadow,
+        ]
+        .into_iter()
+        .find(|c| c.name() == text)
     }
 }
 
@@ -84,8 +94,18 @@ pub struct EndpointRef {
     pub spec_file: Option<Arc<str>>,
     /// The endpoint's calls so far, this one included.
     pub calls: u64,
+    /// For a suspected shadow endpoint: the documented route it hides behind and why.
+    pub suspected: Option<Suspicion>,
     /// Set on the call that makes the endpoint an inventory change for the exports.
     pub announce: Option<Announce>,
+}
+
+/// Why a call's concrete route was taken for a hidden endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suspicion {
+    pub documented_route: String,
+    /// `word-among-ids` or `other-response-shape`.
+    pub reason: &'static str,
 }
 
 /// Why a call announces its endpoint.

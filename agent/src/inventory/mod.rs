@@ -10,6 +10,7 @@
 pub mod classify;
 pub mod counts;
 pub mod endpoint;
+pub mod hidden;
 pub mod openapi_out;
 pub mod report;
 pub mod schema;
@@ -27,6 +28,7 @@ use std::{
 use classify::Specs;
 use counts::InventoryCounts;
 use endpoint::{Direction, EndpointKey, EndpointStats};
+use hidden::HiddenEndpoints;
 use template::{OVERFLOW, RouteTree, TemplateLimits};
 
 use crate::{
@@ -56,7 +58,8 @@ impl Default for InventoryLimits {
 /// Whose route tree: an API and its direction.
 type ApiKey = (String, String, Direction);
 
-pub use crate::call::endpoint::{Announce, EndpointRef};
+pub use crate::call::endpoint::{Announce, EndpointRef, Suspicion};
+use classify::{Class, Verdict};
 
 pub struct Inventory {
     specs: Specs,
@@ -65,6 +68,8 @@ pub struct Inventory {
     /// Endpoints changed since the last [`Inventory::take_changed`].
     changed: HashSet<EndpointKey>,
     counts: Arc<InventoryCounts>,
+    /// Values of documented path parameters that are endpoints of their own.
+    hidden: HiddenEndpoints,
     limits: InventoryLimits,
     stats: Arc<Stats>,
 }
@@ -77,6 +82,7 @@ impl Inventory {
             endpoints: HashMap::new(),
             changed: HashSet::new(),
             counts: Arc::default(),
+            hidden: HiddenEndpoints::default(),
             limits,
             stats,
         }
@@ -121,7 +127,9 @@ impl Inventory {
             return;
         }
         let method = method(&call.method);
-        let verdict = self.specs.classify(&api, method, &call.path);
+        let mut verdict = self.specs.classify(&api, method, &call.path);
+        let suspected =
+            self.hidden_behind(&mut verdict, (&api, &namespace, direction), method, call);
         // A spec's template wins over a learnt one.
         let (route, overflow) = match verdict.route {
             Some(route) => (route, false),
@@ -181,8 +189,43 @@ impl Inventory {
             secured: verdict.secured,
             spec_file: verdict.spec_file,
             calls,
+            suspected,
             announce,
         }));
+    }
+
+    /// When the spec's route has parameters and the traffic shows this call's value is an
+    /// endpoint of its own (`hidden`): the verdict becomes that concrete route, suspected
+    /// shadow, and the documented route and the reason are returned.
+    fn hidden_behind(
+        &mut self,
+        verdict: &mut Verdict,
+        (api, namespace, direction): (&str, &str, Direction),
+        method: &str,
+        call: &ApiCall,
+    ) -> Option<Suspicion> {
+        let documented = verdict.route.as_ref().filter(|r| r.contains('{'))?;
+        if !matches!(verdict.class, Class::Documented | Class::Zombie) {
+            return None;
+        }
+        let key = EndpointKey {
+            api: api.to_string(),
+            namespace: namespace.to_string(),
+            direction,
+            method: method.to_string(),
+            route: documented.clone(),
+        };
+        let hidden =
+            self.hidden
+                .judge(&key, &call.path, call.status, &call.response_body_sample)?;
+        let suspicion = Suspicion {
+            documented_route: key.route,
+            reason: hidden.reason.name(),
+        };
+        verdict.route = Some(hidden.route);
+        verdict.class = Class::SuspectedShadow;
+        verdict.secured = None;
+        Some(suspicion)
     }
 
     /// New specs (a spec file changed): later calls are classified by them.

@@ -1,5 +1,6 @@
-//! Inventory rules: calls to an endpoint no spec documents (`shadow-endpoint`) and to one a
-//! spec deprecates or retires (`zombie-endpoint`). One finding per endpoint.
+//! Inventory rules: calls to an endpoint no spec documents (`shadow-endpoint`; a suspected one,
+//! hidden behind a documented path parameter, with the route it hides behind and why) and to
+//! one a spec deprecates or retires (`zombie-endpoint`). One finding per endpoint.
 
 use serde_json::json;
 
@@ -8,7 +9,7 @@ use crate::{findings::model::Rule, inventory::classify::Class};
 
 pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
     let rule = match ctx.endpoint.class {
-        Class::Shadow => Rule::ShadowEndpoint,
+        Class::Shadow | Class::SuspectedShadow => Rule::ShadowEndpoint,
         Class::Zombie => Rule::ZombieEndpoint,
         Class::Documented | Class::NoSpec => return,
     };
@@ -18,6 +19,10 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
     }
     if let Some(file) = &ctx.endpoint.spec_file {
         e.insert("spec_file".into(), json!(&**file));
+    }
+    if let Some(suspicion) = &ctx.endpoint.suspected {
+        e.insert("documented_route".into(), json!(suspicion.documented_route));
+        e.insert("reason".into(), json!(suspicion.reason));
     }
     out.push(ctx.hit(rule, rule.default_severity(), e));
 }
@@ -46,6 +51,7 @@ mod tests {
     #[test]
     fn shadow_and_zombie_endpoints_only() {
         assert_eq!(rules(Class::Shadow), [Rule::ShadowEndpoint]);
+        assert_eq!(rules(Class::SuspectedShadow), [Rule::ShadowEndpoint]);
         assert_eq!(rules(Class::Zombie), [Rule::ZombieEndpoint]);
         assert_eq!(rules(Class::Documented), []);
         assert_eq!(rules(Class::NoSpec), []);

@@ -94,6 +94,7 @@ pub mod tests {
             secured: None,
             spec_file: None,
             announce: None,
+            suspected: None,
             calls: 1,
         })
     }

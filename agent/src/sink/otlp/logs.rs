@@ -108,7 +108,10 @@ impl LogRecords {
         record.add_attribute("event.name", ENDPOINT_EVENT);
         record.set_timestamp(unix(call.start_unix_ns));
         record.set_observed_timestamp(SystemTime::now());
-        let notable = matches!(endpoint.class, Class::Shadow | Class::Zombie);
+        let notable = matches!(
+            endpoint.class,
+            Class::Shadow | Class::SuspectedShadow | Class::Zombie
+        );
         let (number, text) = if notable {
             (Severity::Warn, "WARN")
         } else {
@@ -238,6 +241,7 @@ mod tests {
             class: Class::Shadow,
             secured: None,
             spec_file: Some("/specs/shop.yaml".into()),
+            suspected: None,
             calls: 1,
             announce: Some(Announce::Reclassified {
                 from: Class::Documented,
