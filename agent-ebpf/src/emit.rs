@@ -29,6 +29,9 @@ pub fn wakeup_flags() -> u64 {
     }
 }
 
+/// Wake the reader now, whatever waits (for rare events the agent must act on at once).
+pub const URGENT: u64 = BPF_RB_FORCE_WAKEUP as u64;
+
 /// A header for an event about the current task.
 #[inline(always)]
 pub fn header(kind: EventKind, fd: i32, ts_ns: u64) -> EventHeader {

@@ -487,9 +487,8 @@ async fn process(
 /// Program and library loads are what the TLS attach thread scans for; exits end bookkeeping.
 fn forward_to_attacher(attacher: &Attacher, event: &CaptureEvent) {
     match event {
-        CaptureEvent::Exec { task, .. } | CaptureEvent::ExecMapping { task } => {
-            attacher.send(TlsRequest::Scan(task.tgid))
-        }
+        CaptureEvent::Exec { task, .. } => attacher.send(TlsRequest::Exec(task.tgid)),
+        CaptureEvent::ExecMapping { task } => attacher.send(TlsRequest::Scan(task.tgid)),
         CaptureEvent::Exit { task } => attacher.send(TlsRequest::Exited(task.tgid)),
         CaptureEvent::Data(_) | CaptureEvent::Conn { .. } => {}
     }

@@ -86,6 +86,9 @@ counters! {
     tls_requests_dropped,
     /// Processes whose mappings were scanned for TLS libraries.
     tls_process_scans,
+    /// Processes that exited before their mappings could be scanned for TLS libraries (any
+    /// process: those that made TLS connections say so in the TLS report).
+    tls_exited_before_scan,
     /// Files inspected for TLS functions (each once).
     tls_files_inspected,
     /// Library files whose probes could not be attached.

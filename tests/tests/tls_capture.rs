@@ -764,3 +764,90 @@ fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
         );
     }
 }
+
+/// Short-lived Go clients (a CLI, a cron job) that make one call and exit, with symbols and
+/// stripped, from binaries the agent has never seen: a run gets its binary probed from its
+/// exec on (it was once always gone before its scan, so no run of it was ever captured), every
+/// later run is captured from its first call, and the runs that were not are reported with
+/// why (probed late, or gone before its scan), never as "no known TLS library".
+#[test]
+fn short_lived_go_clients_get_their_binary_probed_and_later_runs_captured() {
+    let mut agent = Agent::start(&[]);
+    let server = go_tls_server(&go_tls_fixture(false), &mut agent);
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    // Per binary: the pids of its early runs and of its later one.
+    let mut runs = Vec::new();
+    for stripped in [false, true] {
+        // A copy: a file (inode) no process has mapped, so not probed yet.
+        let name = if stripped { "job-stripped" } else { "job" };
+        let binary = dir.path().join(name);
+        std::fs::copy(go_tls_fixture(stripped), &binary).unwrap();
+        let attached = |agent: &Agent| {
+            agent
+                .stderr()
+                .lines()
+                .any(|l| l.contains("TLS probes attached") && l.contains(binary.to_str().unwrap()))
+        };
+        // A run or more until the binary is probed (each is a chance to win the race).
+        let mut early = Vec::new();
+        for run in 0..3 {
+            early.push(quick_go_call(
+                &binary,
+                port,
+                &format!("/{name}/early-{run}"),
+            ));
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if attached(&agent) {
+                break;
+            }
+        }
+        assert!(attached(&agent), "{name} never probed:\n{}", agent.stderr());
+        let later = quick_go_call(&binary, port, &format!("/{name}/later"));
+        runs.push((name, early, later));
+    }
+    let served: usize = runs.iter().map(|(_, early, _)| early.len() + 1).sum();
+    let calls = agent.collect(port, served, 2);
+    for (name, early, later) in runs {
+        let found = calls_for(&calls, "client", port, &format!("/{name}/later"));
+        assert_eq!(found.len(), 1, "{name}: {calls:#?}");
+        assert_eq!(found[0]["process.pid"], later);
+        assert_eq!(found[0]["tls.library"], "go-crypto-tls");
+        assert_covered(&agent, later, "go-crypto-tls");
+        for pid in early {
+            let Some(report) = agent.tls_process(pid) else {
+                continue; // A process with no TLS connection seen is not in the report.
+            };
+            let reason = report["reason"].as_str().unwrap_or_default();
+            assert!(
+                report["status"] == "captured"
+                    || reason.starts_with("probed ")
+                    || reason.starts_with("exited "),
+                "{report:#}"
+            );
+        }
+    }
+}
+
+/// The Go fixture's client, told to go at once: one call right after it starts, then it
+/// exits. Returns its pid.
+fn quick_go_call(binary: &std::path::Path, port: u16, path: &str) -> u32 {
+    let child = std::process::Command::new(binary)
+        .args(["client", &format!("https://127.0.0.1:{port}{path}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child_with_input(child, b"go\n");
+    assert_eq!(out.lines().last(), Some("200"), "{path}: {out}");
+    pid
+}
+
+/// Writes `input` to the child's stdin, closes it, and returns its stdout once it ends.
+fn child_with_input(mut child: std::process::Child, input: &[u8]) -> String {
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

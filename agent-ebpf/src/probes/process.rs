@@ -81,7 +81,9 @@ fn try_sched_exec(ctx: &TracePointContext) -> Result<(), i64> {
             }
         }
     }
-    entry.submit(emit::wakeup_flags());
+    // Not batched: the TLS attach thread must see a new program at once, or a short-lived
+    // one (a CLI, a job) is gone before its binary is inspected. Execs are rare next to data.
+    entry.submit(emit::URGENT);
     Ok(())
 }
 

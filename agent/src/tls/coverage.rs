@@ -97,11 +97,18 @@ struct ProcessState {
     connections: HashMap<(i32, SocketPair), bool>,
     captured_by: BTreeSet<&'static str>,
     exited_at: Option<Instant>,
+    /// How long after it was first asked for the process exited unscanned.
+    unscanned_for: Option<Duration>,
+    /// How long after the agent saw it start its TLS libraries were first probed.
+    probed_after: Option<Duration>,
 }
 
 /// The coverage of every process of interest, bounded.
 pub struct Coverage {
     processes: HashMap<u32, ProcessState>,
+    /// Processes that exited before their scan, with how long after they were asked for, and
+    /// when: kept for the retention, in case their TLS connections are reported after.
+    unscanned: HashMap<u32, (Duration, Instant)>,
     max_processes: usize,
     /// How long an exited process stays in the report.
     retention: Duration,
@@ -112,6 +119,7 @@ impl Coverage {
     pub fn new(max_processes: usize, retention: Duration) -> Self {
         Self {
             processes: HashMap::new(),
+            unscanned: HashMap::new(),
             max_processes,
             retention,
             dirty: true,
@@ -126,11 +134,15 @@ impl Coverage {
         executable: String,
         libraries: Vec<LibraryReport>,
         unsupported: Option<Unsupported>,
+        probed_after: Option<Duration>,
     ) {
         if libraries.is_empty() && unsupported.is_none() && !self.processes.contains_key(&pid) {
             return;
         }
         let Some(state) = self.entry(pid) else { return };
+        if state.probed_after.is_none() && !libraries.is_empty() {
+            state.probed_after = probed_after;
+        }
         if state.executable != executable
             || state.libraries != libraries
             || state.unsupported != unsupported
@@ -170,6 +182,16 @@ impl Coverage {
         self.dirty |= changed;
     }
 
+    /// The process exited `after` it was first asked to be scanned, before it could be.
+    pub fn exited_unscanned(&mut self, pid: u32, after: Duration) {
+        if let Some(state) = self.processes.get_mut(&pid) {
+            state.unscanned_for = Some(after);
+            self.dirty = true;
+        } else if self.unscanned.len() < self.max_processes {
+            self.unscanned.insert(pid, (after, Instant::now()));
+        }
+    }
+
     pub fn exited(&mut self, pid: u32, now: Instant) {
         if let Some(state) = self.processes.get_mut(&pid) {
             state.exited_at = Some(now);
@@ -180,6 +202,8 @@ impl Coverage {
     /// Forgets processes that exited longer ago than the retention.
     pub fn sweep(&mut self, now: Instant) {
         let retention = self.retention;
+        self.unscanned
+            .retain(|_, (_, at)| now.duration_since(*at) < retention);
         let before = self.processes.len();
         self.processes.retain(|_, s| {
             s.exited_at
@@ -218,7 +242,11 @@ impl Coverage {
                 .map(|(_, pid)| pid)?;
             self.processes.remove(&victim);
         }
-        Some(self.processes.entry(pid).or_default())
+        let unscanned = &mut self.unscanned;
+        Some(self.processes.entry(pid).or_insert_with(|| ProcessState {
+            unscanned_for: unscanned.remove(&pid).map(|(after, _)| after),
+            ..ProcessState::default()
+        }))
     }
 }
 
@@ -263,10 +291,25 @@ fn reason(state: &ProcessState) -> String {
             failed.error.as_deref().unwrap_or_default()
         );
     }
+    if let Some(after) = state.unscanned_for
+        && state.libraries.is_empty()
+    {
+        return format!(
+            "exited {} ms after the agent saw it start, before its TLS libraries could be probed",
+            after.as_millis()
+        );
+    }
     if state.libraries.iter().any(|l| l.attached) {
-        return "TLS done outside the probed libraries (linked in without symbols, or another \
-                library)"
-            .to_string();
+        let outside = "TLS done outside the probed libraries (linked in without symbols, or \
+                       another library)";
+        return match state.probed_after {
+            Some(after) => format!(
+                "probed {} ms after the agent saw it start: what it sent before was missed \
+                 (else: {outside})",
+                after.as_millis()
+            ),
+            _ => outside.to_string(),
+        };
     }
     "no known TLS library in the process (TLS linked in without symbols, or an unknown library)"
         .to_string()
@@ -305,9 +348,9 @@ mod tests {
     #[test]
     fn statuses_follow_what_was_seen() {
         let mut c = Coverage::new(100, Duration::from_secs(60));
-        c.scanned(1, "curl".into(), openssl(true), None);
-        c.scanned(2, "java".into(), vec![], Some(Unsupported::Java));
-        c.scanned(3, "bash".into(), vec![], None);
+        c.scanned(1, "curl".into(), openssl(true), None, None);
+        c.scanned(2, "java".into(), vec![], Some(Unsupported::Java), None);
+        c.scanned(3, "bash".into(), vec![], None, None);
         c.observe(seen(1, 1000, None));
         c.observe(seen(1, 1000, Some(TlsLibrary::OpenSsl)));
         c.observe(seen(2, 1001, None));
@@ -330,6 +373,46 @@ mod tests {
         assert!(
             report.processes.iter().all(|p| p.pid != 3),
             "bash has nothing TLS"
+        );
+    }
+
+    /// A short-lived process: gone before its scan, or probed after its first connection.
+    #[test]
+    fn late_or_missed_probing_is_the_reason_given() {
+        let mut c = Coverage::new(100, Duration::from_secs(60));
+        // Exited unscanned; its connection reported afterwards.
+        c.exited_unscanned(5, Duration::from_millis(12));
+        c.observe(seen(5, 1000, None));
+        // Probed 40 ms in, after its first connection.
+        c.scanned(
+            6,
+            "job".into(),
+            openssl(true),
+            None,
+            Some(Duration::from_millis(40)),
+        );
+        c.observe(seen(6, 1001, None));
+        let report = c.report(9, 0);
+        let reason = |pid| {
+            let p = report.processes.iter().find(|p| p.pid == pid).unwrap();
+            (p.status, p.reason.clone().unwrap())
+        };
+        assert_eq!(
+            reason(5),
+            (
+                Status::NotCaptured,
+                "exited 12 ms after the agent saw it start, before its TLS libraries could be \
+                 probed"
+                    .to_string()
+            )
+        );
+        let (status, text) = reason(6);
+        assert_eq!(status, Status::NotCaptured);
+        assert!(
+            text.starts_with(
+                "probed 40 ms after the agent saw it start: what it sent before was missed"
+            ),
+            "{text}"
         );
     }
 

@@ -36,6 +36,10 @@ use crate::{probes::LoadedProbes, stats::Stats};
 /// Work for the attach thread.
 #[derive(Debug)]
 pub enum Request {
+    /// The process executed a program: its mappings are scanned at once (a short-lived
+    /// program may be gone after the delay; once its file is inspected and probed, every later
+    /// run of it is covered from its start).
+    Exec(u32),
     /// Look at this process's mappings again.
     Scan(u32),
     Exited(u32),
@@ -193,6 +197,8 @@ struct Worker {
     process_links: HashMap<u32, Vec<(FileId, Links)>>,
     /// Processes to scan, with when.
     due: HashMap<u32, Instant>,
+    /// Processes asked for and not scanned yet, with when they were first asked for.
+    pending: HashMap<u32, Instant>,
     coverage: Coverage,
     statuses: Arc<TlsStatuses>,
     own_pid: u32,
@@ -214,6 +220,7 @@ impl Worker {
             process_files: HashMap::new(),
             process_links: HashMap::new(),
             due: HashMap::new(),
+            pending: HashMap::new(),
             coverage: Coverage::new(MAX_COVERAGE_PROCESSES, COVERAGE_RETENTION),
             statuses,
             own_pid: std::process::id(),
@@ -262,17 +269,39 @@ impl Worker {
 
     fn handle(&mut self, request: Request) {
         match request {
+            Request::Exec(pid) => {
+                self.asked_for(pid);
+                self.due.insert(pid, Instant::now());
+            }
             Request::Scan(pid) => {
+                self.asked_for(pid);
                 let at = Instant::now() + self.config.scan_delay;
                 self.due.entry(pid).or_insert(at);
             }
             Request::Exited(pid) => {
                 self.due.remove(&pid);
+                self.unscanned(pid);
                 self.forget_process(pid);
                 self.detach_process_links(pid);
                 self.coverage.exited(pid, Instant::now());
             }
             Request::Observed(observation) => self.coverage.observe(observation),
+        }
+    }
+
+    /// Notes when a process was first asked to be scanned (bounded like the queue).
+    fn asked_for(&mut self, pid: u32) {
+        if self.pending.len() < self.config.queue_len {
+            self.pending.entry(pid).or_insert_with(Instant::now);
+        }
+    }
+
+    /// A process asked for is gone before its scan: counted, and said in the TLS report
+    /// should its connections show up.
+    fn unscanned(&mut self, pid: u32) {
+        if let Some(asked) = self.pending.remove(&pid) {
+            Stats::inc(&self.stats.tls_exited_before_scan);
+            self.coverage.exited_unscanned(pid, asked.elapsed());
         }
     }
 
@@ -310,13 +339,17 @@ impl Worker {
         }
         let proc_root = self.config.proc_root.clone();
         let Ok(files) = procmaps::executable_files(&proc_root, pid) else {
-            return; // Gone already, or a kernel thread.
+            // Gone already, or a kernel thread.
+            self.unscanned(pid);
+            return;
         };
+        let asked = self.pending.remove(&pid);
         Stats::inc(&self.stats.tls_process_scans);
         let mut mapped = Vec::new();
         let mut unsupported: Option<Unsupported> = None;
         let mut uses_ssl_bio = false;
         let mut bio_files = Vec::new();
+        let mut newly_probed = false;
         for file in &files {
             // The very file mapped (else looked up inside the process's root): nothing a
             // container puts at the path leads the agent elsewhere.
@@ -328,6 +361,7 @@ impl Worker {
             };
             match &*self.inspection(id, &opened, &file.path) {
                 Inspection::Tls { bio_points, .. } => {
+                    newly_probed |= !self.attached.contains_key(&id);
                     self.attach(id, file, opened.path());
                     mapped.push(id);
                     if !bio_points.is_empty() {
@@ -360,8 +394,11 @@ impl Worker {
         }
         self.process_files.insert(pid, mapped);
         let executable = executable_name(&proc_root, pid);
+        // Probes attached by this scan cover what the process does from now on only (a file
+        // probed before is covered from the process's start).
+        let probed_after = asked.filter(|_| newly_probed).map(|at| at.elapsed());
         self.coverage
-            .scanned(pid, executable, libraries, unsupported);
+            .scanned(pid, executable, libraries, unsupported, probed_after);
     }
 
     /// What the file holds, inspected once per file (`shown`: its path in the process).
