@@ -73,10 +73,15 @@ struct Value {
     hidden: bool,
 }
 
+/// One parameter's values, by value.
+type Values = HashMap<String, Value>;
+
 #[derive(Debug, Default)]
 pub struct HiddenEndpoints {
-    /// (documented endpoint, segment position) -> its values.
-    parameters: HashMap<(EndpointKey, usize), HashMap<String, Value>>,
+    /// Documented endpoint -> its parameters (segment position, values).
+    parameters: HashMap<EndpointKey, Vec<(usize, Values)>>,
+    /// Parameters remembered, over every endpoint.
+    count: usize,
 }
 
 impl HiddenEndpoints {
@@ -90,26 +95,23 @@ impl HiddenEndpoints {
         status: Option<u16>,
         body: &[u8],
     ) -> Option<Hidden> {
-        let template: Vec<&str> = key.route.split('/').collect();
-        let segments: Vec<&str> = path.split('/').collect();
-        if template.len() != segments.len() {
+        if key.route.split('/').count() != path.split('/').count() {
             return None;
         }
         let shape = status
             .filter(|s| (200..300).contains(s))
             .and_then(|_| shape(body));
         let mut found = None;
-        for (position, (part, value)) in template.iter().zip(&segments).enumerate() {
+        let pairs = key.route.split('/').zip(path.split('/'));
+        for (position, (part, value)) in pairs.enumerate() {
             if !(part.starts_with('{') && part.ends_with('}')) || value.is_empty() {
                 continue;
             }
             if let Some(reason) = self.judge_value(key, position, value, shape.as_ref())
                 && found.is_none()
             {
-                let mut route = template.clone();
-                route[position] = value;
                 found = Some(Hidden {
-                    route: route.join("/"),
+                    route: with_segment(&key.route, position, value),
                     reason,
                 });
             }
@@ -124,12 +126,25 @@ impl HiddenEndpoints {
         value: &str,
         shape: Option<&Shape>,
     ) -> Option<Reason> {
-        let full = self.parameters.len() >= MAX_PARAMETERS;
-        let values = match self.parameters.get_mut(&(key.clone(), position)) {
-            Some(values) => values,
+        let full = self.count >= MAX_PARAMETERS;
+        // Looked up by reference: the key is copied once per documented endpoint, not per call.
+        if !self.parameters.contains_key(key) {
+            if full {
+                return None;
+            }
+            self.parameters.insert(key.clone(), Vec::new());
+        }
+        let parameters = self.parameters.get_mut(key)?;
+        let index = match parameters.iter().position(|(p, _)| *p == position) {
+            Some(index) => index,
             None if full => return None,
-            None => self.parameters.entry((key.clone(), position)).or_default(),
+            None => {
+                parameters.push((position, Values::new()));
+                self.count += 1;
+                parameters.len() - 1
+            }
         };
+        let values = &mut parameters[index].1;
         let kind = classify(value);
         let verdict = judge_against(values, value, kind, shape);
         let room = values.len() < MAX_VALUES;
@@ -154,6 +169,16 @@ impl HiddenEndpoints {
         }
         verdict
     }
+}
+
+/// `route` with its segment at `position` replaced by `value`.
+fn with_segment(route: &str, position: usize, value: &str) -> String {
+    let segments: Vec<&str> = route
+        .split('/')
+        .enumerate()
+        .map(|(i, part)| if i == position { value } else { part })
+        .collect();
+    segments.join("/")
 }
 
 /// The verdict on `value` given the parameter's other values.

@@ -128,10 +128,9 @@ impl Inventory {
         }
         let method = method(&call.method);
         let mut verdict = self.specs.classify(&api, method, &call.path);
-        let suspected =
-            self.hidden_behind(&mut verdict, (&api, &namespace, direction), method, call);
         // A spec's template wins over a learnt one.
-        let (route, overflow) = match verdict.route {
+        let from_spec = verdict.route.is_some();
+        let (route, overflow) = match verdict.route.take() {
             Some(route) => (route, false),
             None => {
                 let Some(tree) = self.tree((api.clone(), namespace.clone(), direction)) else {
@@ -149,6 +148,9 @@ impl Inventory {
             method: method.to_string(),
             route,
         };
+        let suspected = from_spec
+            .then(|| self.hidden_behind(&mut key, &mut verdict, call))
+            .flatten();
         let full = self.endpoints.len() >= self.limits.max_endpoints;
         if overflow || (full && !self.endpoints.contains_key(&key)) {
             Stats::inc(&self.stats.inventory_overflow);
@@ -194,38 +196,27 @@ impl Inventory {
         }));
     }
 
-    /// When the spec's route has parameters and the traffic shows this call's value is an
-    /// endpoint of its own (`hidden`): the verdict becomes that concrete route, suspected
-    /// shadow, and the documented route and the reason are returned.
+    /// When the spec's route (in `key`, from the spec) has parameters and the traffic shows this call's
+    /// value is an endpoint of its own (`hidden`): `key` takes that concrete route, the verdict
+    /// becomes suspected shadow, and the documented route and the reason are returned.
     fn hidden_behind(
         &mut self,
+        key: &mut EndpointKey,
         verdict: &mut Verdict,
-        (api, namespace, direction): (&str, &str, Direction),
-        method: &str,
         call: &ApiCall,
     ) -> Option<Suspicion> {
-        let documented = verdict.route.as_ref().filter(|r| r.contains('{'))?;
-        if !matches!(verdict.class, Class::Documented | Class::Zombie) {
+        if !key.route.contains('{') || !matches!(verdict.class, Class::Documented | Class::Zombie) {
             return None;
         }
-        let key = EndpointKey {
-            api: api.to_string(),
-            namespace: namespace.to_string(),
-            direction,
-            method: method.to_string(),
-            route: documented.clone(),
-        };
-        let hidden =
-            self.hidden
-                .judge(&key, &call.path, call.status, &call.response_body_sample)?;
-        let suspicion = Suspicion {
-            documented_route: key.route,
-            reason: hidden.reason.name(),
-        };
-        verdict.route = Some(hidden.route);
+        let hidden = self
+            .hidden
+            .judge(key, &call.path, call.status, &call.response_body_sample)?;
         verdict.class = Class::SuspectedShadow;
         verdict.secured = None;
-        Some(suspicion)
+        Some(Suspicion {
+            documented_route: std::mem::replace(&mut key.route, hidden.route),
+            reason: hidden.reason.name(),
+        })
     }
 
     /// New specs (a spec file changed): later calls are classified by them.
