@@ -401,4 +401,55 @@ mod tests {
             2
         );
     }
+
+    /// Through the whole observe path: a value answering another shape than its neighbours is
+    /// counted under its own route, suspected shadow, with the documented route on the call.
+    #[test]
+    fn a_hidden_endpoint_gets_its_own_route_and_class() {
+        let doc: serde_json::Value =
+            serde_yaml_ng::from_str("openapi: 3.0.3\npaths:\n  /users/{name}:\n    get: {}\n")
+                .unwrap();
+        let specs = Specs::new(vec![classify::BoundSpec {
+            spec: spec::from_document(&doc, std::path::Path::new("people.yaml")).unwrap(),
+            service: Some("api".into()),
+            retired: false,
+        }]);
+        let mut inv = Inventory::new(
+            InventoryLimits::default(),
+            specs,
+            Arc::new(Stats::default()),
+        );
+        let mut seen = Vec::new();
+        for (name, body) in [
+            ("alice", &br#"{"name": "alice"}"#[..]),
+            ("bob", br#"{"name": "bob"}"#),
+            ("carol", br#"{"name": "carol"}"#),
+            ("debug", br#"{"users": []}"#),
+        ] {
+            let mut call = sample();
+            call.path = format!("/users/{name}");
+            call.response_body_sample = body.to_vec();
+            inv.observe(&mut call);
+            let endpoint = call.endpoint.clone().unwrap();
+            seen.push((
+                endpoint.key.route.clone(),
+                endpoint.class,
+                endpoint.suspected.clone().map(|s| s.documented_route),
+            ));
+        }
+        let documented = ("/users/{name}".to_string(), Class::Documented, None);
+        assert_eq!(
+            seen,
+            [
+                documented.clone(),
+                documented.clone(),
+                documented,
+                (
+                    "/users/debug".to_string(),
+                    Class::SuspectedShadow,
+                    Some("/users/{name}".to_string())
+                ),
+            ]
+        );
+    }
 }
