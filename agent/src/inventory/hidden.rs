@@ -193,10 +193,12 @@ fn judge_against(
         .filter(|(v, known)| v.as_str() != value && !known.hidden)
         .map(|(_, v)| v)
         .collect();
-    if others.len() < MIN_OTHERS {
+    // Only words are endpoints: a value that looks like an id or a token (a secret in the
+    // path) never becomes a route, which is stored and written out as it is.
+    if others.len() < MIN_OTHERS || kind != SegmentKind::Literal {
         return None;
     }
-    if kind == SegmentKind::Literal && others.iter().all(|v| v.kind != SegmentKind::Literal) {
+    if others.iter().all(|v| v.kind != SegmentKind::Literal) {
         return Some(Reason::WordAmongIds);
     }
     let shape = shape?;
@@ -366,6 +368,22 @@ mod tests {
                 None,
             ]
         );
+    }
+
+    /// A token in the path answering another shape stays a value: its route would be stored
+    /// and written out with the secret in it.
+    #[test]
+    fn a_token_is_never_a_route() {
+        let found = judge(
+            "/reset/{code}",
+            &[
+                ("/reset/alice", USER),
+                ("/reset/bob", USER),
+                ("/reset/carol", USER),
+                ("/reset/sk_live_4eC39HqLyjWDarjtT1zdp7dc", DUMP),
+            ],
+        );
+        assert!(found.iter().all(Option::is_none), "{found:?}");
     }
 
     #[test]
