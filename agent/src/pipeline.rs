@@ -76,7 +76,20 @@ pub enum PipelineError {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Runs until SIGINT or SIGTERM.
 pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
+    run_until(config, std::future::pending::<()>())
+        .await
+        .map(drop)
+}
+
+/// Runs until SIGINT or SIGTERM, or until `done` completes once capture has started (its
+/// output is returned; `None` when a signal came first). Either way everything captured is
+/// drained to the sinks and the database before it returns.
+pub async fn run_until<T>(
+    config: RunConfig,
+    done: impl std::future::Future<Output = T>,
+) -> Result<Option<T>, PipelineError> {
     // Taken over first: SIGHUP's default action would end the agent while it starts.
     let hangups = signal(SignalKind::hangup()).map_err(PipelineError::Signals)?;
     let stats = Arc::new(Stats::default());
@@ -88,25 +101,18 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     // After the probes: a host or user that cannot run the agent hears that first.
     let (resolver, kube, watchers, agent) = start_identity(&config, &stats).await?;
     let (inventory, credentials, findings) = analysis_stages(&config, &stats)?;
-    let support = Arc::new(probes.support().clone());
+    let probes_support = probes.support().clone();
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
     let (attacher, probes) = start_attacher(probes, &config, &stats)?;
-    let otlp = match &otlp_settings {
-        Some(settings) => {
-            let health = HealthSources {
-                stats: stats.clone(),
-                kernel: Some(counters.clone()),
-                inventory: inventory.counts(),
-                tls: attacher.as_ref().map(|a| a.statuses()),
-                probes: support.clone(),
-            };
-            let (sink, handle) = otlp::start(settings, &agent, health)?;
-            sinks.push(Box::new(sink));
-            Some(handle)
-        }
-        None => None,
+    let health_sources = HealthSources {
+        stats: stats.clone(),
+        kernel: Some(counters.clone()),
+        inventory: inventory.counts(),
+        tls: attacher.as_ref().map(|a| a.statuses()),
+        probes: Arc::new(probes_support),
     };
+    let otlp = start_otlp(otlp_settings.as_ref(), &agent, health_sources, &mut sinks)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let health = Arc::new(crate::health::Health::default());
@@ -154,7 +160,13 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
     health.set_ready();
     tracing::info!("capture started");
     let reloader = Reloader::new(config.config_path.clone(), config.file.clone());
-    wait_for_signal(hangups, reloader, reload_tx, &stats).await?;
+    let finished = tokio::select! {
+        signal = wait_for_signal(hangups, reloader, reload_tx, &stats) => {
+            signal?;
+            None
+        }
+        output = done => Some(output),
+    };
     health.set_stopping();
     tracing::info!("stopping");
 
@@ -171,7 +183,8 @@ pub async fn run(config: RunConfig) -> Result<(), PipelineError> {
         health_server,
     }
     .stop(&stats, &counters)
-    .await
+    .await?;
+    Ok(finished)
 }
 
 /// What runs once the agent captures, stopped in this order: no event is lost between
@@ -216,6 +229,21 @@ impl Running {
             _ => Ok(()),
         }
     }
+}
+
+/// The OTLP exporter, when configured: its sink joins the others.
+fn start_otlp(
+    settings: Option<&OtlpSettings>,
+    agent: &AgentResource,
+    health: HealthSources,
+    sinks: &mut Vec<Box<dyn Sink>>,
+) -> Result<Option<otlp::OtlpHandle>, PipelineError> {
+    let Some(settings) = settings else {
+        return Ok(None);
+    };
+    let (sink, handle) = otlp::start(settings, agent, health)?;
+    sinks.push(Box::new(sink));
+    Ok(Some(handle))
 }
 
 /// The event dump (`--dump-events`), when asked for.

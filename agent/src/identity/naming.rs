@@ -57,6 +57,9 @@ pub struct Conditions {
     pub k8s_namespace: Option<String>,
     pub k8s_labels: BTreeMap<String, String>,
     pub k8s_annotations: BTreeMap<String, String>,
+    /// Only the ends that serve the call (with any port): names a cgroup's servers without
+    /// naming its clients too (`sightline record --service`).
+    pub serving: bool,
 }
 
 impl Conditions {
@@ -74,6 +77,7 @@ impl Conditions {
     fn matches(&self, s: &Subject<'_>) -> bool {
         let pod = s.pod;
         self.port.is_none_or(|p| s.server_port == Some(p))
+            && (!self.serving || s.server_port.is_some())
             && self.executable.as_deref().is_none_or(|e| {
                 if e.starts_with('/') {
                     s.executable_path == Some(e)
@@ -123,6 +127,8 @@ struct RawRule {
     k8s_labels: BTreeMap<String, String>,
     #[serde(default)]
     k8s_annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    serving: bool,
 }
 
 impl TryFrom<RawRule> for ServiceRule {
@@ -141,6 +147,7 @@ impl TryFrom<RawRule> for ServiceRule {
             k8s_namespace: raw.k8s_namespace,
             k8s_labels: raw.k8s_labels,
             k8s_annotations: raw.k8s_annotations,
+            serving: raw.serving,
         };
         if conditions.is_empty() {
             return Err(format!(
@@ -267,6 +274,29 @@ mod tests {
             n.namespace.map(|n| n.to_string()),
             n.source.unwrap(),
         )
+    }
+
+    #[test]
+    fn a_serving_rule_names_the_servers_of_its_cgroup_and_not_their_clients() {
+        let rules =
+            rules("[[service_rules]]\nname = \"demo\"\ncgroup = \"^/run-1$\"\nserving = true\n");
+        let server = Subject {
+            executable_name: Some("python3"),
+            cgroup: Some("/run-1"),
+            server_port: Some(8080),
+            ..Subject::default()
+        };
+        assert_eq!(named(&rules, &server).0, "demo");
+        let client = Subject {
+            server_port: None,
+            ..server
+        };
+        assert_eq!(named(&rules, &client).0, "python3");
+        let elsewhere = Subject {
+            cgroup: Some("/other"),
+            ..server
+        };
+        assert_eq!(named(&rules, &elsewhere).0, "python3");
     }
 
     #[test]

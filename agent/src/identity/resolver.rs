@@ -69,7 +69,10 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(config: ResolverConfig, kube: Option<Arc<KubeStore>>, stats: Arc<Stats>) -> Self {
         Self {
-            rules_use_ports: config.rules.iter().any(|r| r.conditions.port.is_some()),
+            rules_use_ports: config
+                .rules
+                .iter()
+                .any(|r| r.conditions.port.is_some() || r.conditions.serving),
             rules: config.rules,
             host_name: Arc::from(config.host_name),
             node_name: config.node_name.map(Arc::from),

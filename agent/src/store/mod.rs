@@ -6,5 +6,5 @@
 pub mod sqlite;
 pub mod writer;
 
-pub use sqlite::{Store, StoreError};
+pub use sqlite::{SpecOperation, Store, StoreError};
 pub use writer::InventoryStage;

@@ -190,6 +190,16 @@ fn open_error(path: &Path) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
+/// One operation of a spec, as stored for the reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecOperation {
+    pub api: String,
+    pub method: String,
+    pub route: String,
+    pub retired_or_deprecated: bool,
+    pub spec_file: String,
+}
+
 pub struct Store {
     conn: Connection,
 }
@@ -464,6 +474,24 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Every operation of the specs, as of the last time the agent read them.
+    pub fn spec_operations(&self) -> Result<Vec<SpecOperation>, StoreError> {
+        let mut statement = self.conn.prepare(
+            "SELECT api, method, route, retired_or_deprecated, spec_file FROM spec_operations
+             ORDER BY api, route, method",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok(SpecOperation {
+                api: r.get(0)?,
+                method: r.get(1)?,
+                route: r.get(2)?,
+                retired_or_deprecated: r.get::<_, i64>(3)? != 0,
+                spec_file: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Spec operations no call matched since `since_unix_nano`: (api, method, route, spec file).
