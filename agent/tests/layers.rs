@@ -25,11 +25,12 @@ const LAYERS: &[&[&str]] = &[
     &["inventory"],
     &["findings"],
     &["store"],
-    &["sink"],
+    &["sink", "gate"],
     &["health"],
     &["config"],
     &["cli"],
     &["pipeline"],
+    &["record"],
 ];
 
 /// (importer, imported) pairs allowed to go upward: none. An entry here is a loop to remove.
