@@ -54,6 +54,92 @@ pub enum Command {
     Capabilities,
     /// Ask a running agent whether it is ready (exit 0) or not (exit 1): a probe command.
     Health(HealthArgs),
+    /// Run a command (a service's tests) under capture: only its process tree is recorded,
+    /// into a database of its own; its output and exit status pass through unchanged.
+    Record(RecordArgs),
+    /// Judge a recorded run (or the agent's database): exit 1 when a `--fail-on` condition
+    /// holds for a result the baseline does not accept; write SARIF, JUnit XML and JSON.
+    Gate(GateArgs),
+}
+
+/// Where `sightline record` keeps a run and `sightline gate` reads it unless told otherwise.
+pub const DEFAULT_RECORD_DB: &str = "sightline-record.sqlite";
+
+#[derive(Clone, Debug, Args)]
+pub struct RecordArgs {
+    /// The run's database (replaced at each run; `sightline gate --db` reads it).
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_RECORD_DB)]
+    pub db: PathBuf,
+    /// An API spec to compare the run with (repeatable): short for an `[[api_specs]]` entry.
+    #[arg(long = "spec", value_name = "PATH")]
+    pub specs: Vec<PathBuf>,
+    /// The `service.name` the specs document (one for all, or one per `--spec`). With one
+    /// service, the command's processes that serve calls are named so.
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+    /// Config file, as for the agent (naming rules, specs, findings settings).
+    #[arg(long, value_name = "PATH", env = "SIGHTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Also show the calls (default: nothing but the command's own output).
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Write the shown calls to this file (appends).
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
+    /// Do not attach uprobes to TLS libraries.
+    #[arg(long)]
+    pub no_tls: bool,
+    /// Seconds the processes the command leaves behind get to end before they are killed.
+    #[arg(long, default_value_t = 10)]
+    pub wait_secs: u64,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+impl RecordArgs {
+    /// The agent's options for the run (the rest as the agent's defaults).
+    pub fn agent_options(&self) -> RunArgs {
+        let mut run = Cli::parse_from(["sightline"]).run;
+        run.config = self.config.clone();
+        if let Some(output) = self.output {
+            run.output = output;
+        }
+        run.output_file = self.output_file.clone();
+        run.no_tls = self.no_tls;
+        run
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct GateArgs {
+    /// The database to judge: a `sightline record` run's, or the agent's.
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_RECORD_DB)]
+    pub db: PathBuf,
+    /// Fail on these, comma-separated: shadow, suspected-shadow, zombie, unused, any rule name
+    /// or id (unauthenticated-success, SL-JWT-001, ...), severity>=LEVEL.
+    #[arg(long, value_name = "CONDITIONS", value_parser = crate::gate::check::parse_terms)]
+    pub fail_on: Option<crate::gate::check::Terms>,
+    /// Only results not in this baseline fail.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Write every result of this run as the accepted baseline, and pass.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+    /// Write the results as SARIF 2.1.0 (GitHub code scanning, GitLab).
+    #[arg(long, value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
+    /// Write a JUnit XML report: a suite per condition, a case per endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the results and the decision as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -14,9 +14,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // A recording shares the terminal with the command it runs: only warnings from us.
+    let level = match cli.command {
+        Some(Command::Record(_)) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -39,6 +44,15 @@ fn main() -> std::process::ExitCode {
         Some(Command::Health(args)) => sightline::health::ask(args.address, args.live)
             .map(|body| eprintln!("sightline: {body}"))
             .map_err(anyhow::Error::from),
+        Some(Command::Record(args)) => match record(args) {
+            Ok(code) => return std::process::ExitCode::from(code),
+            Err(error) => Err(error),
+        },
+        Some(Command::Gate(args)) => match gate(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
         None => run(cli.run),
     };
     match result {
@@ -170,6 +184,87 @@ fn openapi(args: &sightline::cli::OpenapiArgs) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&doc)? + "\n";
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// `sightline record`: the command's exit code, once the run is in its database.
+fn record(args: sightline::cli::RecordArgs) -> anyhow::Result<u8> {
+    let db = args.db.clone();
+    let wait = args.wait_secs;
+    let recorded = sightline::record::run(args)?;
+    if recorded.left_running > 0 {
+        eprintln!(
+            "sightline: record: the command left {} processes running; killed after {wait} s",
+            recorded.left_running
+        );
+    }
+    eprintln!(
+        "sightline: record: {} calls to {} endpoints, {} findings, in {}",
+        recorded.calls,
+        recorded.endpoints,
+        recorded.findings,
+        db.display()
+    );
+    Ok(recorded.exit_code)
+}
+
+/// `sightline gate`: whether the gate passed (its summary is printed either way).
+fn gate(args: &sightline::cli::GateArgs) -> anyhow::Result<bool> {
+    use sightline::{
+        gate::{Outcome, baseline::Baseline, junit, result, sarif},
+        store::Store,
+    };
+    use std::io::Write as _;
+    let store = Store::open_read_only(&args.db)?;
+    let inputs = result::Inputs {
+        endpoints: store.load()?,
+        findings: store.load_findings()?,
+        operations: store.spec_operations()?,
+        unused: store.unused_operations(0)?,
+    };
+    let results = result::collect(&inputs);
+    if let Some(path) = &args.write_baseline {
+        Baseline::write(path, &results)?;
+    }
+    let baseline = args.baseline.as_deref().map(Baseline::read).transpose()?;
+    let terms = args.fail_on.clone().map(|t| t.0).unwrap_or_default();
+    // Writing a baseline accepts this run: it passes.
+    let terms = if args.write_baseline.is_some() {
+        Vec::new()
+    } else {
+        terms
+    };
+    let outcome = Outcome::judge(results, terms, baseline.as_ref());
+    if let Some(path) = &args.sarif {
+        let log = sarif::log(&outcome, &std::env::current_dir()?);
+        write_file(path, &(serde_json::to_string_pretty(&log)? + "\n"))?;
+    }
+    if let Some(path) = &args.junit {
+        let mut subjects: Vec<_> = inputs.endpoints.iter().map(|(k, _)| k.clone()).collect();
+        subjects.extend(inputs.unused.iter().map(|u| {
+            sightline::inventory::endpoint::EndpointKey {
+                api: u.api.clone(),
+                namespace: String::new(),
+                direction: sightline::inventory::endpoint::Direction::Served,
+                method: u.method.clone(),
+                route: u.route.clone(),
+            }
+        }));
+        write_file(path, &junit::document(&outcome, &subjects))?;
+    }
+    if let Some(path) = &args.json {
+        write_file(
+            path,
+            &(serde_json::to_string_pretty(&outcome.to_json())? + "\n"),
+        )?;
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(outcome.summary().as_bytes())?;
+    Ok(!outcome.failed())
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// The error and its causes on one line, skipping causes that their parent's text already
