@@ -115,7 +115,7 @@ impl RecordCgroup {
 
     /// SIGKILLs everything in the cgroup until it is empty (`cgroup.kill` where the kernel
     /// has it, 5.14+, else process by process, again while forks race the kills).
-    async fn kill_all(&self) {
+    pub async fn kill_all(&self) {
         let kill_file = self.dir.join("cgroup.kill");
         for _ in 0..100 {
             let pids = self.processes();

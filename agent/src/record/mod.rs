@@ -50,6 +50,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Recorded> {
         (status, left_running)
     }))?;
     let Some((status, left_running)) = outcome else {
+        // The command's child was killed with its future; its descendants go with the cgroup.
+        runtime.block_on(cgroup.kill_all());
         anyhow::bail!("stopped by a signal before the command ended");
     };
     let exit_code = exit_code(status?);
