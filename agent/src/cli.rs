@@ -165,9 +165,10 @@ pub struct HealthArgs {
 
 #[derive(Clone, Debug, Args)]
 pub struct OpenapiArgs {
-    /// The agent's inventory database (its --inventory-db).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
-    pub db: PathBuf,
+    /// The agent's inventory database (its --inventory-db); repeat it to merge several (copied
+    /// from several nodes, or runs) into one document.
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub db: Vec<PathBuf>,
     /// The service (`service.name`), or the host of an API called.
     #[arg(long)]
     pub service: String,
@@ -176,7 +177,7 @@ pub struct OpenapiArgs {
 #[derive(Clone, Debug, Args)]
 pub struct FindingsArgs {
     /// The agent's inventory database (its --inventory-db).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
     pub db: PathBuf,
     /// Only this service's findings (`service.name`, or the host of an API called).
     #[arg(long)]
@@ -187,6 +188,10 @@ pub struct FindingsArgs {
     /// Only this rule (name or id).
     #[arg(long, value_parser = parse_rule)]
     pub rule: Option<crate::findings::model::Rule>,
+    /// Read the whole cluster's findings from this Prometheus (or anything answering its
+    /// query API) instead of this node's database.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
     /// Table for people, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
@@ -210,7 +215,7 @@ fn parse_rule(text: &str) -> Result<crate::findings::model::Rule, String> {
 #[derive(Clone, Debug, Args)]
 pub struct InventoryArgs {
     /// The agent's inventory database (its --inventory-db).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
     pub db: PathBuf,
     /// Only this service's endpoints (`service.name`, or the host of an API called).
     #[arg(long)]
@@ -218,6 +223,11 @@ pub struct InventoryArgs {
     /// A spec operation is unused when no call matched it in this many days.
     #[arg(long, default_value_t = 30)]
     pub unused_days: u64,
+    /// Read the whole cluster's inventory from this Prometheus (or Mimir, Thanos: anything
+    /// answering its query API) instead of this node's database: every node's endpoints,
+    /// unused judged over all of them.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
     /// Table for people, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
@@ -314,7 +324,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 600)]
     pub tls_detach_after_secs: u64,
     /// The API inventory's SQLite database (kept across restarts).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    #[arg(long, visible_alias = "db", value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
     pub inventory_db: PathBuf,
     /// Keep no inventory database (routes and findings are still computed, in memory).
     #[arg(long)]

@@ -1,7 +1,9 @@
 //! Liveness and readiness over HTTP on a loopback port: `GET /healthz` answers 200 while the
 //! agent's runtime runs; `GET /readyz` answers 200 once the probes are attached and capture has
 //! started, 503 before and once stopping. `sightline health` asks it (a Kubernetes exec probe:
-//! the port never leaves the pod's loopback).
+//! the port never leaves the pod's loopback). `GET /metrics` answers the agent's metrics in
+//! Prometheus' text format, for a Prometheus that scrapes the node (the port then listens on
+//! an address it reaches).
 
 use std::{
     convert::Infallible,
@@ -17,6 +19,8 @@ use std::{
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode, body::Bytes, service::service_fn};
 use tokio::{net::TcpListener, sync::watch};
+
+use crate::sink::otlp::metrics::Metrics;
 
 /// Where the agent listens unless told otherwise.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9467";
@@ -76,6 +80,7 @@ impl Health {
 pub async fn start(
     address: SocketAddr,
     health: Arc<Health>,
+    metrics: Option<Arc<Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, HealthError> {
     let listener = TcpListener::bind(address)
@@ -84,7 +89,7 @@ pub async fn start(
     if !address.ip().is_loopback() {
         tracing::warn!(%address, "the health port is reachable from outside this host");
     }
-    tracing::info!(%address, "health checks served (/healthz, /readyz)");
+    tracing::info!(%address, "health checks served (/healthz, /readyz, /metrics)");
     Ok(tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -94,11 +99,18 @@ pub async fn start(
             let Ok((stream, _)) = accepted else {
                 continue;
             };
-            let health = health.clone();
+            let (health, metrics) = (health.clone(), metrics.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let health = health.clone();
-                    async move { Ok::<_, Infallible>(answer(&request, &health)) }
+                    let (health, metrics) = (health.clone(), metrics.clone());
+                    async move {
+                        if request.uri().path() == "/metrics"
+                            && let Some(metrics) = metrics
+                        {
+                            return Ok::<_, Infallible>(prometheus(metrics).await);
+                        }
+                        Ok::<_, Infallible>(answer(&request, &health))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -106,6 +118,19 @@ pub async fn start(
             });
         }
     }))
+}
+
+/// The metrics, rendered off the runtime's threads (tens of thousands of series take a while).
+async fn prometheus(metrics: Arc<Metrics>) -> Response<Full<Bytes>> {
+    let text = tokio::task::spawn_blocking(move || metrics.prometheus_text())
+        .await
+        .unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(crate::sink::otlp::prometheus::CONTENT_TYPE),
+    );
+    response
 }
 
 fn answer(request: &Request<hyper::body::Incoming>, health: &Health) -> Response<Full<Bytes>> {
@@ -159,7 +184,9 @@ mod tests {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = probe.local_addr().unwrap();
         drop(probe);
-        let server = start(address, health.clone(), shutdown).await.unwrap();
+        let server = start(address, health.clone(), None, shutdown)
+            .await
+            .unwrap();
         let ask = move |live| tokio::task::spawn_blocking(move || ask(address, live));
         assert_eq!(ask(true).await.unwrap().unwrap(), "ok");
         let error = ask(false).await.unwrap().unwrap_err().to_string();
@@ -174,7 +201,9 @@ mod tests {
         assert!(error.ends_with("stopping"), "{error}");
         // A second agent on the same port is a start-up error that names the port.
         let (_stop2, shutdown2) = watch::channel(false);
-        let taken = start(address, Arc::default(), shutdown2).await.unwrap_err();
+        let taken = start(address, Arc::default(), None, shutdown2)
+            .await
+            .unwrap_err();
         assert!(
             taken
                 .to_string()

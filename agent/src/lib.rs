@@ -14,6 +14,7 @@
 pub mod call;
 pub mod capture;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod credentials;

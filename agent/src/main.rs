@@ -123,6 +123,9 @@ fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
 fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
     use sightline::{inventory::report, store::Store};
     use std::io::Write as _;
+    if let Some(url) = &args.prometheus {
+        return cluster_inventory(url, args);
+    }
     let store = Store::open_read_only(&args.db)?;
     let endpoints = report::selected(store.load()?, args.service.as_deref());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
@@ -143,12 +146,47 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sightline inventory --prometheus URL`: the cluster's inventory, from the metrics store.
+fn cluster_inventory(url: &str, args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
+    use sightline::cluster::{inventory, prometheus_api::Prometheus};
+    use std::io::Write as _;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let window = std::time::Duration::from_secs(args.unused_days.saturating_mul(86_400));
+    let since_ms = now.saturating_sub(window).as_millis() as u64;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut cluster = runtime.block_on(inventory::read(&Prometheus::new(url), since_ms))?;
+    if let Some(service) = &args.service {
+        cluster.endpoints.retain(|e| &e.key.api == service);
+        cluster.unused.retain(|u| &u.api == service);
+    }
+    let text = match args.format {
+        sightline::cli::ReportFormat::Json => {
+            serde_json::to_string_pretty(&inventory::to_json(&cluster))? + "\n"
+        }
+        sightline::cli::ReportFormat::Table => inventory::render_table(&cluster),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// `sightline findings`: prints the stored findings.
 fn findings(args: &sightline::cli::FindingsArgs) -> anyhow::Result<()> {
     use sightline::{findings::report, store::Store};
     use std::io::Write as _;
+    let all = match &args.prometheus {
+        Some(url) => {
+            use sightline::cluster::{findings, prometheus_api::Prometheus};
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(findings::read(&Prometheus::new(url)))?
+        }
+        None => Store::open_read_only(&args.db)?.load_findings()?,
+    };
     let findings = report::selected(
-        Store::open_read_only(&args.db)?.load_findings()?,
+        all,
         &report::Filter {
             service: args.service.clone(),
             min_severity: args.min_severity,
@@ -173,12 +211,15 @@ fn openapi(args: &sightline::cli::OpenapiArgs) -> anyhow::Result<()> {
         store::Store,
     };
     use std::io::Write as _;
-    let endpoints = report::selected(
-        Store::open_read_only(&args.db)?.load()?,
-        Some(&args.service),
-    );
+    let inventories = args
+        .db
+        .iter()
+        .map(|db| Ok(Store::open_read_only(db)?.load()?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let endpoints = report::selected(report::merged(inventories), Some(&args.service));
     if endpoints.is_empty() {
-        anyhow::bail!("no endpoint of {:?} in {}", args.service, args.db.display());
+        let dbs: Vec<String> = args.db.iter().map(|d| d.display().to_string()).collect();
+        anyhow::bail!("no endpoint of {:?} in {}", args.service, dbs.join(", "));
     }
     let doc = openapi_out::document(&args.service, &endpoints);
     let text = serde_json::to_string_pretty(&doc)? + "\n";

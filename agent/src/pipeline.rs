@@ -22,6 +22,7 @@ use crate::{
         stage::CredentialsStage,
     },
     findings::{rules::settings::SettingsError, stage::FindingsStage},
+    health,
     identity::{
         self,
         kubernetes::{self, KubeError, KubeOptions, KubeStore},
@@ -32,7 +33,11 @@ use crate::{
     sink::{
         self, Record, Sink,
         json::JsonLines,
-        otlp::{self, AgentResource, metrics::HealthSources, settings::OtlpSettings},
+        otlp::{
+            self, AgentResource,
+            metrics::{HealthSources, Metrics, MetricsSink},
+            settings::OtlpSettings,
+        },
         terminal::Terminal,
     },
     stats::Stats,
@@ -101,25 +106,24 @@ pub async fn run_until<T>(
     // After the probes: a host or user that cannot run the agent hears that first.
     let (resolver, kube, watchers, agent) = start_identity(&config, &stats).await?;
     let (inventory, credentials, findings) = analysis_stages(&config, &stats)?;
-    let probes_support = probes.support().clone();
+    let support = Arc::new(probes.support().clone());
     let ring = probes.take_ring_buffer()?;
     let counters = Arc::new(probes.take_counters()?);
     let (attacher, probes) = start_attacher(probes, &config, &stats)?;
-    let health_sources = HealthSources {
+    let sources = HealthSources {
         stats: stats.clone(),
         kernel: Some(counters.clone()),
         inventory: inventory.counts(),
+        findings: inventory.finding_series(),
         tls: attacher.as_ref().map(|a| a.statuses()),
-        probes: Arc::new(probes_support),
+        probes: support,
     };
-    let otlp = start_otlp(otlp_settings.as_ref(), &agent, health_sources, &mut sinks)?;
-
+    let exports = start_exports(&config, otlp_settings.as_ref(), &agent, sources, &mut sinks);
+    let (metrics, otlp) = exports?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let health = Arc::new(crate::health::Health::default());
+    let health = Arc::new(health::Health::default());
     let health_server = match config.health {
-        Some(address) => {
-            Some(crate::health::start(address, health.clone(), shutdown_rx.clone()).await?)
-        }
+        Some(at) => Some(health::start(at, health.clone(), metrics, shutdown_rx.clone()).await?),
         None => None,
     };
     let (event_tx, event_rx) = mpsc::channel(config.capture_queue);
@@ -231,19 +235,27 @@ impl Running {
     }
 }
 
-/// The OTLP exporter, when configured: its sink joins the others.
-fn start_otlp(
+/// The metrics, aggregated when something reads them (the OTLP export, or Prometheus at the
+/// health port's /metrics), and the OTLP exporter when configured; their sinks join the others.
+fn start_exports(
+    config: &RunConfig,
     settings: Option<&OtlpSettings>,
     agent: &AgentResource,
     health: HealthSources,
     sinks: &mut Vec<Box<dyn Sink>>,
-) -> Result<Option<otlp::OtlpHandle>, PipelineError> {
+) -> Result<(Option<Arc<Metrics>>, Option<otlp::OtlpHandle>), PipelineError> {
+    let stats = health.stats.clone();
+    let wanted = config.health.is_some() || settings.is_some_and(|s| s.metrics.is_some());
+    let metrics = wanted.then(|| Arc::new(otlp::new_metrics(settings, agent, health)));
+    if let Some(metrics) = &metrics {
+        sinks.push(Box::new(MetricsSink(metrics.clone())));
+    }
     let Some(settings) = settings else {
-        return Ok(None);
+        return Ok((metrics, None));
     };
-    let (sink, handle) = otlp::start(settings, agent, health)?;
+    let (sink, handle) = otlp::start(settings, agent, metrics.as_deref(), stats)?;
     sinks.push(Box::new(sink));
-    Ok(Some(handle))
+    Ok((metrics, Some(handle)))
 }
 
 /// The event dump (`--dump-events`), when asked for.

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["inventory"],
     &["findings"],
     &["store"],
-    &["sink", "gate"],
+    &["sink", "gate", "cluster"],
     &["health"],
     &["config"],
     &["cli"],

@@ -120,10 +120,26 @@ pub fn ensure_debian_programs(needed: &[(&str, &str)]) -> anyhow::Result<()> {
     }
     eprintln!("xtask: installing {}", packages.join(" "));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
+    // No service of these packages may start (nginx on :80, Prometheus scraping itself every
+    // 15 s): the tests' agents see all of the host's HTTP, and counts must be exact.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let own_policy = !policy.exists()
+        && std::fs::write(
+            policy,
+            "#!/bin/sh\n# xtask: no service starts during the install\nexit 101\n",
+        )
+        .is_ok();
+    if own_policy {
+        let _ = run(Command::new("chmod").args(["0755", "/usr/sbin/policy-rc.d"]));
+    }
+    let installed = run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&packages)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    if own_policy {
+        let _ = std::fs::remove_file(policy);
+    }
+    installed?;
     for program in programs {
         if !has_program(program) {
             bail!("{program} is still missing after installing {packages:?}");

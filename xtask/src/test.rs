@@ -34,6 +34,10 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     (GRPCIO, "python3-grpcio"),
     // Wheels from PyPI: OpenSSL 1.1 (TLS tests), openapi-spec-validator (inventory tests).
     ("pip3", "python3-pip"),
+    // Cluster tests: a real Prometheus scraping two agents.
+    ("prometheus", "prometheus"),
+    // Shift-left tests: Microsoft's SARIF Multitool, from npm.
+    ("npm", "npm"),
 ];
 
 /// Debian's grpcio module (a file, not a program: an absolute path is checked as a file).

@@ -8,6 +8,7 @@ pub mod model;
 pub mod report;
 pub mod rules;
 pub mod sensitive;
+pub mod series;
 pub mod stage;
 pub mod table;
 

@@ -24,7 +24,7 @@ use crate::{call::ApiCall, credentials::redact, inventory::endpoint::EndpointKey
 pub const SAMPLE_PATH: &str = "sample_path";
 
 /// Findings kept, at most.
-const MAX_FINDINGS: usize = 10_000;
+pub const MAX_FINDINGS: usize = 10_000;
 /// Endpoints whose per-endpoint rule state is kept, at most (as many as the inventory).
 const MAX_ENDPOINTS: usize = 50_000;
 

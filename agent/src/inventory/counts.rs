@@ -1,20 +1,48 @@
-//! Endpoints by API and class, kept up to date as endpoints appear and change class, for the
-//! inventory gauges of the exports. Updated only on those changes (rare), read by the metrics
-//! export every interval.
+//! What the inventory metrics read: endpoints by API and class (kept up to date as endpoints
+//! appear and change class), and each endpoint's and spec operation's own series (refreshed
+//! at each flush of the inventory, every few seconds). Read by the metrics export every
+//! interval; bounded by the inventory's own caps.
 
 use std::{collections::HashMap, sync::Mutex};
 
 use super::{
-    classify::Class,
-    endpoint::{Direction, EndpointKey},
+    classify::{Class, Specs},
+    endpoint::{Direction, EndpointKey, EndpointStats},
 };
 
 /// Whose endpoints are counted: an API (service name and namespace), its direction, a class.
 pub type CountKey = (String, String, Direction, Class);
 
+/// One endpoint as its metrics show it: what adds up across nodes (the class and schemes as
+/// labels, first and last seen as values a query takes the min and max of).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSeries {
+    pub class: Class,
+    /// The authentication schemes seen, sorted, comma-separated (`none` included).
+    pub auth_schemes: String,
+    /// The clients seen (service names, else addresses), sorted, comma-separated; `…` last
+    /// when there were more than the inventory keeps.
+    pub clients: String,
+    pub first_seen_unix_nano: u64,
+    pub last_seen_unix_nano: u64,
+    /// Calls counted (across restarts: the database keeps them).
+    pub calls: u64,
+}
+
+/// One spec operation as its metric shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationSeries {
+    pub api: String,
+    pub method: String,
+    pub route: String,
+    pub deprecated: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct InventoryCounts {
     counts: Mutex<HashMap<CountKey, u64>>,
+    endpoints: Mutex<HashMap<EndpointKey, EndpointSeries>>,
+    operations: Mutex<Vec<OperationSeries>>,
 }
 
 impl InventoryCounts {
@@ -33,6 +61,77 @@ impl InventoryCounts {
             *n = n.saturating_sub(1);
         }
         *counts.entry(api(to)).or_default() += 1;
+    }
+
+    /// Refreshes the series of endpoints whose statistics changed (or were loaded).
+    pub fn update_endpoints<'a>(
+        &self,
+        changed: impl IntoIterator<Item = (&'a EndpointKey, &'a EndpointStats)>,
+    ) {
+        let Ok(mut endpoints) = self.endpoints.lock() else {
+            return;
+        };
+        for (key, stats) in changed {
+            let series = EndpointSeries {
+                class: stats.class.unwrap_or(Class::NoSpec),
+                auth_schemes: stats
+                    .auth_schemes
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                clients: stats
+                    .clients
+                    .iter()
+                    .map(String::as_str)
+                    .chain(stats.more_clients.then_some("…"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                first_seen_unix_nano: stats.first_seen_unix_nano,
+                last_seen_unix_nano: stats.last_seen_unix_nano,
+                calls: stats.calls,
+            };
+            match endpoints.get_mut(key) {
+                Some(old) => *old = series,
+                None => {
+                    endpoints.insert(key.clone(), series);
+                }
+            }
+        }
+    }
+
+    /// The specs' operations, for every API each applies to (replaced when the specs change).
+    pub fn set_operations(&self, specs: &Specs) {
+        let mut operations = Vec::new();
+        for bound in specs.bound() {
+            for api in bound.service.iter().chain(&bound.spec.hosts) {
+                for (method, route, deprecated) in bound.routes() {
+                    operations.push(OperationSeries {
+                        api: api.clone(),
+                        method,
+                        route,
+                        deprecated,
+                    });
+                }
+            }
+        }
+        if let Ok(mut current) = self.operations.lock() {
+            *current = operations;
+        }
+    }
+
+    pub fn endpoint_series(&self) -> Vec<(EndpointKey, EndpointSeries)> {
+        self.endpoints
+            .lock()
+            .map(|e| e.iter().map(|(k, s)| (k.clone(), s.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn operation_series(&self) -> Vec<OperationSeries> {
+        self.operations
+            .lock()
+            .map(|o| o.clone())
+            .unwrap_or_default()
     }
 
     /// Every count, zeros included (a class that emptied reports 0 rather than vanishing).

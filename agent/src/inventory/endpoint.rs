@@ -110,6 +110,75 @@ impl EndpointStats {
         }
     }
 
+    /// Adds what another inventory (another node's, another run's) knows of the same
+    /// endpoint: counts add up, sets join (bounded as ever), the class is the one seen last.
+    pub fn merge(&mut self, other: &EndpointStats) {
+        if other.calls == 0 {
+            return;
+        }
+        if self.calls == 0 || other.first_seen_unix_nano < self.first_seen_unix_nano {
+            self.first_seen_unix_nano = other.first_seen_unix_nano;
+        }
+        if other.last_seen_unix_nano >= self.last_seen_unix_nano {
+            self.class = other.class.or(self.class);
+        }
+        self.last_seen_unix_nano = self.last_seen_unix_nano.max(other.last_seen_unix_nano);
+        self.calls += other.calls;
+        for (mine, theirs) in self.status_classes.iter_mut().zip(other.status_classes) {
+            *mine += theirs;
+        }
+        self.duration_sum_ns = self.duration_sum_ns.saturating_add(other.duration_sum_ns);
+        self.duration_max_ns = self.duration_max_ns.max(other.duration_max_ns);
+        for (mine, theirs) in self
+            .duration_histogram
+            .iter_mut()
+            .zip(other.duration_histogram)
+        {
+            *mine += theirs;
+        }
+        for (mine, theirs) in [
+            (
+                &mut self.request_content_types,
+                &other.request_content_types,
+            ),
+            (
+                &mut self.response_content_types,
+                &other.response_content_types,
+            ),
+            (&mut self.auth_schemes, &other.auth_schemes),
+            (&mut self.query_params, &other.query_params),
+        ] {
+            for value in theirs {
+                insert_bounded(mine, value);
+            }
+        }
+        for client in &other.clients {
+            if self.clients.len() < MAX_CLIENTS || self.clients.contains(client) {
+                self.clients.insert(client.clone());
+            } else {
+                self.more_clients = true;
+            }
+        }
+        self.more_clients |= other.more_clients;
+        self.tls_calls += other.tls_calls;
+        for status in &other.status_codes {
+            if self.status_codes.len() < MAX_SET || self.status_codes.contains(status) {
+                self.status_codes.insert(*status);
+            }
+        }
+        for (mine, theirs) in [
+            (&mut self.request_schema, &other.request_schema),
+            (&mut self.response_schema, &other.response_schema),
+        ] {
+            if let Some(theirs) = theirs {
+                *mine = Some(match mine.take() {
+                    Some(ours) => super::schema::merge(ours, theirs.clone()),
+                    None => theirs.clone(),
+                });
+            }
+        }
+    }
+
     fn record_schemas(&mut self, call: &ApiCall) {
         merge_schema(
             &mut self.request_schema,
@@ -260,6 +329,27 @@ mod tests {
         assert_eq!(stats.clients.iter().collect::<Vec<_>>(), ["cart", "web"]);
         let text = serde_json::to_string(&stats).unwrap();
         assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn two_inventories_of_one_endpoint_merge_into_what_one_would_have_seen() {
+        let mut call = sample();
+        let (mut node_a, mut node_b, mut both) = Default::default();
+        let (mut a, mut b): (&mut EndpointStats, &mut EndpointStats) = (&mut node_a, &mut node_b);
+        for i in 0..6u64 {
+            call.start_unix_ns = sample().start_unix_ns + i;
+            call.end_unix_ns = call.start_unix_ns + 1_000 * (i + 1);
+            call.status = Some(if i % 3 == 0 { 500 } else { 200 });
+            let client = format!("client-{}", i % 2);
+            a.record(&call, &client);
+            EndpointStats::record(&mut both, &call, &client);
+            std::mem::swap(&mut a, &mut b);
+        }
+        node_a.merge(&node_b);
+        assert_eq!(node_a, both);
+        let mut empty = EndpointStats::default();
+        empty.merge(&EndpointStats::default());
+        assert_eq!(empty, EndpointStats::default());
     }
 
     #[test]

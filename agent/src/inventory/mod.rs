@@ -76,12 +76,14 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn new(limits: InventoryLimits, specs: Specs, stats: Arc<Stats>) -> Self {
+        let counts = Arc::new(InventoryCounts::default());
+        counts.set_operations(&specs);
         Self {
             specs,
             trees: HashMap::new(),
             endpoints: HashMap::new(),
             changed: HashSet::new(),
-            counts: Arc::default(),
+            counts,
             hidden: HiddenEndpoints::default(),
             limits,
             stats,
@@ -100,6 +102,7 @@ impl Inventory {
             }
             self.endpoints.insert(key, stats);
         }
+        self.counts.update_endpoints(&self.endpoints);
     }
 
     /// Endpoints by API and class, shared with the exports.
@@ -221,6 +224,7 @@ impl Inventory {
 
     /// New specs (a spec file changed): later calls are classified by them.
     pub fn set_specs(&mut self, specs: Specs) {
+        self.counts.set_operations(&specs);
         self.specs = specs;
     }
 
@@ -231,13 +235,17 @@ impl Inventory {
 
     /// The endpoints changed since the last call, with their current statistics.
     pub fn take_changed(&mut self) -> Vec<(EndpointKey, EndpointStats)> {
-        self.changed
+        let changed: Vec<(EndpointKey, EndpointStats)> = self
+            .changed
             .drain()
             .filter_map(|key| {
                 let stats = self.endpoints.get(&key)?.clone();
                 Some((key, stats))
             })
-            .collect()
+            .collect();
+        self.counts
+            .update_endpoints(changed.iter().map(|(key, stats)| (key, stats)));
+        changed
     }
 
     fn tree(&mut self, api: ApiKey) -> Option<&mut RouteTree> {

@@ -15,6 +15,23 @@ pub fn selected(
         .collect()
 }
 
+/// Several inventories (of several nodes, or runs) as one: an endpoint they share is one
+/// endpoint with their statistics merged, ordered by endpoint.
+pub fn merged(
+    inventories: Vec<Vec<(EndpointKey, EndpointStats)>>,
+) -> Vec<(EndpointKey, EndpointStats)> {
+    let mut all: std::collections::BTreeMap<EndpointKey, EndpointStats> = Default::default();
+    for (key, stats) in inventories.into_iter().flatten() {
+        match all.entry(key) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(stats);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().merge(&stats),
+        }
+    }
+    all.into_iter().collect()
+}
+
 /// A Unix time in nanoseconds as RFC 3339 with milliseconds.
 pub fn rfc3339(unix_ns: u64) -> String {
     humantime::format_rfc3339_millis(

@@ -22,7 +22,11 @@ use crate::inventory::{
     spec_source::ApiSpecEntry,
     spec_source::SpecSource,
 };
-use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
+use crate::{
+    call::ApiCall,
+    findings::{model::Finding, series::FindingSeries},
+    stats::Stats,
+};
 
 /// What the writer writes at once.
 struct Batch {
@@ -40,6 +44,8 @@ struct Writer {
 
 pub struct InventoryStage {
     inventory: Inventory,
+    /// The findings as the metrics export them, refreshed with each write.
+    finding_series: Arc<FindingSeries>,
     specs: SpecSource,
     /// Specs in use whose operations the database does not have yet (a batch that did not
     /// fit the writer's queue carries them again).
@@ -61,6 +67,7 @@ impl InventoryStage {
         let Some(path) = path else {
             let stage = Self {
                 inventory,
+                finding_series: Arc::default(),
                 specs,
                 unsaved_specs: None,
                 stats,
@@ -89,8 +96,11 @@ impl InventoryStage {
                 path: "inventory writer thread".to_string(),
                 source,
             })?;
+        let finding_series = Arc::new(FindingSeries::default());
+        finding_series.update(&findings);
         let stage = Self {
             inventory,
+            finding_series,
             specs,
             unsaved_specs: None,
             stats,
@@ -101,6 +111,11 @@ impl InventoryStage {
 
     pub fn observe(&mut self, call: &mut ApiCall) {
         self.inventory.observe(call);
+    }
+
+    /// The findings, kept current at each flush (for the exported series).
+    pub fn finding_series(&self) -> Arc<FindingSeries> {
+        self.finding_series.clone()
     }
 
     /// Endpoints by API and class, kept current by the inventory (for the exported gauges).
@@ -119,6 +134,7 @@ impl InventoryStage {
     /// Picks up changed spec files and hands what changed, with the changed `findings`, to
     /// the writer. Returns the findings it could not take (to be given again next time).
     pub fn flush(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
+        self.finding_series.update(&findings);
         if let Some(specs) = self.specs.reload_if_changed(&self.stats) {
             self.inventory.set_specs(specs.clone());
             self.unsaved_specs = Some(specs);

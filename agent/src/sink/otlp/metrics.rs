@@ -4,7 +4,8 @@
 //!   `http.request.method`, `http.route`, `http.response.status_code` (and `server.address`,
 //!   `peer.service` for clients). One agent observes many services, so the service is a data
 //!   point attribute; the resource is the agent's own.
-//! - `sightline.inventory.endpoints`: endpoints by service, direction and class.
+//! - `sightline.inventory.endpoints`: endpoints by service, direction and class; and a series
+//!   per endpoint and spec operation (`inventory_metrics`).
 //! - `sightline.findings.raised` (new or more severe findings) and `sightline.findings.calls`
 //!   (calls that matched a rule), by rule and severity.
 //! - The agent's health: events captured, dropped (per stage: kernel ring buffer and tables,
@@ -57,6 +58,7 @@ pub struct HealthSources {
     pub stats: Arc<Stats>,
     pub kernel: Option<Arc<KernelCounters>>,
     pub inventory: Arc<InventoryCounts>,
+    pub findings: Arc<crate::findings::series::FindingSeries>,
     pub tls: Option<Arc<TlsStatuses>>,
     /// What the kernel let the agent load.
     pub probes: Arc<KernelSupport>,
@@ -236,6 +238,26 @@ impl CallMetrics {
     }
 }
 
+/// Records each call and finding into the metrics (one sink, whether they are exported over
+/// OTLP, served to Prometheus, or both).
+pub struct MetricsSink(pub Arc<Metrics>);
+
+impl crate::sink::Sink for MetricsSink {
+    fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
+        self.0.calls.record(call);
+        Ok(())
+    }
+
+    fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        self.0.calls.finding(finding);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The meter provider with its reader, and the per-call instruments.
 pub struct Metrics {
     provider: SdkMeterProvider,
@@ -253,6 +275,8 @@ impl Metrics {
         let provider = SdkMeterProvider::builder()
             .with_resource(resource)
             .with_reader(SharedReader(reader.clone()))
+            .with_view(super::inventory_metrics::cardinality_view)
+            .with_view(super::finding_metrics::cardinality_view)
             .build();
         let meter = provider.meter_with_scope(scope);
         register_health(&meter, sources);
@@ -261,6 +285,15 @@ impl Metrics {
             provider,
             reader,
         }
+    }
+
+    /// Every metric now, in Prometheus' text format (`GET /metrics`).
+    pub fn prometheus_text(&self) -> String {
+        let mut metrics = ResourceMetrics::default();
+        if let Err(error) = self.reader.collect(&mut metrics) {
+            tracing::warn!(%error, "collecting metrics failed");
+        }
+        super::prometheus::render(&metrics)
     }
 
     /// Collects and exports every `interval` until `shutdown`, then once more.
@@ -318,7 +351,7 @@ impl Metrics {
 /// The manual reader, shared between the provider (which registers with it) and the export
 /// task (which collects from it).
 #[derive(Debug)]
-struct SharedReader(Arc<ManualReader>);
+pub(crate) struct SharedReader(pub(crate) Arc<ManualReader>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
@@ -493,6 +526,7 @@ fn register_health(meter: &Meter, sources: HealthSources) {
         stats,
         kernel,
         inventory,
+        findings,
         tls,
         probes,
     } = sources;
@@ -528,6 +562,8 @@ fn register_health(meter: &Meter, sources: HealthSources) {
             })
             .build();
     }
+    super::inventory_metrics::register(meter, inventory.clone());
+    super::finding_metrics::register(meter, findings);
     meter
         .u64_observable_gauge("sightline.inventory.endpoints")
         .with_unit("{endpoint}")

@@ -23,8 +23,11 @@
 //! - the W3C `traceparent` parsing (`traces`): the SDK's propagator accepts ids of the wrong
 //!   length.
 
+pub mod finding_metrics;
+pub mod inventory_metrics;
 pub mod logs;
 pub mod metrics;
+pub mod prometheus;
 pub mod queue;
 pub mod settings;
 pub mod traces;
@@ -63,7 +66,6 @@ pub struct AgentResource {
 pub struct OtlpSink {
     spans: Option<(SpanBuilder, QueueSender<SpanItem>)>,
     logs: Option<(LogRecords, QueueSender<SdkLogRecord>)>,
-    metrics: Option<Metrics>,
 }
 
 /// The runtime end: stops the export tasks after their last attempt.
@@ -73,20 +75,44 @@ pub struct OtlpHandle {
 }
 
 /// Builds the exporters and starts the export tasks (on the current tokio runtime).
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("sightline")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+fn common_attributes(settings: Option<&OtlpSettings>) -> Vec<KeyValue> {
+    settings
+        .map(|s| {
+            s.resource_attributes
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The metrics (aggregated in the agent), for the OTLP export and the Prometheus endpoint:
+/// their resource is the agent's.
+pub fn new_metrics(
+    settings: Option<&OtlpSettings>,
+    agent: &AgentResource,
+    health: HealthSources,
+) -> Metrics {
+    let resource = agent_resource(agent, &common_attributes(settings));
+    Metrics::new(resource, scope(), health)
+}
+
+/// Starts the export of each signal the settings turn on; metrics are exported from
+/// `metrics` (made by [`new_metrics`], recorded by its own sink).
 pub fn start(
     settings: &OtlpSettings,
     agent: &AgentResource,
-    health: HealthSources,
+    metrics: Option<&Metrics>,
+    stats: std::sync::Arc<crate::stats::Stats>,
 ) -> Result<(OtlpSink, OtlpHandle), TransportError> {
-    let stats = health.stats.clone();
-    let scope = InstrumentationScope::builder("sightline")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let common: Vec<KeyValue> = settings
-        .resource_attributes
-        .iter()
-        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-        .collect();
+    let scope = scope();
+    let common = common_attributes(Some(settings));
     let agent_resource = agent_resource(agent, &common);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -132,20 +158,15 @@ pub fn start(
         }
         None => None,
     };
-    let metrics = match &settings.metrics {
-        Some(signal) => {
-            let exporter = transport::metric_exporter(settings, signal)?;
-            let metrics = Metrics::new(agent_resource.clone(), scope, health);
-            tasks.push(metrics.start_export(
-                exporter,
-                settings.metrics_interval,
-                stats.clone(),
-                shutdown_rx,
-            ));
-            Some(metrics)
-        }
-        None => None,
-    };
+    if let (Some(signal), Some(metrics)) = (&settings.metrics, metrics) {
+        let exporter = transport::metric_exporter(settings, signal)?;
+        tasks.push(metrics.start_export(
+            exporter,
+            settings.metrics_interval,
+            stats.clone(),
+            shutdown_rx,
+        ));
+    }
     let shown = |signal: &Option<settings::SignalSettings>| {
         signal.as_ref().map(|s| {
             s.endpoint
@@ -159,14 +180,7 @@ pub fn start(
         logs = shown(&settings.logs),
         "OTLP export started"
     );
-    Ok((
-        OtlpSink {
-            spans,
-            logs,
-            metrics,
-        },
-        OtlpHandle { shutdown, tasks },
-    ))
+    Ok((OtlpSink { spans, logs }, OtlpHandle { shutdown, tasks }))
 }
 
 /// An endpoint for the log: a `user:password@` in it is not written out.
@@ -223,9 +237,6 @@ impl OtlpHandle {
 
 impl Sink for OtlpSink {
     fn write(&mut self, call: &ApiCall) -> std::io::Result<()> {
-        if let Some(metrics) = &self.metrics {
-            metrics.calls.record(call);
-        }
         if let Some((records, queue)) = &self.logs
             && let Some(record) = records.endpoint(call)
         {
@@ -240,9 +251,6 @@ impl Sink for OtlpSink {
     }
 
     fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
-        if let Some(metrics) = &self.metrics {
-            metrics.calls.finding(finding);
-        }
         if let Some((records, queue)) = &self.logs {
             queue.push(records.finding(finding));
         }
