@@ -78,6 +78,20 @@ for cls,title in [("documented","Documented endpoints"),("shadow","Shadow endpoi
     d.panel("stat",title,[prom(f'sum(max by (service_name, sightline_endpoint_direction) (sightline_inventory_endpoints{{{I}, sightline_inventory_class="{cls}"}}))',instant=True)],PROM,w=6,h=5)
 d.panel("table","Endpoints by service, direction and class",[prom(f'max by (service_name, sightline_endpoint_direction, sightline_inventory_class) (sightline_inventory_endpoints{{{I}}})',instant=True,fmt="table")],PROM,w=12,h=10)
 d.panel("timeseries","Endpoints by class over time",[prom(f'sum by (sightline_inventory_class) (max by (service_name, sightline_endpoint_direction, sightline_inventory_class) (sightline_inventory_endpoints{{{I}}}))',"{{sightline_inventory_class}}")],PROM,w=12,h=10)
+d.row("Cluster-wide: every node's endpoints, each once")
+EK="service_name, sightline_endpoint_direction, http_request_method, http_route"
+OK="service_name, http_request_method, http_route"
+d.panel("table","Endpoints per service and class (union of the nodes)",[prom(f'count by (service_name, sightline_inventory_class) (count by ({EK}, sightline_inventory_class) (sightline_inventory_endpoint_info{{{I}}}))',instant=True,fmt="table")],PROM,w=12,h=10,
+        desc="Each endpoint counted once however many nodes saw it (the per-node gauges above count the largest node).")
+d.panel("table","Endpoints first seen in the last 7 days",[prom(f'1000 * (min by ({EK}) (sightline_inventory_endpoint_first_seen_seconds{{{I}}}) > time() - 604800)',instant=True,fmt="table")],PROM,w=12,h=10,unit="dateTimeAsIso",
+        desc="Value: when the first node saw it.")
+for cls,title in [("shadow","Shadow endpoints in the cluster"),("zombie","Zombie endpoints in the cluster")]:
+    d.panel("table",title,[
+        prom(f'count by ({EK}) (sightline_inventory_endpoint_info{{{I}, sightline_inventory_class="{cls}"}})',instant=True,fmt="table"),
+        prom(f'sum by ({EK}) (sightline_inventory_endpoint_calls_total{{{I}}}) and count by ({EK}) (sightline_inventory_endpoint_info{{{I}, sightline_inventory_class="{cls}"}})',instant=True,fmt="table")],PROM,w=12,h=10,
+        desc="A: nodes that saw it, B: calls of every node.")
+d.panel("table","Spec operations no node called in the last 30 days (unused)",[prom(f'max by ({OK}) (sightline_inventory_operation_info{{{I}}}) unless max by ({OK}) (sightline_inventory_endpoint_last_seen_seconds{{{I}}} > time() - 2592000)',instant=True,fmt="table")],PROM,w=24,h=10,
+        desc="Judged over every node: an operation one replica serves is not unused because another replica's node never saw it. The window is bounded by the metrics store's retention.")
 d.panel("logs","Shadow and zombie endpoints discovered",[loki('{service_name="sightline"} | event_name="sightline.inventory.endpoint" | sightline_inventory_class=~"shadow|zombie" | service_name_extracted=~"$service"'.replace(' | service_name_extracted=~"$service"',''))],LOKI,w=24,h=10,
         desc="One record per endpoint discovered, first seen by this agent run, or reclassified; attributes carry the service, method, route, class and change.")
 d.panel("logs","Every inventory change",[loki('{service_name="sightline"} | event_name="sightline.inventory.endpoint"')],LOKI,w=24,h=10)

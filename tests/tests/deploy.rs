@@ -56,7 +56,7 @@ fn manifests_render_and_validate_for_the_kubernetes_versions_we_claim() {
         "kubernetes_validate",
     );
     let dir = tempfile::tempdir().unwrap();
-    for name in ["base", "overlays/example"] {
+    for name in ["base", "overlays/example", "overlays/prometheus"] {
         let objects = kustomize(name);
         let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
@@ -94,6 +94,16 @@ fn manifests_render_and_validate_for_the_kubernetes_versions_we_claim() {
             );
         }
     }
+    // The Prometheus overlay: /metrics reachable on the pod's address, declared and annotated.
+    let scraped = kustomize("overlays/prometheus");
+    let pod = &object(&scraped, "DaemonSet")["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["args"][4], "--health-listen=0.0.0.0:9467");
+    assert_eq!(container["ports"][0]["name"], "metrics");
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/path"],
+        "/metrics"
+    );
     // The overlay's changes are in what it renders.
     let overlay = kustomize("overlays/example");
     let daemonset = object(&overlay, "DaemonSet");
