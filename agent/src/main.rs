@@ -233,9 +233,10 @@ fn record(args: sightline::cli::RecordArgs) -> anyhow::Result<u8> {
     let wait = args.wait_secs;
     let recorded = sightline::record::run(args)?;
     if recorded.left_running > 0 {
+        let n = recorded.left_running;
+        let processes = if n == 1 { "process" } else { "processes" };
         eprintln!(
-            "sightline: record: the command left {} processes running; killed after {wait} s",
-            recorded.left_running
+            "sightline: record: the command left {n} {processes} running; killed after {wait} s"
         );
     }
     eprintln!(

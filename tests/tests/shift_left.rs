@@ -183,6 +183,51 @@ fn record_keeps_only_the_commands_calls_and_gate_fails_until_a_baseline_accepts_
     assert!(text(&refused.stderr).contains("\"shadwo\" is not a check"));
 }
 
+#[test]
+fn record_ends_what_the_command_leaves_running_and_removes_its_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = sightline(
+        dir.path(),
+        &[
+            "record",
+            "--wait-secs",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 & echo $!",
+        ],
+    );
+    assert_eq!(
+        recorded.status.code(),
+        Some(0),
+        "{}",
+        text(&recorded.stderr)
+    );
+    let pid = text(&recorded.stdout).trim().to_string();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "sleep {pid} still runs"
+    );
+    assert!(
+        text(&recorded.stderr)
+            .contains("sightline: record: the command left 1 process running; killed after 1 s\n"),
+        "{}",
+        text(&recorded.stderr)
+    );
+    let cgroups = Command::new("sh")
+        .args(["-c", "ls -d /sys/fs/cgroup/sightline-record-* /sys/fs/cgroup/unified/sightline-record-* 2>/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&cgroups.stdout), "");
+    // A command that cannot start is one line and exit 1; one a signal ends is 128 + it.
+    let missing = sightline(dir.path(), &["record", "--", "/nonexistent/command"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("sightline: error: starting /nonexistent/command: "));
+    let killed = sightline(dir.path(), &["record", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.status.code(), Some(143));
+}
+
 /// Exactly the API's endpoints, one call each, and none of the other service's.
 fn assert_inventory(db: &Path) {
     let endpoints: Value =
