@@ -89,6 +89,10 @@ pub struct RecordArgs {
     /// Do not attach uprobes to TLS libraries.
     #[arg(long)]
     pub no_tls: bool,
+    /// Run the command as root even under sudo (by default it runs as the user who invoked
+    /// sudo: SUDO_UID, SUDO_GID).
+    #[arg(long)]
+    pub as_root: bool,
     /// Seconds the processes the command leaves behind get to end before they are killed.
     #[arg(long, default_value_t = 10)]
     pub wait_secs: u64,

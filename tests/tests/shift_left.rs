@@ -220,6 +220,35 @@ fn record_ends_what_the_command_leaves_running_and_removes_its_cgroup() {
         .output()
         .unwrap();
     assert_eq!(text(&cgroups.stdout), "");
+    // Under sudo the command runs as the user who invoked it (here nobody), unless --as-root.
+    let db = dir.path().join("as-user.sqlite");
+    let as_user = |extra: &[&str]| {
+        let out = Command::new(agent_binary())
+            .current_dir("/")
+            .env("SUDO_UID", "65534")
+            .env("SUDO_GID", "65534")
+            .args(["record", "--db", db.to_str().unwrap()])
+            .args(extra)
+            .args(["--", "sh", "-c", "id -u; id -g; id -G; echo $HOME"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let nobody_home = std::fs::read_to_string("/etc/passwd")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some("65534"))
+        .map(|l| l.split(':').nth(5).unwrap().to_string())
+        .unwrap();
+    assert_eq!(
+        as_user(&[]),
+        format!("65534\n65534\n65534\n{nobody_home}\n")
+    );
+    assert!(as_user(&["--as-root"]).starts_with("0\n0\n"));
+    // The run's files are the invoking user's.
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(std::fs::metadata(&db).unwrap().uid(), 65534);
     // A command that cannot start is one line and exit 1; one a signal ends is 128 + it.
     let missing = sightline(dir.path(), &["record", "--", "/nonexistent/command"]);
     assert_eq!(missing.status.code(), Some(1));

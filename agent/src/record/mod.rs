@@ -4,6 +4,7 @@
 //! standard streams and exit status pass through unchanged.
 
 pub mod cgroup;
+pub mod user;
 
 use std::{
     path::{Path, PathBuf},
@@ -44,8 +45,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Recorded> {
         .build()?;
     let grace = Duration::from_secs(args.wait_secs);
     let command = args.command.clone();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let user = (!args.as_root)
+        .then(|| user::InvokingUser::from_environment(&passwd))
+        .flatten();
     let outcome = runtime.block_on(crate::pipeline::run_until(config, async {
-        let status = run_command(&command, &cgroup).await;
+        let status = run_command(&command, &cgroup, user.as_ref()).await;
         let left_running = cgroup.wait_empty(grace).await;
         (status, left_running)
     }))?;
@@ -144,13 +149,21 @@ fn serving_rule(service: &str, cgroup_inside: &str) -> anyhow::Result<ServiceRul
 
 /// Starts the command in the cgroup and waits for it; a SIGINT or SIGTERM to the recorder
 /// ends the whole run (the pipeline stops, and the cgroup's processes are killed).
-async fn run_command(command: &[String], cgroup: &RecordCgroup) -> anyhow::Result<ExitStatus> {
+async fn run_command(
+    command: &[String],
+    cgroup: &RecordCgroup,
+    user: Option<&user::InvokingUser>,
+) -> anyhow::Result<ExitStatus> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("no command to record"))?;
     let mut child = tokio::process::Command::new(program);
     child.args(args).kill_on_drop(true);
+    // In this order in the child: join the cgroup (root), then become the user.
     cgroup.enter_on_spawn(&mut child)?;
+    if let Some(user) = user {
+        user.apply(&mut child);
+    }
     let mut child = child
         .spawn()
         .map_err(|e| anyhow::anyhow!("starting {program}: {e}"))?;
