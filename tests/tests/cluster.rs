@@ -131,6 +131,12 @@ fn the_cluster_inventory_in_prometheus_is_the_union_of_the_nodes() {
     let mut node_a = node(dir.path(), "a", port_a, health_a);
     let mut node_b = node(dir.path(), "b", port_b, health_b);
     let (_prometheus, prometheus_port) = prometheus(dir.path(), &[health_a, health_b]);
+    // Nodes are listed sorted by their `instance` label.
+    let mut both_nodes = [
+        format!("127.0.0.1:{health_a}"),
+        format!("127.0.0.1:{health_b}"),
+    ];
+    both_nodes.sort();
 
     call(port_a, "GET", "/items");
     call(port_a, "GET", "/items");
@@ -167,13 +173,7 @@ fn the_cluster_inventory_in_prometheus_is_the_union_of_the_nodes() {
         .iter()
         .find(|e| e["route"] == "/debug/config")
         .unwrap();
-    assert_eq!(
-        debug["nodes"],
-        serde_json::json!([
-            format!("127.0.0.1:{health_a}"),
-            format!("127.0.0.1:{health_b}")
-        ])
-    );
+    assert_eq!(debug["nodes"], serde_json::json!(both_nodes));
 
     // The unauthenticated write both replicas accepted: one finding, both nodes' calls.
     let start = Instant::now();
@@ -205,13 +205,7 @@ fn the_cluster_inventory_in_prometheus_is_the_union_of_the_nodes() {
             &Value::from("high")
         )
     );
-    assert_eq!(
-        finding["evidence"]["nodes"],
-        serde_json::json!([
-            format!("127.0.0.1:{health_a}"),
-            format!("127.0.0.1:{health_b}")
-        ])
-    );
+    assert_eq!(finding["evidence"]["nodes"], serde_json::json!(both_nodes));
 
     // /metrics itself, as Prometheus read it.
     let metrics = curl_status(
