@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, agent_binary, curl_status, fixture, free_port, patience, python, report,
+    Agent, Program, agent_binary, curl, curl_status, fixture, free_port, patience, python, report,
     wait_for_port,
 };
 
@@ -207,16 +207,22 @@ fn the_cluster_inventory_in_prometheus_is_the_union_of_the_nodes() {
     );
     assert_eq!(finding["evidence"]["nodes"], serde_json::json!(both_nodes));
 
-    // /metrics itself, as Prometheus read it.
-    let metrics = curl_status(
-        None,
-        &[
-            "-o",
-            "/dev/null",
-            &format!("http://127.0.0.1:{health_a}/metrics"),
-        ],
+    // /metrics itself: node A's own series, only what node A saw.
+    let (_, metrics) = curl(&[&format!("http://127.0.0.1:{health_a}/metrics")]);
+    let endpoint = "http_request_method=\"GET\",http_route=\"/items\",service_name=\"demo\",\
+                    sightline_endpoint_direction=\"served\"";
+    assert!(
+        metrics.contains(&format!(
+            "\nsightline_inventory_endpoint_calls_total{{{endpoint}}} 2\n"
+        )),
+        "{metrics}"
     );
-    assert_eq!(metrics, "200");
+    assert!(
+        !metrics.contains(
+            "http_route=\"/items/{id}\",service_name=\"demo\",sightline_endpoint_direction"
+        )
+    );
+    assert!(metrics.contains("# TYPE http_server_request_duration_seconds histogram\n"));
 
     node_a.stop();
     node_b.stop();

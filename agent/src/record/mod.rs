@@ -46,11 +46,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Recorded> {
     let grace = Duration::from_secs(args.wait_secs);
     let command = args.command.clone();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let user = (!args.as_root)
-        .then(|| user::InvokingUser::from_environment(&passwd))
-        .flatten();
+    // Under sudo: the run's files are the invoking user's, and so is the command unless
+    // --as-root.
+    let invoking = user::InvokingUser::from_environment(&passwd);
+    let runs_as = invoking.as_ref().filter(|_| !args.as_root);
     let outcome = runtime.block_on(crate::pipeline::run_until(config, async {
-        let status = run_command(&command, &cgroup, user.as_ref()).await;
+        let status = run_command(&command, &cgroup, runs_as).await;
         let left_running = cgroup.wait_empty(grace).await;
         (status, left_running)
     }))?;
@@ -66,7 +67,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<Recorded> {
     let endpoints = store.load()?;
     let findings = store.load_findings()?.len();
     drop(store);
-    give_to_invoking_user(&db);
+    if let Some(user) = &invoking {
+        user.give(&db);
+    }
     Ok(Recorded {
         exit_code,
         left_running,
@@ -194,20 +197,6 @@ fn remove_database(db: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Under sudo, the run's files belong to the user who ran it, so `sightline gate` and the CI
-/// job's later steps read them without root.
-fn give_to_invoking_user(db: &Path) {
-    let id = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
-        return;
-    };
-    for suffix in ["", "-wal", "-shm", ".key"] {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        let _ = std::os::unix::fs::chown(&path, Some(uid), Some(gid));
-    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,18 @@ impl InvokingUser {
     }
 }
 
+impl InvokingUser {
+    /// Gives the run's database, its SQLite companions and its key to this user, so the gate
+    /// and later CI steps read them without root.
+    pub fn give(&self, db: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm", ".key"] {
+            let mut path = db.as_os_str().to_owned();
+            path.push(suffix);
+            let _ = std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid));
+        }
+    }
+}
+
 /// The name and home of `uid` in the text of /etc/passwd.
 fn passwd_entry(passwd: &str, uid: u32) -> Option<(String, String)> {
     passwd.lines().find_map(|line| {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use opentelemetry::{KeyValue, metrics::Meter};
 use opentelemetry_sdk::metrics::{Instrument, Stream};
 
+use super::inventory_metrics::unix_seconds_to_ms;
 use crate::findings::{model::Finding, series::FindingSeries, stage::MAX_FINDINGS};
 
 pub const CALLS: &str = "sightline.finding.calls";
@@ -88,7 +89,7 @@ pub fn register(meter: &Meter, findings: Arc<FindingSeries>) {
                     } else {
                         finding.last_seen_unix_nano
                     };
-                    o.observe((at / 1_000_000) as f64 / 1e3, &attributes(&finding));
+                    o.observe(unix_seconds_to_ms(at), &attributes(&finding));
                 }
             })
             .build();

@@ -38,6 +38,12 @@ pub fn cardinality_view(instrument: &Instrument) -> Option<Stream> {
         .flatten()
 }
 
+/// Unix nanoseconds as seconds truncated to the millisecond: a reader (`cluster`) rounds the
+/// float back to exactly the milliseconds the local reports print.
+pub fn unix_seconds_to_ms(unix_nano: u64) -> f64 {
+    (unix_nano / 1_000_000) as f64 / 1e3
+}
+
 /// The endpoint's identity as attributes (what first and last seen are keyed by).
 fn endpoint_attributes(key: &EndpointKey) -> Vec<KeyValue> {
     let mut attributes = vec![
@@ -108,8 +114,7 @@ pub fn register(meter: &Meter, inventory: Arc<InventoryCounts>) {
                     } else {
                         series.last_seen_unix_nano
                     };
-                    // To the millisecond: a reader rounds it back to the same value.
-                    o.observe((at / 1_000_000) as f64 / 1e3, &endpoint_attributes(&key));
+                    o.observe(unix_seconds_to_ms(at), &endpoint_attributes(&key));
                 }
             })
             .build();
