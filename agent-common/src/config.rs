@@ -30,9 +30,20 @@ pub struct KernelOffsets {
     pub task_mm: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
-    pub _pad: u32,
+    /// The reference count of a `struct file`: `f_count` (an `atomic_long_t` holding the
+    /// count) before Linux 6.13, `f_ref` (a `file_ref_t` holding the count minus one) since.
+    /// A close that drops the last reference ends the connection; any other only a descriptor.
+    pub file_refs: u32,
+    /// A `FILE_REFS_*` value: how `file_refs` counts.
+    pub file_refs_kind: u32,
 }
-assert_size!(KernelOffsets, 80);
+assert_size!(KernelOffsets, 84);
+
+/// [`KernelOffsets::file_refs_kind`]: the field holds the number of references (`f_count`).
+pub const FILE_REFS_COUNT: u32 = 0;
+/// [`KernelOffsets::file_refs_kind`]: the field holds the number of references minus one
+/// (`f_ref`, Linux 6.13+: 0 is one reference).
+pub const FILE_REFS_COUNT_MINUS_ONE: u32 = 1;
 
 /// `Settings::filter_flags` bit: only processes listed with [`FILTER_INCLUDE`] are captured.
 pub const FILTER_PIDS_INCLUDE_ONLY: u32 = 1;

@@ -40,6 +40,10 @@ pub enum EventKind {
     /// ([`EventHeader`] only; `fd` is the mapped file's descriptor). Tells userspace to look
     /// for TLS libraries in that process again.
     ExecMapping = 7,
+    /// A cgroup was made in the cgroup v2 hierarchy ([`CgroupEvent`]): its id and path, known
+    /// before any process runs in it, so a process gone before userspace could read
+    /// /proc/PID/cgroup (a short-lived container) is still placed.
+    CgroupCreated = 8,
 }
 
 impl EventKind {
@@ -53,6 +57,7 @@ impl EventKind {
             5 => Self::Exec,
             6 => Self::Exit,
             7 => Self::ExecMapping,
+            8 => Self::CgroupCreated,
             _ => return None,
         })
     }
@@ -160,8 +165,12 @@ pub struct SockTuple {
     pub _pad: u16,
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    /// The kernel address of the `struct sock`: the socket itself while it lives, whichever
+    /// descriptors of whichever processes refer to it (fork, dup, a descriptor passed over a
+    /// unix socket). Userspace keys connections by it; it is never exported.
+    pub socket: u64,
 }
-assert_size!(SockTuple, 40);
+assert_size!(SockTuple, 48);
 
 /// Flag in [`DataEvent::flags`]: the syscall moved bytes the probe cannot copy (sendfile), so the
 /// event only says how many went by.
@@ -232,7 +241,7 @@ pub struct DataEvent {
 }
 
 /// Size of a [`DataEvent`] without its payload: what precedes the payload bytes in the ring.
-pub const DATA_EVENT_HEADER_LEN: usize = 48 + 40 + 8 + 8;
+pub const DATA_EVENT_HEADER_LEN: usize = 48 + 48 + 8 + 8;
 const _: () = assert!(core::mem::offset_of!(DataEvent, payload) == DATA_EVENT_HEADER_LEN);
 assert_size!(DataEvent, DATA_EVENT_HEADER_LEN + 2 * MAX_CAPTURE_BYTES);
 
@@ -243,7 +252,7 @@ pub struct ConnEvent {
     pub header: EventHeader,
     pub tuple: SockTuple,
 }
-assert_size!(ConnEvent, 88);
+assert_size!(ConnEvent, 96);
 
 /// A process executed a program.
 #[repr(C)]
@@ -260,6 +269,25 @@ pub struct ExecEvent {
     pub args: [u8; EXEC_ARGS_LEN],
 }
 assert_size!(ExecEvent, 48 + EXEC_PATH_LEN + 8 + EXEC_ARGS_LEN);
+
+/// Bytes of a cgroup path carried by a [`CgroupEvent`] (a kubelet container's systemd path is
+/// under 200).
+pub const CGROUP_PATH_LEN: usize = 512;
+
+/// A cgroup made in the cgroup v2 hierarchy (`cgroup:cgroup_mkdir`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupEvent {
+    pub header: EventHeader,
+    /// The cgroup's id, as `bpf_get_current_cgroup_id` gives it for its processes.
+    pub id: u64,
+    /// Bytes of `path` before its NUL; `CGROUP_PATH_LEN` when the path was cut (unusable).
+    pub path_len: u32,
+    pub _pad: u32,
+    /// Its path inside the hierarchy (`/docker/<id>`), NUL terminated.
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+assert_size!(CgroupEvent, 48 + 16 + CGROUP_PATH_LEN);
 
 /// Indexes of the kernel-side counters in the per-CPU `COUNTERS` array. Explicit, never reused.
 #[repr(u32)]
@@ -287,13 +315,16 @@ pub enum KernelCounter {
     /// A TLS probe could not read the process's memory (arguments, the Go connection's
     /// descriptor, a byte count): that call's plaintext was not reported.
     TlsUserReadFailed = 9,
+    /// close() of a descriptor whose socket other descriptors still refer to (a forked child's
+    /// copy, a dup): not the connection's end, so no close event.
+    CloseOfSharedSocket = 10,
 }
 
 /// Number of slots in the `COUNTERS` array.
 pub const KERNEL_COUNTER_SLOTS: u32 = 16;
 
 impl KernelCounter {
-    pub const ALL: [KernelCounter; 10] = [
+    pub const ALL: [KernelCounter; 11] = [
         Self::RingbufFullData,
         Self::RingbufFullControl,
         Self::PendingTableFull,
@@ -304,6 +335,7 @@ impl KernelCounter {
         Self::TlsTableFull,
         Self::TlsEvents,
         Self::TlsUserReadFailed,
+        Self::CloseOfSharedSocket,
     ];
 
     /// Whether the counter counts lost events (as opposed to activity).
@@ -331,6 +363,7 @@ impl KernelCounter {
             Self::TlsTableFull => "tls_table_full",
             Self::TlsEvents => "tls_events",
             Self::TlsUserReadFailed => "tls_user_read_failed",
+            Self::CloseOfSharedSocket => "close_of_shared_socket",
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::{
     config::{KernelOffsets, Settings},
-    event::{ConnEvent, EventHeader, ExecEvent, SockTuple},
+    event::{CgroupEvent, ConnEvent, EventHeader, ExecEvent, SockTuple},
 };
 
 // SAFETY: plain-old-data, #[repr(C)], no padding (sizes asserted), every bit pattern valid.
@@ -20,3 +20,5 @@ unsafe impl aya::Pod for SockTuple {}
 unsafe impl aya::Pod for ConnEvent {}
 // SAFETY: as above.
 unsafe impl aya::Pod for ExecEvent {}
+// SAFETY: as above.
+unsafe impl aya::Pod for CgroupEvent {}

@@ -34,7 +34,8 @@ static SIGHTLINE_OFFSETS: KernelOffsets = KernelOffsets {
     task_mm: 0,
     mm_arg_start: 0,
     mm_arg_end: 0,
-    _pad: 0,
+    file_refs: 0,
+    file_refs_kind: 0,
 };
 
 #[inline(always)]

@@ -65,7 +65,8 @@ pub fn conn_event(kind: EventKind, fd: i32, tuple: SockTuple) {
 #[inline(always)]
 pub fn data_event(event: &mut DataEvent, captured: u32) {
     let captured = capture_len(captured) as usize;
-    let key = ((event.header.tgid as u64) << 32) | (event.header.fd as u32 as u64);
+    // Per socket: a hole is in the connection's stream, whichever descriptor reads it next.
+    let key = event.tuple.socket;
     let after_loss = loss_seen() && unsafe { LOST.get(key) }.is_some();
     if after_loss {
         event.flags |= DATA_FLAG_AFTER_LOSS;

@@ -70,7 +70,7 @@ pub fn count(counter: agent_common::event::KernelCounter) {
     }
 }
 
-/// Descriptors (tgid << 32 | fd) whose data event could not be written: their next event
+/// Sockets (their `struct sock` address) whose data event could not be written: their next event
 /// carries DATA_FLAG_AFTER_LOSS so userspace resynchronises instead of misreading the stream.
 #[map]
 pub static LOST: LruHashMap<u64, u8> = LruHashMap::with_max_entries(8192, 0);

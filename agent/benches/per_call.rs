@@ -17,7 +17,7 @@ use sightline::{
     call::ApiCall,
     capture::{
         clock::Clock,
-        event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketPair, Task},
+        event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketId, SocketPair, Task},
     },
     conn::{Tracker, TrackerLimits},
     inventory::{
@@ -56,6 +56,7 @@ fn data(ts: u64, direction: Direction, bytes: &[u8]) -> CaptureEvent {
             ts_ns: ts,
         },
         fd: 5,
+        socket: SocketId(5),
         sockets: sockets(),
         direction,
         op: "bench",
@@ -85,6 +86,7 @@ fn tracker() -> Tracker {
                 ts_ns: 1,
             },
             fd: 5,
+            socket: SocketId(5),
             sockets: sockets(),
             kind: ConnKind::Accept,
         },

@@ -470,6 +470,9 @@ async fn process(
                 if let Some(attacher) = &attacher {
                     forward_to_attacher(attacher, &event);
                 }
+                if let CaptureEvent::CgroupCreated { id, path, .. } = &event {
+                    resolver.learn_cgroup(*id, path);
+                }
                 tracker.handle(event, &mut out);
                 if let Some(attacher) = &attacher {
                     for observation in tracker.take_tls_observations() {
@@ -530,7 +533,7 @@ fn forward_to_attacher(attacher: &Attacher, event: &CaptureEvent) {
         CaptureEvent::Exec { task, .. } => attacher.send(TlsRequest::Exec(task.tgid)),
         CaptureEvent::ExecMapping { task } => attacher.send(TlsRequest::Scan(task.tgid)),
         CaptureEvent::Exit { task } => attacher.send(TlsRequest::Exited(task.tgid)),
-        CaptureEvent::Data(_) | CaptureEvent::Conn { .. } => {}
+        CaptureEvent::Data(_) | CaptureEvent::Conn { .. } | CaptureEvent::CgroupCreated { .. } => {}
     }
 }
 

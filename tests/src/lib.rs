@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod dashboards;
+pub mod docker;
 pub mod kube;
 pub mod netns;
 pub mod otlp;

@@ -134,6 +134,7 @@ fn no_tls_loads_no_tls_program() {
         "exit_accept",
         "sched_exec",
         "sched_exit",
+        "cgroup_mkdir",
     ]
     .iter()
     .map(|n| n.to_string())

@@ -1,8 +1,9 @@
 //! The kernel matrix's smoke suite: `cargo xtask test` runs it on the host's kernel with the
 //! other integration tests, then again inside a virtual machine booted on each kernel Debian's
 //! packages offer (xtask/src/kernels.rs). One test per capability an older verifier could take
-//! away: every program loads, plaintext HTTP/1 at both ends, TLS through OpenSSL and through
-//! Go's crypto/tls, HTTP/2, and the inventory and a finding written. Short on purpose: the
+//! away: every program loads, plaintext HTTP/1 at both ends, a socket shared by fork (the
+//! file reference count's layout changed in 6.13), TLS through OpenSSL and through Go's
+//! crypto/tls, HTTP/2, and the inventory and a finding written. Short on purpose: the
 //! guests run under emulation, several times slower than the host.
 #![allow(clippy::unwrap_used)]
 
@@ -144,6 +145,40 @@ fn plaintext_http1_at_both_ends_with_its_endpoint_and_finding_stored() {
     assert!(
         !agent.all_output().contains(TOKEN),
         "the token reached an output"
+    );
+}
+
+/// busybox httpd: the parent accepts and closes its copy, a forked child serves on descriptors
+/// 0 and 1. The file reference count (`f_count` before Linux 6.13, `f_ref` since) says which
+/// close ends the connection: the server call is whole, served by the child.
+#[test]
+fn a_socket_shared_by_fork_ends_with_its_last_descriptor() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("fork.txt"), "fork\n").unwrap();
+    let port = sightline_tests::free_port();
+    let mut httpd = Command::new("busybox");
+    httpd
+        .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        .arg(site.path());
+    let server = sightline_tests::Program::spawn(httpd);
+    sightline_tests::wait_for_port(port);
+    let mut agent = Agent::start(&[]);
+    let (client_pid, body) = curl(&[&format!("http://127.0.0.1:{port}/fork.txt")]);
+    assert_eq!(body, "fork\n");
+    let calls = agent.collect(port, 1, 1);
+    let client = the_call(&calls, "client", port, "/fork.txt", 200, client_pid, None);
+    let served = calls_on_port(&calls, "server", port);
+    assert_eq!(served.len(), 1, "{calls:#?}");
+    let call = served[0];
+    assert_eq!(call["http.response.status_code"], 200, "{call:#}");
+    assert_eq!(
+        call["sightline.connection.joined_midstream"], false,
+        "{call:#}"
+    );
+    assert_ne!(call["process.pid"], server.pid(), "{call:#}");
+    assert_eq!(
+        client["peer.process.pid"], call["process.pid"],
+        "{client:#}"
     );
 }
 

@@ -38,6 +38,11 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     // Shift-left tests: Microsoft's SARIF Multitool, from npm.
     ("npm", "npm"),
+    // Shared-socket tests: fork-per-connection and inetd-style servers.
+    ("busybox", "busybox-static"),
+    ("systemd-socket-activate", "systemd"),
+    // Container tests: a real Docker engine (its daemon started by the tests).
+    ("dockerd", "docker.io"),
 ];
 
 /// Debian's grpcio module (a file, not a program: an absolute path is checked as a file).

@@ -1,7 +1,8 @@
-//! The hooks. One thin `#[tracepoint]` wrapper per hook in `syscalls.rs` and `process.rs`,
+//! The hooks. One thin `#[tracepoint]` wrapper per hook in `syscalls.rs`, `process.rs` and `cgroup.rs`,
 //! calling a `try_*` function that returns `Result`; the TLS uprobes in `tls.rs` (C libraries) and `go_tls.rs`.
 
 mod args;
+pub mod cgroup;
 mod data;
 pub mod go_tls;
 pub mod process;

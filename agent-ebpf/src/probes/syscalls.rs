@@ -17,7 +17,7 @@ use crate::{
     config::settings,
     emit, filter,
     maps::{BUF_NONE, EVENTS, PendingCall, count},
-    sock::tcp_socket,
+    sock::{is_last_reference, socket_file, tcp_socket, tcp_socket_of},
 };
 
 macro_rules! data_enter {
@@ -142,7 +142,8 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// close() on a TCP socket: read at enter, while the descriptor still exists.
+/// close() on a TCP socket: read at enter, while the descriptor still exists. Only the close
+/// of its last descriptor ends the connection.
 #[tracepoint]
 pub fn enter_close(ctx: TracePointContext) -> u32 {
     let _ = try_enter_close(&ctx);
@@ -151,14 +152,23 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
 
 fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
     let s = settings();
-    if !filter::task_allowed((bpf_get_current_pid_tgid() >> 32) as u32, &s) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !filter::task_allowed(tgid, &s) {
         return Ok(());
     }
     let fd = arg(ctx, 0) as i32;
-    let Some(tuple) = tcp_socket(fd)? else {
+    let Some(file) = socket_file(fd)? else {
         return Ok(());
     };
-    tls::forget_fd((bpf_get_current_pid_tgid() >> 32) as u32, fd);
+    let Some(tuple) = tcp_socket_of(file)? else {
+        return Ok(());
+    };
+    tls::forget_fd(tgid, fd);
+    if !is_last_reference(file)? {
+        // Another descriptor (a forked child's, a dup) still holds the connection.
+        count(KernelCounter::CloseOfSharedSocket);
+        return Ok(());
+    }
     if filter::ports_allowed(&tuple, &s) {
         emit::conn_event(EventKind::Close, fd, tuple);
     }

@@ -4,11 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use agent_common::event::{
-    AF_INET, AF_INET6, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS, DATA_FLAG_TLS,
-    DataOp, EventHeader, EventKind, ExecEvent, SockTuple, TlsLibrary,
+    AF_INET, AF_INET6, CgroupEvent, ConnEvent, DATA_EVENT_HEADER_LEN, DATA_FLAG_AFTER_LOSS,
+    DATA_FLAG_TLS, DataOp, EventHeader, EventKind, ExecEvent, SockTuple, TlsLibrary,
 };
 
-use super::event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketPair, Task};
+use super::event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketId, SocketPair, Task};
 
 /// Why a record could not be decoded. Each is counted; none stops the reader.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum DecodeError {
     UnknownDirection(u8),
     #[error("unknown TLS library id {0}")]
     UnknownTlsLibrary(u8),
+    #[error("cgroup path longer than the event carries")]
+    CgroupPathCut,
 }
 
 /// Decodes one ring-buffer record.
@@ -39,6 +41,7 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
             CaptureEvent::Conn {
                 task,
                 fd: header.fd,
+                socket: SocketId(event.tuple.socket),
                 sockets: sockets(&event.tuple)?,
                 kind: match kind {
                     EventKind::Connect => ConnKind::Connect,
@@ -58,6 +61,18 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
             }
         }
         EventKind::Exit => CaptureEvent::Exit { task },
+        EventKind::CgroupCreated => {
+            let event: CgroupEvent = read(record)?;
+            let len = event.path_len as usize;
+            if len >= event.path.len() {
+                return Err(DecodeError::CgroupPathCut);
+            }
+            CaptureEvent::CgroupCreated {
+                task,
+                id: event.id,
+                path: String::from_utf8_lossy(&event.path[..len]).into_owned(),
+            }
+        }
         EventKind::ExecMapping => CaptureEvent::ExecMapping { task },
     })
 }
@@ -93,6 +108,7 @@ fn decode_data(record: &[u8], task: Task) -> Result<DataChunk, DecodeError> {
     Ok(DataChunk {
         task,
         fd: header.fd,
+        socket: SocketId(tuple.socket),
         sockets: sockets(&tuple)?,
         direction,
         op,
@@ -165,6 +181,9 @@ fn read<T: aya::Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
 pub mod tests {
     use super::*;
 
+    /// Where a data record's fields after the header and the tuple start (direction first).
+    const FIELDS: usize = size_of::<EventHeader>() + size_of::<SockTuple>();
+
     /// Builds a raw data record the way the kernel side lays it out.
     pub fn data_record(tgid: u32, fd: i32, direction: u8, total: u32, payload: &[u8]) -> Vec<u8> {
         let header = EventHeader {
@@ -180,6 +199,7 @@ pub mod tests {
             family: AF_INET,
             local_port: 40000,
             remote_port: 8080,
+            socket: 0xffff_8880_1234_5600,
             ..SockTuple::default()
         };
         tuple.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
@@ -217,8 +237,9 @@ pub mod tests {
         assert_eq!(chunk.payload, b"GET / HTTP/1.1\r\n");
         assert_eq!(chunk.missing_len(), 100 - 16);
         assert!(!chunk.after_loss);
+        assert_eq!(chunk.socket, SocketId(0xffff_8880_1234_5600));
         let mut flagged = record.clone();
-        flagged[90] = DATA_FLAG_AFTER_LOSS;
+        flagged[FIELDS + 2] = DATA_FLAG_AFTER_LOSS;
         let CaptureEvent::Data(chunk) = decode(&flagged).expect("decodes") else {
             panic!("not data");
         };
@@ -240,7 +261,7 @@ pub mod tests {
         unknown[0] = 99;
         assert_eq!(decode(&unknown).unwrap_err(), DecodeError::UnknownKind(99));
         let mut bad_dir = data_record(1, 3, 0, 0, b"");
-        bad_dir[88] = 7;
+        bad_dir[FIELDS] = 7;
         assert_eq!(
             decode(&bad_dir).unwrap_err(),
             DecodeError::UnknownDirection(7)

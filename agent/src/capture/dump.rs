@@ -48,6 +48,9 @@ impl<W: Write + Send> EventDump<W> {
             CaptureEvent::Exec { filename, .. } => json!({"kind": "exec", "filename": filename}),
             CaptureEvent::Exit { .. } => json!({"kind": "exit"}),
             CaptureEvent::ExecMapping { .. } => json!({"kind": "exec_mapping"}),
+            CaptureEvent::CgroupCreated { id, path, .. } => {
+                json!({"kind": "cgroup_created", "cgroup.id": id, "cgroup.path": path})
+            }
         };
         if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
             v.extend(e.clone());

@@ -46,6 +46,14 @@ impl SocketPair {
     }
 }
 
+/// A socket itself, whichever descriptors of whichever processes refer to it: a server that
+/// accepts and a forked child that serves, or the two descriptors (0 and 1) of an inetd-style
+/// child, are one connection. The kernel's address of the socket while it lives (reused once it
+/// is freed: a connect or accept with a known id starts a new connection); only a key, never
+/// shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
 /// Which way bytes went, from the observing process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -67,6 +75,8 @@ impl Direction {
 pub struct DataChunk {
     pub task: Task,
     pub fd: i32,
+    /// The socket's identity (see [`SocketId`]).
+    pub socket: SocketId,
     pub sockets: SocketPair,
     pub direction: Direction,
     /// The syscall's name.
@@ -114,6 +124,7 @@ pub enum CaptureEvent {
     Conn {
         task: Task,
         fd: i32,
+        socket: SocketId,
         sockets: SocketPair,
         kind: ConnKind,
     },
@@ -132,6 +143,13 @@ pub enum CaptureEvent {
     ExecMapping {
         task: Task,
     },
+    /// A cgroup was made in the cgroup v2 hierarchy: the id its processes' events will carry,
+    /// and its path there (`/docker/<id>`). `task` is the process that made it.
+    CgroupCreated {
+        task: Task,
+        id: u64,
+        path: String,
+    },
 }
 
 impl CaptureEvent {
@@ -141,7 +159,8 @@ impl CaptureEvent {
             Self::Conn { task, .. }
             | Self::Exec { task, .. }
             | Self::Exit { task }
-            | Self::ExecMapping { task } => task,
+            | Self::ExecMapping { task }
+            | Self::CgroupCreated { task, .. } => task,
         }
     }
 }

@@ -7,7 +7,10 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
 
-use super::{decode::decode, event::CaptureEvent};
+use super::{
+    decode::decode,
+    event::{CaptureEvent, SocketId},
+};
 use crate::stats::Stats;
 
 /// How often the ring buffer is drained when no wakeup came (the kernel side only wakes the
@@ -44,12 +47,12 @@ pub async fn run(
     }
 }
 
-/// Descriptors whose data events this reader dropped: their next data event is marked
+/// Sockets whose data events this reader dropped: their next data event is marked
 /// `after_loss`, as the kernel marks events after its own drops. Bounded: past the cap every
-/// descriptor's next event is marked (over-marking only costs a resynchronisation).
+/// socket's next event is marked (over-marking only costs a resynchronisation).
 #[derive(Default)]
 struct Losses {
-    keys: HashSet<(u32, i32)>,
+    keys: HashSet<SocketId>,
     overflowed: bool,
 }
 
@@ -61,27 +64,27 @@ impl Losses {
             if self.keys.len() >= MAX_LOSS_KEYS {
                 self.overflowed = true;
             } else {
-                self.keys.insert((d.task.tgid, d.fd));
+                self.keys.insert(d.socket);
             }
         }
     }
 
-    /// Marks a data event of a descriptor that lost an earlier one; returns its key if so.
-    fn mark(&mut self, event: &mut CaptureEvent) -> Option<(u32, i32)> {
+    /// Marks a data event of a socket that lost an earlier one; returns its key if so.
+    fn mark(&mut self, event: &mut CaptureEvent) -> Option<SocketId> {
         if self.keys.is_empty() && !self.overflowed {
             return None;
         }
         let CaptureEvent::Data(d) = event else {
             return None;
         };
-        let key = (d.task.tgid, d.fd);
+        let key = d.socket;
         (self.overflowed || self.keys.contains(&key)).then(|| {
             d.after_loss = true;
             key
         })
     }
 
-    fn delivered(&mut self, key: (u32, i32)) {
+    fn delivered(&mut self, key: SocketId) {
         self.keys.remove(&key);
         if self.keys.is_empty() {
             self.overflowed = false;
@@ -131,7 +134,8 @@ mod tests {
     use super::*;
     use crate::capture::event::{DataChunk, Direction, SocketPair, Task};
 
-    fn data(fd: i32) -> CaptureEvent {
+    /// A data event of socket `id` (on a descriptor of its own number).
+    fn data(id: u64) -> CaptureEvent {
         CaptureEvent::Data(DataChunk {
             task: Task {
                 tgid: 7,
@@ -140,7 +144,8 @@ mod tests {
                 cgroup_id: 1,
                 ts_ns: 1,
             },
-            fd,
+            fd: id as i32,
+            socket: SocketId(id),
             sockets: SocketPair {
                 local: "127.0.0.1:1".parse().unwrap(),
                 remote: "127.0.0.1:2".parse().unwrap(),
@@ -165,12 +170,12 @@ mod tests {
         assert_eq!(losses.mark(&mut other), None);
         losses.record(&data(3));
         let mut next = data(3);
-        assert_eq!(losses.mark(&mut next), Some((7, 3)));
+        assert_eq!(losses.mark(&mut next), Some(SocketId(3)));
         assert!(marked(&next));
         let mut other = data(4);
         assert_eq!(losses.mark(&mut other), None);
         assert!(!marked(&other));
-        losses.delivered((7, 3));
+        losses.delivered(SocketId(3));
         let mut later = data(3);
         assert_eq!(losses.mark(&mut later), None);
     }

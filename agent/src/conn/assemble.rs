@@ -10,7 +10,7 @@ use crate::{
 
 use super::{
     feed::Exchange,
-    table::{ConnKey, ConnTable, Connection, Role},
+    table::{ConnTable, Connection, Role},
 };
 
 /// Everything needed to name a call's ends.
@@ -22,12 +22,7 @@ pub struct Context<'a> {
 
 /// The one way an exchange of any protocol becomes a call: the exchange says what was asked
 /// and answered, the connection and the process table name both ends.
-pub fn api_call(
-    message: Exchange,
-    key: ConnKey,
-    conn: &Connection,
-    ctx: &mut Context<'_>,
-) -> ApiCall {
+pub fn api_call(message: Exchange, conn: &Connection, ctx: &mut Context<'_>) -> ApiCall {
     let kind = match conn.role {
         Role::Server => SpanKind::Server,
         Role::Client | Role::Unknown => SpanKind::Client,
@@ -35,7 +30,7 @@ pub fn api_call(
     let active = message.start_ts;
     let (local_process, _) = ctx
         .processes
-        .info(key.tgid, &conn.comm, conn.cgroup_id, active);
+        .info(conn.tgid, &conn.comm, conn.cgroup_id, active);
     let peer_process = ctx.table.peer_owner(&conn.sockets).map(|owner| {
         ctx.processes
             .info(owner.tgid, &owner.comm, owner.cgroup_id, active)

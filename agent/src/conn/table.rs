@@ -1,18 +1,15 @@
-//! Live connections keyed by (process, file descriptor), with a cap and idle eviction, and an
-//! index by socket pair so that a call between two local processes names both.
+//! Live connections keyed by socket (not by descriptor: a socket shared by fork or dup is one
+//! connection, whichever process uses it), with a cap and idle eviction, and an index by socket
+//! pair so that a call between two local processes names both.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::{
-    capture::event::{SocketPair, TlsLibrary},
+    capture::event::{SocketId, SocketPair, Task, TlsLibrary},
     protocol::{http1::Http1Connection, http2::Http2Connection},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    pub tgid: u32,
-    pub fd: i32,
-}
+pub type ConnKey = SocketId;
 
 /// Which end of the connection the owning process is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +39,10 @@ pub enum Protocol {
 
 pub struct Connection {
     pub sockets: SocketPair,
+    /// The process using the socket (the last to open, read or write it: a server's forked
+    /// child once it serves), its descriptor there, name and cgroup. Calls are named after it.
+    pub tgid: u32,
+    pub fd: i32,
     pub role: Role,
     pub protocol: Protocol,
     /// Monotonic ns of the last event.
@@ -125,7 +126,7 @@ impl ConnTable {
         self.owners.insert(
             conn.sockets,
             Owner {
-                tgid: key.tgid,
+                tgid: conn.tgid,
                 comm: conn.comm.clone(),
                 cgroup_id: conn.cgroup_id,
                 closed_at: None,
@@ -138,7 +139,7 @@ impl ConnTable {
     pub fn remove(&mut self, key: &ConnKey, now: u64) -> Option<Connection> {
         let conn = self.conns.remove(key)?;
         if let Some(owner) = self.owners.get_mut(&conn.sockets)
-            && owner.tgid == key.tgid
+            && owner.tgid == conn.tgid
         {
             owner.closed_at = Some(now);
             self.closed_owners.push_back((conn.sockets, now));
@@ -155,13 +156,38 @@ impl ConnTable {
             .collect()
     }
 
-    /// Keys of every connection of a process.
+    /// Keys of every connection a process was the last to use.
     pub fn of_process(&self, tgid: u32) -> Vec<ConnKey> {
         self.conns
-            .keys()
-            .filter(|k| k.tgid == tgid)
-            .copied()
+            .iter()
+            .filter(|(_, c)| c.tgid == tgid)
+            .map(|(k, _)| *k)
             .collect()
+    }
+
+    /// `task` used the connection through `fd`: a process other than its last user (a forked
+    /// child serving what its parent accepted) becomes the one its calls are named after, and
+    /// the owner of its socket pair for the other end's calls. Returns the previous user when
+    /// the new one has its command name (a forked child, unless it executed another program).
+    pub fn touch(&mut self, key: &ConnKey, task: &Task, fd: i32) -> Option<u32> {
+        let conn = self.conns.get_mut(key)?;
+        conn.last_ts = task.ts_ns;
+        conn.fd = fd;
+        if conn.tgid == task.tgid {
+            return None;
+        }
+        let previous = (conn.comm == task.comm).then_some(conn.tgid);
+        conn.tgid = task.tgid;
+        conn.comm.clone_from(&task.comm);
+        conn.cgroup_id = task.cgroup_id;
+        if let Some(owner) = self.owners.get_mut(&conn.sockets)
+            && owner.closed_at.is_none()
+        {
+            owner.tgid = task.tgid;
+            owner.comm.clone_from(&task.comm);
+            owner.cgroup_id = task.cgroup_id;
+        }
+        previous
     }
 
     /// The local process at the other end of `sockets`, if any.

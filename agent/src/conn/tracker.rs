@@ -86,14 +86,13 @@ impl Tracker {
             CaptureEvent::Conn {
                 task,
                 fd,
+                socket,
                 sockets,
                 kind,
             } => {
-                let key = ConnKey {
-                    tgid: task.tgid,
-                    fd,
-                };
-                // A connect/accept on a descriptor we still track means we missed its close.
+                let key = socket;
+                // A connect/accept on a socket we still track: the kernel reused the address of
+                // one whose close we missed.
                 let ending = match kind {
                     ConnKind::Close => Ending::Closed,
                     ConnKind::Connect | ConnKind::Accept => Ending::Forgotten,
@@ -104,7 +103,7 @@ impl Tracker {
                     ConnKind::Accept => Role::Server,
                     ConnKind::Close => return,
                 };
-                self.open(key, &task, sockets, role, true, out);
+                self.open(key, &task, fd, sockets, role, true, out);
             }
             CaptureEvent::Exec {
                 task,
@@ -124,10 +123,14 @@ impl Tracker {
                     Stats::inc(&self.stats.processes_evicted_cap);
                 }
             }
-            // The TLS attach thread's business (the pipeline forwards it there).
-            CaptureEvent::ExecMapping { .. } => {}
+            // The TLS attach thread's business (the pipeline forwards it there), and the
+            // identity stage's (the pipeline gives it the cgroup).
+            CaptureEvent::ExecMapping { .. } | CaptureEvent::CgroupCreated { .. } => {}
             CaptureEvent::Exit { task } => {
-                // The kernel closes a dead process's sockets without a close() syscall.
+                // The kernel closes a dead process's descriptors without a close() syscall. A
+                // socket it was the last to use ends with it (one another process still holds
+                // is then taken for closed: the rare case of a socket handed on and used by
+                // both).
                 for key in self.table.of_process(task.tgid) {
                     self.close(key, task.ts_ns, Ending::Closed, out);
                 }
@@ -147,10 +150,12 @@ impl Tracker {
         self.processes.sweep(now_ns);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn open(
         &mut self,
         key: ConnKey,
         task: &Task,
+        fd: i32,
         sockets: crate::capture::event::SocketPair,
         role: Role,
         seen_open: bool,
@@ -167,6 +172,8 @@ impl Tracker {
             key,
             Connection {
                 sockets,
+                tgid: task.tgid,
+                fd,
                 role,
                 protocol: Protocol::Detecting { chunks: 0 },
                 last_ts: task.ts_ns,
@@ -206,27 +213,32 @@ impl Tracker {
             processes: &mut self.processes,
             clock: &self.clock,
         };
-        emit(finished, key, &conn, ctx, &self.stats, out);
+        emit(finished, &conn, ctx, &self.stats, out);
         self.count_issues();
     }
 
     fn on_data(&mut self, chunk: DataChunk, out: &mut Vec<ApiCall>) {
-        let key = ConnKey {
-            tgid: chunk.task.tgid,
-            fd: chunk.fd,
-        };
+        let key = chunk.socket;
         let known = self.table.get_mut(&key).map(|c| c.sockets);
         if !known.is_some_and(|k| k.same_connection(&chunk.sockets)) {
-            // New to us (it predates the agent), or the descriptor was reused unseen.
+            // New to us (it predates the agent), or the socket's address was reused unseen.
             self.close(key, chunk.task.ts_ns, Ending::Forgotten, out);
-            self.open(key, &chunk.task, chunk.sockets, Role::Unknown, false, out);
+            let (task, fd, sockets) = (&chunk.task, chunk.fd, chunk.sockets);
+            self.open(key, task, fd, sockets, Role::Unknown, false, out);
+        }
+        if let Some(parent) = self.table.touch(&key, &chunk.task, chunk.fd)
+            && self
+                .processes
+                .on_fork_handover(parent, chunk.task.tgid)
+                .is_some()
+        {
+            Stats::inc(&self.stats.processes_evicted_cap);
         }
         let Some(conn) = self.table.get_mut(&key) else {
             return;
         };
-        conn.last_ts = chunk.task.ts_ns;
         feed::tls::note_server_name(conn, &chunk);
-        let origin = feed::tls::origin(conn, &chunk, key, &self.stats, &mut self.tls_observations);
+        let origin = feed::tls::origin(conn, &chunk, &self.stats, &mut self.tls_observations);
         if matches!(origin, feed::tls::Origin::Skip) {
             return;
         }
@@ -248,7 +260,7 @@ impl Tracker {
         }
         let finished = match conn.protocol {
             Protocol::Tls { .. } => {
-                feed::tls::feed(conn, &chunk, key, &mut self.tls_observations);
+                feed::tls::feed(conn, &chunk, &mut self.tls_observations);
                 return;
             }
             Protocol::Http2(_) => feed::http2::feed(conn, &chunk, &self.stats),
@@ -273,7 +285,7 @@ impl Tracker {
                 processes: &mut self.processes,
                 clock: &self.clock,
             };
-            emit(finished, key, conn, ctx, &self.stats, out);
+            emit(finished, conn, ctx, &self.stats, out);
         }
     }
 
@@ -313,7 +325,6 @@ fn resync_after_loss(conn: &mut Connection, chunk: &DataChunk, stats: &Stats) {
 /// Turns what a connection's parser finished into calls.
 fn emit(
     finished: Vec<Exchange>,
-    key: ConnKey,
     conn: &Connection,
     mut ctx: Context<'_>,
     stats: &Stats,
@@ -323,7 +334,7 @@ fn emit(
     out.extend(
         finished
             .into_iter()
-            .map(|e| assemble::api_call(e, key, conn, &mut ctx)),
+            .map(|e| assemble::api_call(e, conn, &mut ctx)),
     );
 }
 
@@ -332,7 +343,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    use crate::capture::event::{SocketPair, TlsLibrary};
+    use crate::capture::event::{SocketId, SocketPair, TlsLibrary};
     use crate::protocol::http2::frame;
 
     fn task(ts: u64) -> Task {
@@ -356,6 +367,7 @@ mod tests {
         CaptureEvent::Data(DataChunk {
             task: task(ts),
             fd: 5,
+            socket: SocketId(5),
             sockets: sockets(),
             direction,
             op: "test",
@@ -442,15 +454,7 @@ mod tests {
     fn run(events: Vec<CaptureEvent>) -> (Vec<(String, Option<u16>)>, Arc<Stats>) {
         let (mut tracker, stats) = tracker();
         let mut out = Vec::new();
-        tracker.handle(
-            CaptureEvent::Conn {
-                task: task(1),
-                fd: 5,
-                sockets: sockets(),
-                kind: ConnKind::Accept,
-            },
-            &mut out,
-        );
+        tracker.handle(accept(), &mut out);
         for event in events {
             tracker.handle(event, &mut out);
         }
@@ -512,6 +516,7 @@ mod tests {
                 CaptureEvent::Conn {
                     task: task(3),
                     fd: 5,
+                    socket: SocketId(5),
                     sockets: sockets(),
                     kind: then,
                 },
@@ -523,6 +528,123 @@ mod tests {
         // A close that was seen reports the request without a response.
         let (calls, _) = unanswered(ConnKind::Close);
         assert_eq!(calls, [("/unanswered".to_string(), None)]);
+    }
+
+    /// What a process other than the test's server did on socket 5 through `fd`.
+    fn by(tgid: u32, fd: i32, event: CaptureEvent) -> CaptureEvent {
+        match event {
+            CaptureEvent::Data(mut chunk) => {
+                chunk.task.tgid = tgid;
+                chunk.task.pid = tgid;
+                chunk.task.comm = format!("child-{tgid}");
+                chunk.fd = fd;
+                CaptureEvent::Data(chunk)
+            }
+            CaptureEvent::Conn {
+                mut task,
+                socket,
+                sockets,
+                kind,
+                ..
+            } => {
+                task.tgid = tgid;
+                CaptureEvent::Conn {
+                    task,
+                    fd,
+                    socket,
+                    sockets,
+                    kind,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// (path, status, serving pid, joined mid-stream) of each call.
+    fn served(events: Vec<CaptureEvent>) -> Vec<(String, Option<u16>, u32, bool)> {
+        let (mut tracker, _) = tracker();
+        let mut out = Vec::new();
+        for event in events {
+            tracker.handle(event, &mut out);
+        }
+        out.into_iter()
+            .map(|c| {
+                let pid = c.local.process.as_ref().map_or(0, |p| p.pid);
+                (c.path, c.status, pid, c.joined_midstream)
+            })
+            .collect()
+    }
+
+    fn accept() -> CaptureEvent {
+        CaptureEvent::Conn {
+            task: task(1),
+            fd: 5,
+            socket: SocketId(5),
+            sockets: sockets(),
+            kind: ConnKind::Accept,
+        }
+    }
+
+    #[test]
+    fn an_inetd_style_child_serves_what_its_parent_accepted_on_two_descriptors() {
+        // The parent accepts; its child reads the request on descriptor 0 and answers on 1
+        // (busybox httpd, inetd); the kernel reports no close while the child holds the socket,
+        // and the child's exit ends it.
+        let calls = served(vec![
+            accept(),
+            by(
+                200,
+                0,
+                data(2, Direction::Ingress, b"GET /a HTTP/1.0\r\n\r\n", false),
+            ),
+            by(200, 1, data(3, Direction::Egress, OK, false)),
+            CaptureEvent::Exit {
+                task: Task {
+                    tgid: 200,
+                    ..task(4)
+                },
+            },
+        ]);
+        assert_eq!(calls, [("/a".to_string(), Some(200), 200, false)]);
+    }
+
+    #[test]
+    fn the_exit_of_a_process_that_handed_a_socket_on_does_not_end_it() {
+        let calls = served(vec![
+            accept(),
+            by(
+                200,
+                7,
+                data(2, Direction::Ingress, b"GET /a HTTP/1.1\r\n\r\n", false),
+            ),
+            // The accepting process exits while its child serves.
+            CaptureEvent::Exit { task: task(3) },
+            by(200, 7, data(4, Direction::Egress, OK, false)),
+            by(
+                200,
+                7,
+                data(5, Direction::Ingress, b"GET /b HTTP/1.1\r\n\r\n", false),
+            ),
+            // The last descriptor closed by whichever process holds it.
+            by(
+                200,
+                7,
+                CaptureEvent::Conn {
+                    task: task(6),
+                    fd: 7,
+                    socket: SocketId(5),
+                    sockets: sockets(),
+                    kind: ConnKind::Close,
+                },
+            ),
+        ]);
+        assert_eq!(
+            calls,
+            [
+                ("/a".to_string(), Some(200), 200, false),
+                ("/b".to_string(), None, 200, false)
+            ]
+        );
     }
 
     /// An HTTP/2 frame.
@@ -566,6 +688,7 @@ mod tests {
             CaptureEvent::Conn {
                 task: task(1),
                 fd: 5,
+                socket: SocketId(5),
                 sockets: sockets(),
                 kind: ConnKind::Accept,
             },

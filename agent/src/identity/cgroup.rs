@@ -18,8 +18,9 @@ const MAX_WALK: usize = 65_536;
 const WALK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Kernel cgroup id -> path inside the hierarchy (`/kubepods.slice/...`), as the events give
-/// the id: first through the process's /proc/PID/cgroup (checked against the id, since the
-/// process may have moved), else by walking the hierarchy.
+/// the id: learnt when the cgroup was made (the kernel's cgroup_mkdir events), else through the
+/// process's /proc/PID/cgroup (checked against the id, since the process may have moved), else
+/// by walking the hierarchy (cgroups older than the agent).
 pub struct CgroupPaths {
     mount: Option<PathBuf>,
     proc_root: String,
@@ -64,6 +65,11 @@ impl CgroupPaths {
         self.last_walk = Some(Instant::now());
         self.walk(&mount);
         self.known.get(&id).cloned()
+    }
+
+    /// A cgroup the kernel reported made (`cgroup:cgroup_mkdir`): no lookup needed later.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        self.remember(id, path);
     }
 
     fn remember(&mut self, id: u64, path: &str) -> Arc<str> {

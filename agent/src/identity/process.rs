@@ -91,6 +91,16 @@ impl ProcessTable {
     /// still runs that program; the arguments as the kernel copied them, unless they were cut
     /// and /proc still has them whole.
     pub fn on_exec(&mut self, tgid: u32, filename: &str, args: ExecArgs<'_>) -> Option<Evicted> {
+        if is_own_executable(filename) {
+            // The program executed itself again (busybox running an applet, runc's init): it
+            // is what /proc shows now, else what the process ran before.
+            let path = self.read_exe(tgid).or_else(|| {
+                let before = self.entries.get(&tgid)?.executable_path.as_deref()?;
+                Some(before.to_string())
+            });
+            let entry = self.entry(tgid, path, Some(args));
+            return self.insert(tgid, entry);
+        }
         let path = self
             .exe_if_still(tgid, filename)
             .or_else(|| (!filename.is_empty()).then(|| filename.to_string()));
@@ -153,6 +163,40 @@ impl ProcessTable {
             cgroup_id,
         };
         (info, evicted)
+    }
+
+    /// `tgid`, under the command name of `from` and named by no exec, took over a socket
+    /// `from` used: it is `from`'s forked child (a fork-per-connection server) and runs the same
+    /// program. Read from /proc now, while it most likely still runs (such a child is often
+    /// gone before its call is named), else named after `from` (read from /proc first when
+    /// the agent did not know it yet).
+    pub fn on_fork_handover(&mut self, from: u32, tgid: u32) -> Option<Evicted> {
+        if self
+            .entries
+            .get(&tgid)
+            .is_some_and(|e| e.exited_at.is_none())
+        {
+            return None;
+        }
+        let entry = match self.read_exe(tgid) {
+            Some(path) => self.entry(tgid, Some(path), None),
+            None => {
+                if !self.entries.contains_key(&from) {
+                    // A parent that predates the agent: read it (a server is still there).
+                    let path = self.read_exe(from)?;
+                    let entry = self.entry(from, Some(path), None);
+                    self.insert(from, entry);
+                }
+                let parent = self.entries.get(&from)?.clone();
+                self.incarnations += 1;
+                Entry {
+                    incarnation: self.incarnations,
+                    exited_at: None,
+                    ..parent
+                }
+            }
+        };
+        self.insert(tgid, entry)
     }
 
     fn entry(&mut self, tgid: u32, path: Option<String>, args: Option<ExecArgs<'_>>) -> Entry {
@@ -228,6 +272,16 @@ impl ProcessTable {
     }
 }
 
+/// `/proc/self/exe` or `/proc/PID/exe`: a process executing the program it already runs.
+fn is_own_executable(filename: &str) -> bool {
+    filename
+        .strip_prefix("/proc/")
+        .and_then(|rest| rest.strip_suffix("/exe"))
+        .is_some_and(|who| {
+            who == "self" || (!who.is_empty() && who.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
 /// A program's arguments as the exec event carried them.
 #[derive(Clone, Copy, Debug)]
 pub struct ExecArgs<'a> {
@@ -273,6 +327,47 @@ mod tests {
         table.on_exec(4243, "/usr/bin/python3", cut);
         let (info, _) = table.info(4243, "python3", 1, 0);
         assert_eq!(info.command_line.as_deref(), Some("python3 -m http.ser"));
+    }
+
+    #[test]
+    fn a_forked_child_gone_before_it_is_named_takes_its_parents_program() {
+        let mut table = ProcessTable::new(16, "/nonexistent");
+        let args = ExecArgs {
+            raw: b"python3\0server.py\0",
+            complete: true,
+        };
+        table.on_exec(10, "/usr/bin/python3.11", args);
+        assert_eq!(table.on_fork_handover(10, 11), None);
+        let (child, _) = table.info(11, "python3", 1, 5);
+        assert_eq!(child.pid, 11);
+        assert_eq!(&*child.executable_name, "python3.11");
+        assert_eq!(child.command_line.as_deref(), Some("python3 server.py"));
+        let (parent, _) = table.info(10, "python3", 1, 5);
+        assert_ne!(child.incarnation, parent.incarnation);
+        // A child named by its own exec keeps its program.
+        table.on_exec(12, "/usr/bin/busybox", ExecArgs::NONE);
+        table.on_fork_handover(10, 12);
+        assert_eq!(
+            &*table.info(12, "busybox", 1, 5).0.executable_name,
+            "busybox"
+        );
+    }
+
+    #[test]
+    fn a_program_executing_itself_through_proc_keeps_its_name() {
+        // busybox's shell runs an applet as /proc/self/exe with the applet's arguments.
+        let mut table = ProcessTable::new(16, "/nonexistent");
+        table.on_exec(20, "/bin/busybox", ExecArgs::NONE);
+        let args = ExecArgs {
+            raw: b"wget\0-q\0http://web/\0",
+            complete: true,
+        };
+        table.on_exec(20, "/proc/self/exe", args);
+        let (info, _) = table.info(20, "wget", 1, 5);
+        assert_eq!(&*info.executable_name, "busybox");
+        assert_eq!(info.command_line.as_deref(), Some("wget -q http://web/"));
+        assert!(is_own_executable("/proc/123/exe"));
+        assert!(!is_own_executable("/proc/exe") && !is_own_executable("/proc/x1/exe"));
     }
 
     #[test]

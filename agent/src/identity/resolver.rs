@@ -86,6 +86,12 @@ impl Resolver {
         }
     }
 
+    /// A cgroup was made (the kernel said so): its id's path is known from now on, even for
+    /// processes that leave before /proc could be read.
+    pub fn learn_cgroup(&mut self, id: u64, path: &str) {
+        self.cgroups.learn(id, path);
+    }
+
     /// Fills `identity` on both ends of `call`.
     pub fn resolve(&mut self, call: &mut ApiCall) {
         if let Some(kube) = &self.kube {

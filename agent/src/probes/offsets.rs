@@ -2,7 +2,7 @@
 //! BTF. Fields inside anonymous structs and unions (as in `struct sock_common`) are found by
 //! descending into them, as CO-RE relocations would.
 
-use agent_common::config::KernelOffsets;
+use agent_common::config::{FILE_REFS_COUNT, FILE_REFS_COUNT_MINUS_ONE, KernelOffsets};
 use btf_rs::{Btf, Type};
 
 use super::ProbeError;
@@ -18,6 +18,7 @@ pub fn from_btf_file(path: &str) -> Result<KernelOffsets, ProbeError> {
     let sk = |field: &str| -> Result<u32, ProbeError> {
         Ok(sk_common + lookup.field("sock_common", field)?)
     };
+    let (file_refs, file_refs_kind) = file_refs(&lookup)?;
     Ok(KernelOffsets {
         task_files: lookup.field("task_struct", "files")?,
         files_fdt: lookup.field("files_struct", "fdt")?,
@@ -38,8 +39,19 @@ pub fn from_btf_file(path: &str) -> Result<KernelOffsets, ProbeError> {
         task_mm: lookup.field("task_struct", "mm")?,
         mm_arg_start: lookup.field("mm_struct", "arg_start")?,
         mm_arg_end: lookup.field("mm_struct", "arg_end")?,
-        _pad: 0,
+        file_refs,
+        file_refs_kind,
     })
+}
+
+/// Where a `struct file` counts its references, and how: `f_ref` (Linux 6.13+, a `file_ref_t`
+/// whose only member is the `atomic_long_t` holding the count minus one) or `f_count` (the
+/// count itself).
+fn file_refs(lookup: &Lookup<'_>) -> Result<(u32, u32), ProbeError> {
+    match lookup.field("file", "f_ref") {
+        Ok(offset) => Ok((offset, FILE_REFS_COUNT_MINUS_ONE)),
+        Err(_) => Ok((lookup.field("file", "f_count")?, FILE_REFS_COUNT)),
+    }
 }
 
 struct Lookup<'a> {
@@ -133,5 +145,8 @@ mod tests {
         assert_eq!(off.sk_v6_rcv_saddr, off.sk_v6_daddr + 16);
         assert!(off.task_files > 0 && off.file_inode > 0 && off.socket_sk > 0);
         assert_ne!(off.fdtable_max_fds, off.fdtable_fd);
+        // Linux 6.13+ (this machine's 6.18) counts a file's references in `f_ref`.
+        assert_eq!(off.file_refs_kind, FILE_REFS_COUNT_MINUS_ONE);
+        assert!(![off.file_inode, off.file_private_data].contains(&off.file_refs));
     }
 }

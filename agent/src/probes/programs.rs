@@ -153,6 +153,11 @@ pub const PROGRAMS: &[Program] = &[
         &[("sched", "sched_process_exit")],
     ),
     tracepoints(
+        "cgroup_mkdir",
+        Feature::ProcessEvents,
+        &[("cgroup", "cgroup_mkdir")],
+    ),
+    tracepoints(
         "enter_mmap",
         Feature::LibraryLoads,
         &[("syscalls", "sys_enter_mmap")],
@@ -217,6 +222,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), PROGRAMS.len());
-        assert_eq!(tracepoint_count(), 26);
+        assert_eq!(tracepoint_count(), 27);
     }
 }

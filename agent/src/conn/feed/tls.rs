@@ -5,7 +5,7 @@
 
 use crate::{
     capture::event::{DataChunk, Direction, TlsLibrary},
-    conn::table::{ConnKey, Connection, Protocol, Role},
+    conn::table::{Connection, Protocol, Role},
     protocol::{detect, tls_hello},
     stats::Stats,
     tls::TlsObservation,
@@ -33,7 +33,6 @@ pub enum Origin {
 pub fn origin(
     conn: &mut Connection,
     chunk: &DataChunk,
-    key: ConnKey,
     stats: &Stats,
     observations: &mut Vec<TlsObservation>,
 ) -> Origin {
@@ -46,7 +45,7 @@ pub fn origin(
             Stats::inc(&stats.connections_tls_plaintext);
             conn.tls = Some(library);
             conn.protocol = Protocol::Detecting { chunks: 0 };
-            observations.push(observation(conn, key, Some(library)));
+            observations.push(observation(conn, Some(library)));
             Origin::Parse
         }
         (None, Some(_)) => Origin::Skip,
@@ -57,12 +56,7 @@ pub fn origin(
 /// Records of a TLS connection whose plaintext is not (yet) given: the handshake is observed,
 /// and once records went both ways (a handshake, not a port probe answered with an alert) the
 /// connection is reported for the coverage report.
-pub fn feed(
-    conn: &mut Connection,
-    chunk: &DataChunk,
-    key: ConnKey,
-    observations: &mut Vec<TlsObservation>,
-) {
+pub fn feed(conn: &mut Connection, chunk: &DataChunk, observations: &mut Vec<TlsObservation>) {
     let Protocol::Tls { directions } = &mut conn.protocol else {
         return;
     };
@@ -83,15 +77,15 @@ pub fn feed(
         Direction::Ingress => 2,
     };
     if *directions == 3 && before != 3 {
-        observations.push(observation(conn, key, None));
+        observations.push(observation(conn, None));
     }
 }
 
-fn observation(conn: &Connection, key: ConnKey, plaintext: Option<TlsLibrary>) -> TlsObservation {
+fn observation(conn: &Connection, plaintext: Option<TlsLibrary>) -> TlsObservation {
     TlsObservation {
-        tgid: key.tgid,
+        tgid: conn.tgid,
         comm: conn.comm.clone(),
-        fd: key.fd,
+        fd: conn.fd,
         sockets: conn.sockets,
         plaintext,
     }

@@ -1,0 +1,138 @@
+//! A real Docker engine for the container tests: Debian's docker.io (installed by the test
+//! command), its daemon started when none answers, and a busybox image imported from
+//! busybox-static (no registry is reachable: nothing is pulled).
+
+use std::{
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::Instant,
+};
+
+use crate::patience;
+
+/// Debian's client (another `docker` may come first in PATH).
+pub const DOCKER: &str = "/usr/bin/docker";
+/// The image every container test runs: busybox-static with `httpd`, `wget`, `sh`, `sleep`
+/// and a site in /www (`index.html`, `a.html`, `b.html`, `c.html`).
+pub const IMAGE: &str = "sightline-test/busybox:1";
+
+/// `docker ARGS...`; its trimmed stdout, failing with its stderr.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new(DOCKER).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Starts the daemon if none answers (it stays up for later tests and runs), and imports the
+/// test image once.
+pub fn engine() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if !answers() {
+            let log = std::fs::File::create("/tmp/sightline-tests-dockerd.log").unwrap();
+            // A daemon: it outlives the test process on purpose (never waited for).
+            #[allow(clippy::zombie_processes)]
+            let _daemon = Command::new("dockerd")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("dockerd (Debian's docker.io) starts");
+            let start = Instant::now();
+            while !answers() {
+                assert!(
+                    start.elapsed() < patience(),
+                    "dockerd did not answer: /tmp/sightline-tests-dockerd.log"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+        import_image();
+    });
+}
+
+fn answers() -> bool {
+    Command::new(DOCKER)
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn import_image() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |p: &str| std::fs::create_dir_all(root.path().join(p)).unwrap();
+    dir("bin");
+    dir("www");
+    dir("tmp");
+    std::fs::copy("/usr/bin/busybox", root.path().join("bin/busybox")).unwrap();
+    for applet in ["sh", "httpd", "wget", "sleep"] {
+        std::os::unix::fs::symlink("busybox", root.path().join("bin").join(applet)).unwrap();
+    }
+    for page in ["index", "a", "b", "c"] {
+        std::fs::write(root.path().join(format!("www/{page}.html")), page).unwrap();
+    }
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = Command::new(DOCKER)
+        .args(["import", "-", IMAGE])
+        .stdin(tar.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of the image's root");
+    assert!(
+        status.success(),
+        "docker import of {}",
+        root.path().display()
+    );
+}
+
+/// A container started detached, removed (with force) when dropped.
+pub struct Container {
+    pub name: String,
+    pub id: String,
+}
+
+impl Container {
+    /// `docker run -d --name NAME IMAGE ARGS...`
+    pub fn run(name: &str, args: &[&str]) -> Container {
+        let mut all = vec!["run", "-d", "--name", name, IMAGE];
+        all.extend_from_slice(args);
+        let id = docker(&all);
+        Container {
+            name: name.to_string(),
+            id,
+        }
+    }
+
+    /// Its address on Docker's default bridge.
+    pub fn ip(&self) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            &self.name,
+        ])
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER)
+            .args(["rm", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
