@@ -77,25 +77,7 @@ fn import_image() {
     for page in ["index", "a", "b", "c"] {
         std::fs::write(root.path().join(format!("www/{page}.html")), page).unwrap();
     }
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(root.path())
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = Command::new(DOCKER)
-        .args(["import", "-", IMAGE])
-        .stdin(tar.stdout.take().unwrap())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(tar.wait().unwrap().success(), "tar of the image's root");
-    assert!(
-        status.success(),
-        "docker import of {}",
-        root.path().display()
-    );
+    import(root.path(), IMAGE);
 }
 
 /// A container started detached, removed (with force) when dropped.
@@ -135,4 +117,57 @@ impl Drop for Container {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A Debian 12 image made by `debootstrap` (minbase with ca-certificates, from Debian's
+/// mirror: a package download, as an install step), imported once and kept by the engine
+/// for later runs: the local stand-in for `debian:bookworm-slim`.
+pub const DEBIAN_IMAGE: &str = "sightline-test/debian:12";
+
+pub fn debian_image() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        engine();
+        let present = Command::new(DOCKER)
+            .args(["image", "inspect", DEBIAN_IMAGE])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let out = Command::new("debootstrap")
+            .args(["--variant=minbase", "--include=ca-certificates", "bookworm"])
+            .arg(root.path())
+            .arg("http://deb.debian.org/debian")
+            .output()
+            .expect("debootstrap (Debian's package) runs");
+        assert!(
+            out.status.success(),
+            "debootstrap: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        import(root.path(), DEBIAN_IMAGE);
+    });
+}
+
+/// `tar -C ROOT -c . | docker import - TAG`.
+fn import(root: &std::path::Path, tag: &str) {
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = Command::new(DOCKER)
+        .args(["import", "-", tag])
+        .stdin(tar.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of {}", root.display());
+    assert!(status.success(), "docker import of {}", root.display());
 }

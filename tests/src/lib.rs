@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod dashboards;
 pub mod docker;
 pub mod kube;
+pub mod manifests;
 pub mod netns;
 pub mod otlp;
 
@@ -615,6 +616,14 @@ pub fn bpf_programs() -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Ids of the programs the kernel has loaded (to check that a stopped agent left none).
+pub fn loaded_program_ids() -> std::collections::BTreeSet<u64> {
+    bpf_programs()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect()
+}
+
 /// A fixture client run to completion: who it was, its connection's local port (its first
 /// line) and the rest of its output.
 pub struct ClientRun {
@@ -997,4 +1006,12 @@ pub fn counter(log: &str, name: &str) -> u64 {
         .collect::<String>()
         .parse()
         .unwrap()
+}
+
+/// This machine's host name as the kernel has it (what a node's name would be).
+pub fn kernel_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }

@@ -13,12 +13,22 @@ use sightline_tests::{
 };
 
 /// (span kind, path, status, container name, container id, peer container name) of each call
-/// on port 80, sorted.
+/// on port 80, sorted; every container end also names the test image.
 fn named(calls: &[Value]) -> Vec<(String, String, u64, String, String, String)> {
     let text = |c: &Value, key: &str| c[key].as_str().unwrap_or("").to_string();
     let mut out: Vec<_> = calls
         .iter()
         .filter(|c| c["server.port"] == 80)
+        .inspect(|c| {
+            for (name, image) in [
+                ("container.name", "container.image.name"),
+                ("peer.container.name", "peer.container.image.name"),
+            ] {
+                if c[name].is_string() {
+                    assert_eq!(c[image], IMAGE, "{c:#}");
+                }
+            }
+        })
         .map(|c| {
             (
                 text(c, "span.kind"),

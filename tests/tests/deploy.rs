@@ -5,48 +5,16 @@
 //! SIGTERM leaves no program loaded, the database consistent.
 #![allow(clippy::unwrap_used)]
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::BTreeSet, path::Path, process::Command};
 
-use serde_json::Value;
 use sightline_tests::{
-    Agent, agent_binary, bpf_programs, calls_on_port, curl, free_port, pip_package,
-    python_http_server, tls_nginx,
+    Agent, agent_binary, calls_on_port, curl, free_port, loaded_program_ids,
+    manifests::{deploy_dir, kustomize, object},
+    pip_package, python_http_server, tls_nginx,
 };
 
 /// The Kubernetes versions the manifests are validated for (README: "Kubernetes 1.30 to 1.35").
 const KUBERNETES_VERSIONS: &[&str] = &["1.30.0", "1.33.0", "1.35.0"];
-
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-fn kustomize(dir: &str) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(deploy_dir().join("kubernetes").join(dir))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.split("\n---\n")
-        .map(|doc| serde_yaml_ng::from_str(doc).unwrap())
-        .collect()
-}
-
-fn object<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind}"))
-}
 
 #[test]
 fn manifests_render_and_validate_for_the_kubernetes_versions_we_claim() {
@@ -218,14 +186,6 @@ fn the_agent_captures_with_its_capabilities_and_no_others() {
     assert!(!log.contains("attaching TLS probes failed"), "{log}");
 }
 
-/// Program ids the kernel has loaded.
-fn loaded_programs() -> BTreeSet<u64> {
-    bpf_programs()
-        .iter()
-        .filter_map(|p| p["id"].as_u64())
-        .collect()
-}
-
 fn health(args: &[&str]) -> (bool, String) {
     let out = Command::new(agent_binary())
         .arg("health")
@@ -240,14 +200,14 @@ fn health(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
-    let before = loaded_programs();
+    let before = loaded_program_ids();
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
     let (_server, port) = python_http_server(site.path(), "127.0.0.1");
     let mut agent = Agent::start(&["--health-listen", "127.0.0.1:9467"]);
     assert_eq!(health(&[]), (true, "sightline: ready".to_string()));
     assert_eq!(health(&["--live"]), (true, "sightline: ok".to_string()));
-    let ours: BTreeSet<u64> = loaded_programs().difference(&before).copied().collect();
+    let ours: BTreeSet<u64> = loaded_program_ids().difference(&before).copied().collect();
     assert!(ours.len() >= 20, "the agent's programs: {ours:?}");
 
     curl(&[&format!("http://127.0.0.1:{port}/hello.txt")]);
@@ -255,7 +215,7 @@ fn health_answers_and_sigterm_leaves_no_probe_and_a_consistent_database() {
     let log = agent.stop_with(libc::SIGTERM);
     assert!(log.contains("stopped"), "{log}");
 
-    let left: Vec<u64> = loaded_programs().intersection(&ours).copied().collect();
+    let left: Vec<u64> = loaded_program_ids().intersection(&ours).copied().collect();
     assert!(
         left.is_empty(),
         "programs still loaded after SIGTERM: {left:?}"
@@ -302,7 +262,7 @@ fn inventory_calls(db: &Path, route: &str) -> u64 {
 /// never notice, and the inventory kept in SQLite is intact and goes on counting.
 #[test]
 fn kill_9_during_traffic_leaves_nothing_loaded_and_a_restart_keeps_the_inventory() {
-    let before = loaded_programs();
+    let before = loaded_program_ids();
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("hello.txt"), "hello\n").unwrap();
     let (_server, port) = python_http_server(site.path(), "127.0.0.1");
@@ -311,7 +271,7 @@ fn kill_9_during_traffic_leaves_nothing_loaded_and_a_restart_keeps_the_inventory
     let db = state.path().join("inventory.sqlite");
     let db_arg = db.to_str().unwrap().to_string();
     let mut agent = Agent::start(&["--inventory-db", &db_arg]);
-    let ours: BTreeSet<u64> = loaded_programs().difference(&before).copied().collect();
+    let ours: BTreeSet<u64> = loaded_program_ids().difference(&before).copied().collect();
     assert!(ours.len() >= 20, "the agent's programs: {ours:?}");
     for _ in 0..3 {
         curl(&[&url]);
@@ -336,7 +296,7 @@ fn kill_9_during_traffic_leaves_nothing_loaded_and_a_restart_keeps_the_inventory
     // Closing the agent's descriptors frees its programs; the kernel may take a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let left = loop {
-        let left: Vec<u64> = loaded_programs().intersection(&ours).copied().collect();
+        let left: Vec<u64> = loaded_program_ids().intersection(&ours).copied().collect();
         if left.is_empty() || std::time::Instant::now() > deadline {
             break left;
         }

@@ -43,6 +43,8 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("systemd-socket-activate", "systemd"),
     // Container tests: a real Docker engine (its daemon started by the tests).
     ("dockerd", "docker.io"),
+    // Container image test: a Debian 12 base image made locally (nothing can be pulled).
+    ("debootstrap", "debootstrap"),
 ];
 
 /// Debian's grpcio module (a file, not a program: an absolute path is checked as a file).

@@ -130,6 +130,8 @@ pub struct ContainerInfo {
     pub runtime: Runtime,
     /// From the pod's status or the runtime's own state files.
     pub name: Option<Arc<str>>,
+    /// The image it was started from, from the runtime's state files (`container.image.name`).
+    pub image: Option<Arc<str>>,
 }
 
 /// Who one end of a call is.

@@ -164,10 +164,14 @@ impl Resolver {
                 (Some(runtime), _) => runtime,
                 (None, None) => container::Runtime::Unknown,
             };
-            let name = k8s_container
-                .clone()
-                .or_else(|| self.names.name(&id, runtime));
-            ContainerInfo { id, runtime, name }
+            let from_runtime = self.names.name(&id, runtime);
+            let name = k8s_container.clone().or(from_runtime.name);
+            ContainerInfo {
+                id,
+                runtime,
+                name,
+                image: from_runtime.image,
+            }
         });
         let service = naming::name(
             &self.rules,

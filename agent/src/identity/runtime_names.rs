@@ -1,7 +1,8 @@
 //! Container names outside Kubernetes, from the runtimes' own state files: Docker's
-//! `<root>/containers/<id>/config.v2.json` ("Name": "/web") and Podman's
-//! `<storage>/overlay-containers/containers.json` ([{"id", "names"}]). Read once per container,
-//! bounded.
+//! `<root>/containers/<id>/config.v2.json` ("Name": "/web", and the image as the container was
+//! started from it, "Config": {"Image": "nginx:1.25"}) and Podman's
+//! `<storage>/overlay-containers/containers.json` ([{"id", "names"}]; its "image" is an image id,
+//! not a name: left out). Read once per container, bounded.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -12,13 +13,29 @@ const MAX_NAMES: usize = 4_096;
 pub struct RuntimeNames {
     docker_root: PathBuf,
     podman_root: PathBuf,
-    known: HashMap<Arc<str>, Option<Arc<str>>>,
+    known: HashMap<Arc<str>, RuntimeName>,
+}
+
+/// What the runtime says of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeName {
+    pub name: Option<Arc<str>>,
+    /// The image reference it was started from (`container.image.name`).
+    pub image: Option<Arc<str>>,
 }
 
 #[derive(serde::Deserialize)]
 struct DockerConfig {
     #[serde(rename = "Name")]
     name: String,
+    #[serde(rename = "Config", default)]
+    config: DockerContainerConfig,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct DockerContainerConfig {
+    #[serde(rename = "Image", default)]
+    image: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -37,15 +54,18 @@ impl RuntimeNames {
         }
     }
 
-    /// The name the runtime gave container `id`.
-    pub fn name(&mut self, id: &Arc<str>, runtime: Runtime) -> Option<Arc<str>> {
+    /// The name the runtime gave container `id`, and its image.
+    pub fn name(&mut self, id: &Arc<str>, runtime: Runtime) -> RuntimeName {
         if let Some(known) = self.known.get(id) {
             return known.clone();
         }
         let name = match runtime {
             Runtime::Docker => self.docker(id),
-            Runtime::Podman => self.podman(id),
-            Runtime::Containerd | Runtime::CriO | Runtime::Unknown => None,
+            Runtime::Podman => RuntimeName {
+                name: self.podman(id),
+                image: None,
+            },
+            Runtime::Containerd | Runtime::CriO | Runtime::Unknown => RuntimeName::default(),
         };
         if self.known.len() >= MAX_NAMES {
             self.known.clear();
@@ -54,15 +74,23 @@ impl RuntimeNames {
         name
     }
 
-    fn docker(&self, id: &str) -> Option<Arc<str>> {
+    fn docker(&self, id: &str) -> RuntimeName {
         let path = self
             .docker_root
             .join("containers")
             .join(id)
             .join("config.v2.json");
-        let config: DockerConfig = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        let name = config.name.trim_start_matches('/');
-        (!name.is_empty()).then(|| Arc::from(name))
+        let Some(config) = std::fs::read(path)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<DockerConfig>(&raw).ok())
+        else {
+            return RuntimeName::default();
+        };
+        let text = |s: &str| (!s.is_empty()).then(|| Arc::from(s));
+        RuntimeName {
+            name: text(config.name.trim_start_matches('/')),
+            image: text(&config.config.image),
+        }
     }
 
     fn podman(&self, id: &str) -> Option<Arc<str>> {
@@ -90,7 +118,7 @@ mod tests {
         std::fs::create_dir_all(docker.join("containers").join(&*id)).unwrap();
         std::fs::write(
             docker.join("containers").join(&*id).join("config.v2.json"),
-            r#"{"ID":"aaaa","Name":"/web","State":{"Running":true}}"#,
+            r#"{"ID":"aaaa","Name":"/web","State":{"Running":true},"Config":{"Image":"nginx:1.25"}}"#,
         )
         .unwrap();
         let podman = root.join("podman");
@@ -101,13 +129,16 @@ mod tests {
         )
         .unwrap();
         let mut names = RuntimeNames::new(docker, podman);
-        assert_eq!(names.name(&id, Runtime::Docker).as_deref(), Some("web"));
+        let web = names.name(&id, Runtime::Docker);
+        assert_eq!(web.name.as_deref(), Some("web"));
+        assert_eq!(web.image.as_deref(), Some("nginx:1.25"));
         assert_eq!(
             names.name(&Arc::from("b".repeat(64).as_str()), Runtime::Docker),
-            None
+            RuntimeName::default()
         );
         let mut names = RuntimeNames::new(root.join("none"), root.join("podman"));
-        assert_eq!(names.name(&id, Runtime::Podman).as_deref(), Some("db"));
+        let db = names.name(&id, Runtime::Podman);
+        assert_eq!((db.name.as_deref(), db.image), (Some("db"), None));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -27,6 +27,7 @@ pub const CGROUP: Attr = attr("process.linux.cgroup", "peer.process.linux.cgroup
 pub const CONTAINER_ID: Attr = attr("container.id", "peer.container.id");
 pub const CONTAINER_RUNTIME: Attr = attr("container.runtime", "peer.container.runtime");
 pub const CONTAINER_NAME: Attr = attr("container.name", "peer.container.name");
+pub const CONTAINER_IMAGE: Attr = attr("container.image.name", "peer.container.image.name");
 pub const SYSTEMD_UNIT: Attr = attr("sightline.systemd.unit", "sightline.peer.systemd.unit");
 pub const K8S_NAMESPACE: Attr = attr("k8s.namespace.name", "peer.k8s.namespace.name");
 pub const K8S_POD_NAME: Attr = attr("k8s.pod.name", "peer.k8s.pod.name");
@@ -75,6 +76,9 @@ pub fn for_each(identity: &Identity, mut f: impl FnMut(Attr, &str)) {
         f(CONTAINER_RUNTIME, container.runtime.name());
         if let Some(name) = &container.name {
             f(CONTAINER_NAME, name);
+        }
+        if let Some(image) = &container.image {
+            f(CONTAINER_IMAGE, image);
         }
     }
     if let Some(unit) = &identity.systemd_unit {

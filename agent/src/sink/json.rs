@@ -157,6 +157,7 @@ mod tests {
                 id: "abc".into(),
                 runtime: Runtime::Containerd,
                 name: Some("app".into()),
+                image: None,
             }),
             pod: Some(Arc::new(PodMeta {
                 namespace: "shop".into(),
