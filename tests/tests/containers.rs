@@ -1,7 +1,8 @@
 //! Real Docker containers (Debian's docker.io, its daemon started by the test when none runs;
 //! the image imported from busybox-static, nothing pulled), on this machine's hybrid cgroup
 //! layout: a busybox httpd server container called from the host, from a client container that
-//! stays up, and from a `docker run --rm` client that is gone right after its call. Each end is
+//! stays up, and from a `docker run --rm` client that is gone right after its call, and a
+//! server on the host called from a `--rm` container. Each end is
 //! named with its container's id and name (the short-lived one included: its cgroup is known
 //! from the kernel's cgroup_mkdir event, before its process could be read in /proc).
 #![allow(clippy::unwrap_used)]
@@ -10,15 +11,16 @@ use serde_json::Value;
 use sightline_tests::{
     Agent, curl,
     docker::{self, Container, IMAGE},
+    patience, python_http_server,
 };
 
 /// (span kind, path, status, container name, container id, peer container name) of each call
-/// on port 80, sorted; every container end also names the test image.
-fn named(calls: &[Value]) -> Vec<(String, String, u64, String, String, String)> {
+/// to the server ports, sorted; every container end also names the test image.
+fn named(calls: &[Value], ports: [u16; 2]) -> Vec<(String, String, u64, String, String, String)> {
     let text = |c: &Value, key: &str| c[key].as_str().unwrap_or("").to_string();
     let mut out: Vec<_> = calls
         .iter()
-        .filter(|c| c["server.port"] == 80)
+        .filter(|c| ports.iter().any(|p| c["server.port"] == *p))
         .inspect(|c| {
             for (name, image) in [
                 ("container.name", "container.image.name"),
@@ -44,6 +46,27 @@ fn named(calls: &[Value]) -> Vec<(String, String, u64, String, String, String)> 
     out
 }
 
+/// `docker run --rm --name NAME IMAGE ARGS...` to its end: (its output, its container id).
+fn run_once(name: &str, args: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cidfile = dir.path().join("cid");
+    let mut all = vec![
+        "run",
+        "--rm",
+        "--cidfile",
+        cidfile.to_str().unwrap(),
+        "--name",
+        name,
+    ];
+    all.push(IMAGE);
+    all.extend_from_slice(args);
+    let out = docker::docker(&all);
+    (
+        out,
+        std::fs::read_to_string(cidfile).unwrap().trim().to_string(),
+    )
+}
+
 #[test]
 fn containers_are_named_at_both_ends_short_lived_ones_too() {
     docker::engine();
@@ -57,15 +80,24 @@ fn containers_are_named_at_both_ends_short_lived_ones_too() {
     // Up before the agent starts (this probe is not one of the calls counted).
     let start = std::time::Instant::now();
     while sightline_tests::curl_status(None, &[&url("index")]) != "200" {
-        assert!(
-            start.elapsed() < sightline_tests::patience(),
-            "httpd in {}",
-            web.name
-        );
+        assert!(start.elapsed() < patience(), "httpd in {}", web.name);
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A server on the host, on the bridge's gateway address (what containers reach the host by).
+    let gateway = docker::docker(&[
+        "network",
+        "inspect",
+        "bridge",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+    ]);
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("d.txt"), "d").unwrap();
+    let (host_server, host_port) = python_http_server(site.path(), &gateway);
     let mut agent = Agent::start(&[]);
 
+    // Host to container, container to container (one that stays up, one gone right after),
+    // container to host.
     let (_, body) = curl(&[&url("a")]);
     assert_eq!(body, "a");
     let long = Container::run(
@@ -73,79 +105,38 @@ fn containers_are_named_at_both_ends_short_lived_ones_too() {
         &["sh", "-c", &format!("wget -q -O - {}; sleep 60", url("b"))],
     );
     let short = format!("sl-short-{tag}");
-    let cidfile = tempfile::tempdir().unwrap().keep().join("cid");
-    let cidfile = cidfile.to_str().unwrap();
-    let got = docker::docker(&[
-        "run",
-        "--rm",
-        "--cidfile",
-        cidfile,
-        "--name",
-        &short,
-        IMAGE,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        &url("c"),
-    ]);
+    let (got, short_id) = run_once(&short, &["wget", "-q", "-O", "-", &url("c")]);
     assert_eq!(got, "c");
-    let short_id = std::fs::read_to_string(cidfile).unwrap();
+    let to_host = format!("sl-to-host-{tag}");
+    let host_url = format!("http://{gateway}:{host_port}/d.txt");
+    let (got, to_host_id) = run_once(&to_host, &["wget", "-q", "-O", "-", &host_url]);
+    assert_eq!(got, "d");
 
-    agent.wait_for_calls("three calls at both ends", |c| named(c).len() == 6);
+    let ports = [80, host_port];
+    agent.wait_for_calls("four calls at both ends", |c| named(c, ports).len() == 8);
     agent.stop();
     let calls = agent.calls();
-    let s = |v: &str| v.to_string();
+    let row = |kind: &str, path: &str, name: &str, id: &str, peer: &str| {
+        let s = |v: &str| v.to_string();
+        (s(kind), s(path), 200, s(name), s(id), s(peer))
+    };
+    let (web_name, web_id) = (web.name.as_str(), web.id.as_str());
     let mut expected = vec![
-        (
-            s("client"),
-            s("/a.html"),
-            200,
-            s(""),
-            s(""),
-            web.name.clone(),
-        ),
-        (
-            s("server"),
-            s("/a.html"),
-            200,
-            web.name.clone(),
-            web.id.clone(),
-            s(""),
-        ),
-        (
-            s("client"),
-            s("/b.html"),
-            200,
-            long.name.clone(),
-            long.id.clone(),
-            web.name.clone(),
-        ),
-        (
-            s("server"),
-            s("/b.html"),
-            200,
-            web.name.clone(),
-            web.id.clone(),
-            long.name.clone(),
-        ),
-        (
-            s("client"),
-            s("/c.html"),
-            200,
-            short.clone(),
-            short_id.trim().to_string(),
-            web.name.clone(),
-        ),
-        (
-            s("server"),
-            s("/c.html"),
-            200,
-            web.name.clone(),
-            web.id.clone(),
-            short.clone(),
-        ),
+        row("client", "/a.html", "", "", web_name),
+        row("server", "/a.html", web_name, web_id, ""),
+        row("client", "/b.html", &long.name, &long.id, web_name),
+        row("server", "/b.html", web_name, web_id, &long.name),
+        row("client", "/c.html", &short, &short_id, web_name),
+        row("server", "/c.html", web_name, web_id, &short),
+        row("client", "/d.txt", &to_host, &to_host_id, ""),
+        row("server", "/d.txt", "", "", &to_host),
     ];
     expected.sort();
-    assert_eq!(named(&calls), expected);
+    assert_eq!(named(&calls, ports), expected);
+    // The host's server is the host's Python, named as such.
+    let server = calls
+        .iter()
+        .find(|c| c["span.kind"] == "server" && c["url.path"] == "/d.txt")
+        .unwrap();
+    assert_eq!(server["process.pid"], host_server.pid(), "{server:#}");
 }
