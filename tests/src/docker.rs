@@ -1,6 +1,6 @@
-//! A real Docker engine for the container tests: Debian's docker.io (installed by the test
-//! command), its daemon started when none answers, and a busybox image imported from
-//! busybox-static (no registry is reachable: nothing is pulled).
+//! Real container engines for the container tests: Debian's docker.io (its daemon started when
+//! none answers) and podman (daemonless), both installed by the test command, and a busybox
+//! image imported from busybox-static into each (no registry is reachable: nothing is pulled).
 
 use std::{
     process::{Command, Stdio},
@@ -16,43 +16,122 @@ pub const DOCKER: &str = "/usr/bin/docker";
 /// and a site in /www (`index.html`, `a.html`, `b.html`, `c.html`).
 pub const IMAGE: &str = "sightline-test/busybox:1";
 
-/// `docker ARGS...`; its trimmed stdout, failing with its stderr.
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new(DOCKER).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// A container engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker,
+    Podman,
 }
 
-/// Starts the daemon if none answers (it stays up for later tests and runs), and imports the
-/// test image once.
-pub fn engine() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        if !answers() {
-            let log = std::fs::File::create("/tmp/sightline-tests-dockerd.log").unwrap();
-            // A daemon: it outlives the test process on purpose (never waited for).
-            #[allow(clippy::zombie_processes)]
-            let _daemon = Command::new("dockerd")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("dockerd (Debian's docker.io) starts");
-            let start = Instant::now();
-            while !answers() {
-                assert!(
-                    start.elapsed() < patience(),
-                    "dockerd did not answer: /tmp/sightline-tests-dockerd.log"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+impl Engine {
+    /// Debian's client (another `docker` may come first in PATH).
+    pub fn cli(self) -> &'static str {
+        match self {
+            Self::Docker => DOCKER,
+            Self::Podman => "/usr/bin/podman",
         }
-        import_image();
-    });
+    }
+
+    /// The runtime name the agent gives its containers (`container.runtime`).
+    pub fn runtime(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+        }
+    }
+
+    /// `ENGINE ARGS...`; its trimmed stdout, failing with its stderr.
+    pub fn cmd(self, args: &[&str]) -> String {
+        let out = Command::new(self.cli()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}",
+            self.cli(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Options of every `run`. Podman asks runc to set its default file and process limits,
+    /// which this machine's sandbox refuses to raise ("error setting rlimits"): explicit ones.
+    pub fn run_options(self) -> &'static [&'static str] {
+        match self {
+            Self::Docker => &[],
+            Self::Podman => &[
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ],
+        }
+    }
+
+    /// The engine ready with the test image: Docker's daemon started if none answers (it
+    /// stays up for later tests and runs); Podman has none.
+    pub fn ready(self) {
+        static DOCKER_READY: OnceLock<()> = OnceLock::new();
+        static PODMAN_READY: OnceLock<()> = OnceLock::new();
+        match self {
+            Self::Docker => DOCKER_READY.get_or_init(|| {
+                start_docker_daemon();
+                import_image(self);
+            }),
+            Self::Podman => PODMAN_READY.get_or_init(|| import_image(self)),
+        };
+    }
+
+    /// The host's address on the engine's default network (what containers reach it by).
+    pub fn gateway(self) -> String {
+        match self {
+            Self::Docker => self.cmd(&[
+                "network",
+                "inspect",
+                "bridge",
+                "-f",
+                "{{(index .IPAM.Config 0).Gateway}}",
+            ]),
+            Self::Podman => self.cmd(&[
+                "network",
+                "inspect",
+                "podman",
+                "-f",
+                "{{range .Subnets}}{{.Gateway}}{{end}}",
+            ]),
+        }
+    }
+}
+
+/// `docker ARGS...`; its trimmed stdout, failing with its stderr.
+pub fn docker(args: &[&str]) -> String {
+    Engine::Docker.cmd(args)
+}
+
+/// Docker ready with the test image (see [`Engine::ready`]).
+pub fn engine() {
+    Engine::Docker.ready();
+}
+
+fn start_docker_daemon() {
+    if answers() {
+        return;
+    }
+    let log = std::fs::File::create("/tmp/sightline-tests-dockerd.log").unwrap();
+    // A daemon: it outlives the test process on purpose (never waited for).
+    #[allow(clippy::zombie_processes)]
+    let _daemon = Command::new("dockerd")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("dockerd (Debian's docker.io) starts");
+    let start = Instant::now();
+    while !answers() {
+        assert!(
+            start.elapsed() < patience(),
+            "dockerd did not answer: /tmp/sightline-tests-dockerd.log"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 fn answers() -> bool {
@@ -64,7 +143,7 @@ fn answers() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn import_image() {
+fn import_image(engine: Engine) {
     let root = tempfile::tempdir().unwrap();
     let dir = |p: &str| std::fs::create_dir_all(root.path().join(p)).unwrap();
     dir("bin");
@@ -77,11 +156,12 @@ fn import_image() {
     for page in ["index", "a", "b", "c"] {
         std::fs::write(root.path().join(format!("www/{page}.html")), page).unwrap();
     }
-    import(root.path(), IMAGE);
+    import(engine, root.path(), IMAGE);
 }
 
 /// A container started detached, removed (with force) when dropped.
 pub struct Container {
+    pub engine: Engine,
     pub name: String,
     pub id: String,
 }
@@ -89,18 +169,26 @@ pub struct Container {
 impl Container {
     /// `docker run -d --name NAME IMAGE ARGS...`
     pub fn run(name: &str, args: &[&str]) -> Container {
-        let mut all = vec!["run", "-d", "--name", name, IMAGE];
+        Self::run_on(Engine::Docker, name, args)
+    }
+
+    /// `ENGINE run -d --name NAME IMAGE ARGS...`
+    pub fn run_on(engine: Engine, name: &str, args: &[&str]) -> Container {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(engine.run_options());
+        all.extend_from_slice(&["--name", name, IMAGE]);
         all.extend_from_slice(args);
-        let id = docker(&all);
+        let id = engine.cmd(&all);
         Container {
+            engine,
             name: name.to_string(),
             id,
         }
     }
 
-    /// Its address on Docker's default bridge.
+    /// Its address on the engine's default network.
     pub fn ip(&self) -> String {
-        docker(&[
+        self.engine.cmd(&[
             "inspect",
             "-f",
             "{{.NetworkSettings.IPAddress}}",
@@ -111,7 +199,7 @@ impl Container {
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new(DOCKER)
+        let _ = Command::new(self.engine.cli())
             .args(["rm", "-f", &self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -149,12 +237,12 @@ pub fn debian_image() {
             "debootstrap: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        import(root.path(), DEBIAN_IMAGE);
+        import(Engine::Docker, root.path(), DEBIAN_IMAGE);
     });
 }
 
-/// `tar -C ROOT -c . | docker import - TAG`.
-fn import(root: &std::path::Path, tag: &str) {
+/// `tar -C ROOT -c . | ENGINE import - TAG`.
+fn import(engine: Engine, root: &std::path::Path, tag: &str) {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(root)
@@ -162,7 +250,7 @@ fn import(root: &std::path::Path, tag: &str) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = Command::new(DOCKER)
+    let status = Command::new(engine.cli())
         .args(["import", "-", tag])
         .stdin(tar.stdout.take().unwrap())
         .stdout(Stdio::null())

@@ -17,7 +17,7 @@ use std::{
 use serde_json::Value;
 use sightline_tests::{
     Agent, agent_binary, curl, curl_status,
-    docker::{self, Container, DEBIAN_IMAGE, DOCKER},
+    docker::{self, Container, DEBIAN_IMAGE, DOCKER, Engine},
     loaded_program_ids,
     manifests::{deploy_dir, kustomize, object},
     patience,
@@ -250,6 +250,7 @@ fn the_image_runs_as_the_daemonset_runs_it_and_captures_containers_and_the_host(
     );
     let args: Vec<&str> = run.iter().map(String::as_str).collect();
     let agent = Container {
+        engine: Engine::Docker,
         name: agent_name.clone(),
         id: docker::docker(&args),
     };

@@ -41,8 +41,9 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     // Shared-socket tests: fork-per-connection and inetd-style servers.
     ("busybox", "busybox-static"),
     ("systemd-socket-activate", "systemd"),
-    // Container tests: a real Docker engine (its daemon started by the tests).
+    // Container tests: a real Docker engine (its daemon started by the tests) and Podman.
     ("dockerd", "docker.io"),
+    ("podman", "podman"),
     // Container image test: a Debian 12 base image made locally (nothing can be pulled).
     ("debootstrap", "debootstrap"),
 ];

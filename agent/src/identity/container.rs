@@ -43,7 +43,7 @@ pub fn parse(path: &str) -> CgroupFacts {
             facts.pod_uid = Some(Arc::from(uid));
             continue;
         }
-        if let Some((id, runtime)) = scope_container(part) {
+        if let Some((id, runtime)) = scope_container(part).or_else(|| podman_cgroupfs(part)) {
             facts.container_id = Some(Arc::from(id));
             facts.runtime = Some(runtime);
             continue;
@@ -93,6 +93,12 @@ fn scope_container(part: &str) -> Option<(&str, Runtime)> {
         let id = name.strip_prefix(prefix)?;
         is_container_id(id).then_some((id, *runtime))
     })
+}
+
+/// Podman with the cgroupfs manager (cgroup v1 hosts): `/libpod_parent/libpod-<id>`.
+fn podman_cgroupfs(part: &str) -> Option<(&str, Runtime)> {
+    let id = part.strip_prefix("libpod-")?;
+    is_container_id(id).then_some((id, Runtime::Podman))
 }
 
 fn is_container_id(text: &str) -> bool {
@@ -182,6 +188,11 @@ mod tests {
         assert_eq!(
             facts(&format!("/system.slice/containerd-{ID}.scope")),
             (Some("ID"), Some(Runtime::Containerd), None)
+        );
+        // Podman's cgroupfs manager (seen with Debian's podman 4.3 on a hybrid host).
+        assert_eq!(
+            facts(&format!("/libpod_parent/libpod-{ID}")),
+            (Some("ID"), Some(Runtime::Podman), None)
         );
     }
 

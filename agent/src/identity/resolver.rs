@@ -87,9 +87,18 @@ impl Resolver {
     }
 
     /// A cgroup was made (the kernel said so): its id's path is known from now on, even for
-    /// processes that leave before /proc could be read.
+    /// processes that leave before /proc could be read, and a container's name is read while
+    /// its runtime still has it.
     pub fn learn_cgroup(&mut self, id: u64, path: &str) {
         self.cgroups.learn(id, path);
+        if let container::CgroupFacts {
+            container_id: Some(container),
+            runtime: Some(runtime),
+            ..
+        } = container::parse(path)
+        {
+            self.names.prefetch(&container, runtime);
+        }
     }
 
     /// Fills `identity` on both ends of `call`.

@@ -1,8 +1,9 @@
 //! Container names outside Kubernetes, from the runtimes' own state files: Docker's
 //! `<root>/containers/<id>/config.v2.json` ("Name": "/web", and the image as the container was
 //! started from it, "Config": {"Image": "nginx:1.25"}) and Podman's
-//! `<storage>/overlay-containers/containers.json` ([{"id", "names"}]; its "image" is an image id,
-//! not a name: left out). Read once per container, bounded.
+//! `<storage>/overlay-containers/containers.json` ([{"id", "names", "image"}], "image" an image
+//! id that `<storage>/overlay-images/images.json` ([{"id", "names"}]) names). Read once per
+//! container, bounded.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -38,11 +39,15 @@ struct DockerContainerConfig {
     image: String,
 }
 
+/// An entry of Podman's containers.json or images.json.
 #[derive(serde::Deserialize)]
-struct PodmanContainer {
+struct PodmanEntry {
     id: String,
     #[serde(default)]
     names: Vec<String>,
+    /// Containers only: the image's id.
+    #[serde(default)]
+    image: String,
 }
 
 impl RuntimeNames {
@@ -54,24 +59,42 @@ impl RuntimeNames {
         }
     }
 
+    /// Reads container `id`'s state now, when its cgroup is made: a `--rm` container's state
+    /// files go with it, possibly before its calls are named. Only a found name is kept (the
+    /// state may not be written yet; [`RuntimeNames::name`] reads again).
+    pub fn prefetch(&mut self, id: &Arc<str>, runtime: Runtime) {
+        if self.known.contains_key(id) {
+            return;
+        }
+        let found = self.read(id, runtime);
+        if found.name.is_some() {
+            self.remember(id, found);
+        }
+    }
+
     /// The name the runtime gave container `id`, and its image.
     pub fn name(&mut self, id: &Arc<str>, runtime: Runtime) -> RuntimeName {
         if let Some(known) = self.known.get(id) {
             return known.clone();
         }
-        let name = match runtime {
+        let name = self.read(id, runtime);
+        self.remember(id, name.clone());
+        name
+    }
+
+    fn read(&self, id: &str, runtime: Runtime) -> RuntimeName {
+        match runtime {
             Runtime::Docker => self.docker(id),
-            Runtime::Podman => RuntimeName {
-                name: self.podman(id),
-                image: None,
-            },
+            Runtime::Podman => self.podman(id),
             Runtime::Containerd | Runtime::CriO | Runtime::Unknown => RuntimeName::default(),
-        };
+        }
+    }
+
+    fn remember(&mut self, id: &Arc<str>, name: RuntimeName) {
         if self.known.len() >= MAX_NAMES {
             self.known.clear();
         }
-        self.known.insert(id.clone(), name.clone());
-        name
+        self.known.insert(id.clone(), name);
     }
 
     fn docker(&self, id: &str) -> RuntimeName {
@@ -93,16 +116,29 @@ impl RuntimeNames {
         }
     }
 
-    fn podman(&self, id: &str) -> Option<Arc<str>> {
-        let path = self
-            .podman_root
-            .join("overlay-containers")
-            .join("containers.json");
-        let list: Vec<PodmanContainer> = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        list.into_iter()
+    fn podman(&self, id: &str) -> RuntimeName {
+        let read = |file: &str| -> Vec<PodmanEntry> {
+            std::fs::read(self.podman_root.join(file))
+                .ok()
+                .and_then(|raw| serde_json::from_slice(&raw).ok())
+                .unwrap_or_default()
+        };
+        let first_name = |entry: PodmanEntry| entry.names.into_iter().next().map(Arc::from);
+        let Some(container) = read("overlay-containers/containers.json")
+            .into_iter()
             .find(|c| c.id == id)
-            .and_then(|c| c.names.into_iter().next())
-            .map(Arc::from)
+        else {
+            return RuntimeName::default();
+        };
+        let image_id = container.image.clone();
+        let image = read("overlay-images/images.json")
+            .into_iter()
+            .find(|i| !image_id.is_empty() && i.id == image_id)
+            .and_then(first_name);
+        RuntimeName {
+            name: first_name(container),
+            image,
+        }
     }
 }
 
@@ -123,12 +159,18 @@ mod tests {
         .unwrap();
         let podman = root.join("podman");
         std::fs::create_dir_all(podman.join("overlay-containers")).unwrap();
+        std::fs::create_dir_all(podman.join("overlay-images")).unwrap();
         std::fs::write(
             podman.join("overlay-containers/containers.json"),
-            format!(r#"[{{"id":"{id}","names":["db"],"image":"x"}}]"#),
+            format!(r#"[{{"id":"{id}","names":["db"],"image":"e3c0"}}]"#),
         )
         .unwrap();
-        let mut names = RuntimeNames::new(docker, podman);
+        std::fs::write(
+            podman.join("overlay-images/images.json"),
+            r#"[{"id":"e3c0","names":["localhost/postgres:16"]}]"#,
+        )
+        .unwrap();
+        let mut names = RuntimeNames::new(docker.clone(), podman);
         let web = names.name(&id, Runtime::Docker);
         assert_eq!(web.name.as_deref(), Some("web"));
         assert_eq!(web.image.as_deref(), Some("nginx:1.25"));
@@ -136,9 +178,15 @@ mod tests {
             names.name(&Arc::from("b".repeat(64).as_str()), Runtime::Docker),
             RuntimeName::default()
         );
+        // Read when its cgroup was made, then its state gone (a `--rm` container): still named.
+        let mut prefetched = RuntimeNames::new(docker.clone(), root.join("none"));
+        prefetched.prefetch(&id, Runtime::Docker);
+        std::fs::remove_dir_all(docker.join("containers").join(&*id)).unwrap();
+        assert_eq!(prefetched.name(&id, Runtime::Docker), web);
         let mut names = RuntimeNames::new(root.join("none"), root.join("podman"));
         let db = names.name(&id, Runtime::Podman);
-        assert_eq!((db.name.as_deref(), db.image), (Some("db"), None));
+        assert_eq!(db.name.as_deref(), Some("db"));
+        assert_eq!(db.image.as_deref(), Some("localhost/postgres:16"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
