@@ -44,6 +44,9 @@ pub enum EventKind {
     /// before any process runs in it, so a process gone before userspace could read
     /// /proc/PID/cgroup (a short-lived container) is still placed.
     CgroupCreated = 8,
+    /// A descriptor of a TCP socket that other descriptors still hold was closed: not the
+    /// connection's end, but that descriptor no longer names it ([`ConnEvent`]).
+    CloseShared = 9,
 }
 
 impl EventKind {
@@ -58,6 +61,7 @@ impl EventKind {
             6 => Self::Exit,
             7 => Self::ExecMapping,
             8 => Self::CgroupCreated,
+            9 => Self::CloseShared,
             _ => return None,
         })
     }
@@ -316,7 +320,7 @@ pub enum KernelCounter {
     /// descriptor, a byte count): that call's plaintext was not reported.
     TlsUserReadFailed = 9,
     /// close() of a descriptor whose socket other descriptors still refer to (a forked child's
-    /// copy, a dup): not the connection's end, so no close event.
+    /// copy, a dup): not the connection's end (a `CloseShared` event, not a `Close`).
     CloseOfSharedSocket = 10,
 }
 

@@ -164,13 +164,15 @@ fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     tls::forget_fd(tgid, fd);
-    if !is_last_reference(file)? {
+    let kind = if is_last_reference(file)? {
+        EventKind::Close
+    } else {
         // Another descriptor (a forked child's, a dup) still holds the connection.
         count(KernelCounter::CloseOfSharedSocket);
-        return Ok(());
-    }
+        EventKind::CloseShared
+    };
     if filter::ports_allowed(&tuple, &s) {
-        emit::conn_event(EventKind::Close, fd, tuple);
+        emit::conn_event(kind, fd, tuple);
     }
     Ok(())
 }

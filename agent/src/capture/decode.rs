@@ -36,7 +36,7 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
     let task = task(&header);
     Ok(match kind {
         EventKind::Data => CaptureEvent::Data(decode_data(record, task)?),
-        EventKind::Connect | EventKind::Accept | EventKind::Close => {
+        EventKind::Connect | EventKind::Accept | EventKind::Close | EventKind::CloseShared => {
             let event: ConnEvent = read(record)?;
             CaptureEvent::Conn {
                 task,
@@ -46,6 +46,7 @@ pub fn decode(record: &[u8]) -> Result<CaptureEvent, DecodeError> {
                 kind: match kind {
                     EventKind::Connect => ConnKind::Connect,
                     EventKind::Accept => ConnKind::Accept,
+                    EventKind::CloseShared => ConnKind::CloseShared,
                     _ => ConnKind::Close,
                 },
             }

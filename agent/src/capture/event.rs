@@ -104,7 +104,10 @@ impl DataChunk {
 pub enum ConnKind {
     Connect,
     Accept,
+    /// The last descriptor of the socket was closed: the connection ended.
     Close,
+    /// A descriptor was closed while others (another process's, a dup) still hold the socket.
+    CloseShared,
 }
 
 impl ConnKind {
@@ -113,6 +116,7 @@ impl ConnKind {
             Self::Connect => "connect",
             Self::Accept => "accept",
             Self::Close => "close",
+            Self::CloseShared => "close_shared",
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::{
 
 use super::{
     assemble::{self, Context},
+    descriptors::Descriptors,
     detect::detect_protocol,
     feed::{self, Exchange},
     table::{ConnKey, ConnTable, Connection, Protocol, Role},
@@ -53,6 +54,7 @@ impl Default for TrackerLimits {
 
 pub struct Tracker {
     table: ConnTable,
+    descriptors: Descriptors,
     processes: ProcessTable,
     clock: Clock,
     stats: Arc<Stats>,
@@ -65,6 +67,8 @@ impl Tracker {
     pub fn new(limits: TrackerLimits, clock: Clock, stats: Arc<Stats>, proc_root: &str) -> Self {
         Self {
             table: ConnTable::new(limits.max_connections),
+            // A connection has a descriptor or two (a forked server's child: 0 and 1).
+            descriptors: Descriptors::new(limits.max_connections.saturating_mul(2)),
             processes: ProcessTable::new(limits.max_processes, proc_root),
             clock,
             stats,
@@ -90,20 +94,21 @@ impl Tracker {
                 sockets,
                 kind,
             } => {
-                let key = socket;
-                // A connect/accept on a socket we still track: the kernel reused the address of
-                // one whose close we missed.
-                let ending = match kind {
-                    ConnKind::Close => Ending::Closed,
-                    ConnKind::Connect | ConnKind::Accept => Ending::Forgotten,
-                };
-                self.close(key, task.ts_ns, ending, out);
                 let role = match kind {
                     ConnKind::Connect => Role::Client,
                     ConnKind::Accept => Role::Server,
-                    ConnKind::Close => return,
+                    ConnKind::Close => {
+                        self.descriptors.closed(task.tgid, fd);
+                        return self.close(socket, task.ts_ns, Ending::Closed, out);
+                    }
+                    // Another descriptor still holds the socket: only this one is gone.
+                    ConnKind::CloseShared => return self.descriptors.closed(task.tgid, fd),
                 };
-                self.open(key, &task, fd, sockets, role, true, out);
+                self.forget_replaced(&task, fd, socket, out);
+                // A connect/accept on a socket we still track: the kernel reused the address of
+                // one whose close we missed.
+                self.close(socket, task.ts_ns, Ending::Forgotten, out);
+                self.open(socket, &task, fd, sockets, role, true, out);
             }
             CaptureEvent::Exec {
                 task,
@@ -134,6 +139,7 @@ impl Tracker {
                 for key in self.table.of_process(task.tgid) {
                     self.close(key, task.ts_ns, Ending::Closed, out);
                 }
+                self.descriptors.exited(task.tgid);
                 self.processes.on_exit(task.tgid, task.ts_ns);
             }
         }
@@ -219,6 +225,7 @@ impl Tracker {
 
     fn on_data(&mut self, chunk: DataChunk, out: &mut Vec<ApiCall>) {
         let key = chunk.socket;
+        self.forget_replaced(&chunk.task, chunk.fd, key, out);
         let known = self.table.get_mut(&key).map(|c| c.sockets);
         if !known.is_some_and(|k| k.same_connection(&chunk.sockets)) {
             // New to us (it predates the agent), or the socket's address was reused unseen.
@@ -275,6 +282,21 @@ impl Tracker {
         };
         self.emit_open(key, finished, out);
         self.count_issues();
+    }
+
+    /// `task`'s descriptor `fd` names `socket`: if it named another socket before, that one's
+    /// close event was lost (a full ring buffer). When this process was its last user, it is
+    /// let go as a connection whose end was not seen (its requests in progress counted as
+    /// abandoned, not reported as cut by a close).
+    fn forget_replaced(&mut self, task: &Task, fd: i32, socket: ConnKey, out: &mut Vec<ApiCall>) {
+        if let Some(previous) = self.descriptors.name(task.tgid, fd, socket)
+            && self
+                .table
+                .get(&previous)
+                .is_some_and(|c| c.tgid == task.tgid)
+        {
+            self.close(previous, task.ts_ns, Ending::Forgotten, out);
+        }
     }
 
     /// Turns what a parser finished on a connection still in the table into calls.
@@ -645,6 +667,73 @@ mod tests {
                 ("/b".to_string(), None, 200, false)
             ]
         );
+    }
+
+    /// The parent's accept of a second socket on descriptor 5.
+    fn accept_another() -> CaptureEvent {
+        let CaptureEvent::Conn {
+            task,
+            fd,
+            sockets,
+            kind,
+            ..
+        } = accept()
+        else {
+            unreachable!()
+        };
+        let mut sockets = sockets;
+        sockets.remote.set_port(40001);
+        CaptureEvent::Conn {
+            task,
+            fd,
+            socket: SocketId(6),
+            sockets,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_lost_close_is_told_by_the_descriptor_naming_another_socket() {
+        // The request, its close lost (ring buffer full), the descriptor accepted again for
+        // another socket, then the process exits: the first request is abandoned (its end was
+        // not seen), not reported as cut by a close.
+        let (calls, stats) = run(vec![
+            data(2, Direction::Ingress, b"GET /lost HTTP/1.1\r\n\r\n", false),
+            accept_another(),
+            CaptureEvent::Exit { task: task(4) },
+        ]);
+        assert!(calls.is_empty(), "{calls:?}");
+        assert_eq!(stats.calls_abandoned.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_descriptor_closed_while_shared_frees_its_number_without_ending_the_socket() {
+        // The parent hands the socket to a child, closes its copy (shared) and accepts the
+        // next connection on the same number: the child's call on the first is whole.
+        let calls = served(vec![
+            accept(),
+            CaptureEvent::Conn {
+                task: task(2),
+                fd: 5,
+                socket: SocketId(5),
+                sockets: sockets(),
+                kind: ConnKind::CloseShared,
+            },
+            accept_another(),
+            by(
+                200,
+                0,
+                data(3, Direction::Ingress, b"GET /a HTTP/1.0\r\n\r\n", false),
+            ),
+            by(200, 1, data(4, Direction::Egress, OK, false)),
+            CaptureEvent::Exit {
+                task: Task {
+                    tgid: 200,
+                    ..task(5)
+                },
+            },
+        ]);
+        assert_eq!(calls, [("/a".to_string(), Some(200), 200, false)]);
     }
 
     /// An HTTP/2 frame.
