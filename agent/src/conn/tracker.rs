@@ -597,14 +597,37 @@ mod tests {
             .collect()
     }
 
-    fn accept() -> CaptureEvent {
+    /// The test server's `kind` event on socket 5 (descriptor 5) at `ts`.
+    fn server_conn(ts: u64, kind: ConnKind) -> CaptureEvent {
         CaptureEvent::Conn {
-            task: task(1),
+            task: task(ts),
             fd: 5,
             socket: SocketId(5),
             sockets: sockets(),
-            kind: ConnKind::Accept,
+            kind,
         }
+    }
+
+    fn accept() -> CaptureEvent {
+        server_conn(1, ConnKind::Accept)
+    }
+
+    /// From `ts`: child 200 reads `GET /a` on descriptor 0 of socket 5, answers on 1, exits.
+    fn child_serves_on_0_and_1(ts: u64) -> Vec<CaptureEvent> {
+        vec![
+            by(
+                200,
+                0,
+                data(ts, Direction::Ingress, b"GET /a HTTP/1.0\r\n\r\n", false),
+            ),
+            by(200, 1, data(ts + 1, Direction::Egress, OK, false)),
+            CaptureEvent::Exit {
+                task: Task {
+                    tgid: 200,
+                    ..task(ts + 2)
+                },
+            },
+        ]
     }
 
     #[test]
@@ -612,21 +635,9 @@ mod tests {
         // The parent accepts; its child reads the request on descriptor 0 and answers on 1
         // (busybox httpd, inetd); the kernel reports no close while the child holds the socket,
         // and the child's exit ends it.
-        let calls = served(vec![
-            accept(),
-            by(
-                200,
-                0,
-                data(2, Direction::Ingress, b"GET /a HTTP/1.0\r\n\r\n", false),
-            ),
-            by(200, 1, data(3, Direction::Egress, OK, false)),
-            CaptureEvent::Exit {
-                task: Task {
-                    tgid: 200,
-                    ..task(4)
-                },
-            },
-        ]);
+        let mut events = vec![accept()];
+        events.extend(child_serves_on_0_and_1(2));
+        let calls = served(events);
         assert_eq!(calls, [("/a".to_string(), Some(200), 200, false)]);
     }
 
@@ -710,29 +721,13 @@ mod tests {
     fn a_descriptor_closed_while_shared_frees_its_number_without_ending_the_socket() {
         // The parent hands the socket to a child, closes its copy (shared) and accepts the
         // next connection on the same number: the child's call on the first is whole.
-        let calls = served(vec![
+        let mut events = vec![
             accept(),
-            CaptureEvent::Conn {
-                task: task(2),
-                fd: 5,
-                socket: SocketId(5),
-                sockets: sockets(),
-                kind: ConnKind::CloseShared,
-            },
+            server_conn(2, ConnKind::CloseShared),
             accept_another(),
-            by(
-                200,
-                0,
-                data(3, Direction::Ingress, b"GET /a HTTP/1.0\r\n\r\n", false),
-            ),
-            by(200, 1, data(4, Direction::Egress, OK, false)),
-            CaptureEvent::Exit {
-                task: Task {
-                    tgid: 200,
-                    ..task(5)
-                },
-            },
-        ]);
+        ];
+        events.extend(child_serves_on_0_and_1(3));
+        let calls = served(events);
         assert_eq!(calls, [("/a".to_string(), Some(200), 200, false)]);
     }
 
