@@ -284,8 +284,11 @@ pub struct RunArgs {
     /// Payload bytes copied from each socket syscall (headers must fit for a call to parse).
     #[arg(long, default_value_t = DEFAULT_CAPTURE_BYTES, value_parser = clap::value_parser!(u32).range(64..=MAX_CAPTURE_BYTES as i64))]
     pub capture_bytes: u32,
-    /// Size of the kernel ring buffer in MiB (a power of two).
-    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
+    /// Size of the kernel ring buffer in MiB (a power of two). Resident memory, counted twice
+    /// in RSS (the kernel maps it twice for records that wrap); the reader empties it every
+    /// 20 ms or at an eighth full, and 8 MiB drops nothing at 20,000 calls/s
+    /// (`cargo xtask bench`, sustained run).
+    #[arg(long, default_value_t = 8, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
     /// Only capture these processes (repeatable).
     #[arg(long = "pid", value_name = "PID")]
@@ -333,6 +336,10 @@ pub struct RunArgs {
     /// Keep no inventory database (routes and findings are still computed, in memory).
     #[arg(long)]
     pub no_inventory: bool,
+    /// Benchmark only: attach empty programs at every tracepoint and uprobe instead of the
+    /// probes (the cost of the hooks alone; nothing is captured). `cargo xtask bench` floor.
+    #[arg(long, hide = true)]
+    pub bench_empty_programs: bool,
 }
 
 fn parse_ring_mib(text: &str) -> Result<u32, String> {
@@ -376,6 +383,7 @@ impl RunArgs {
                     exclude_ports,
                 },
                 tls: !self.no_tls,
+                empty_programs: self.bench_empty_programs,
             },
             tracker: TrackerLimits {
                 max_connections: self.max_connections.max(1),

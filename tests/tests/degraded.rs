@@ -142,6 +142,36 @@ fn no_tls_loads_no_tls_program() {
     assert_eq!(new, expected);
 }
 
+/// The benchmark's floor (`--bench-empty-programs`): the empty twins, and only they, are
+/// loaded, at the same hooks (the TLS uprobes attach to OpenSSL as usual), and nothing is
+/// captured: plaintext and TLS calls made meanwhile give no call.
+#[test]
+fn the_benchmark_floor_attaches_empty_programs_and_captures_nothing() {
+    // Servers first: without the exec and mmap events (empty too) a process started later is
+    // probed at the next rescan only. The benchmark starts its servers first as well.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("plain.txt"), "plain\n").unwrap();
+    let (_plain_server, plain_port) = python_http_server(site.path(), "127.0.0.1");
+    let cert = certificate();
+    let (tls_server, tls_port) = openssl_s_server(&cert);
+    let before = loaded_program_names();
+    let mut agent = Agent::start(&["--bench-empty-programs"]);
+    let new: BTreeSet<String> = loaded_program_names()
+        .difference(&before)
+        .cloned()
+        .collect();
+    let expected: BTreeSet<String> = ["empty_tracepoint", "empty_uprobe", "empty_uretprobe"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(new, expected);
+    agent.wait_tls_ready(tls_server.pid(), "openssl");
+    curl(&[&format!("http://127.0.0.1:{plain_port}/plain.txt")]);
+    curl(&["-k", &format!("https://127.0.0.1:{tls_port}/floor")]);
+    agent.stop();
+    assert_eq!(agent.calls(), Vec::<serde_json::Value>::new());
+}
+
 /// `sightline check` names what the kernel refused and still says the agent can run (exit 0;
 /// `--strict` makes it exit 1); a refused capture program is one line and exit 1, for the
 /// check and the agent alike.

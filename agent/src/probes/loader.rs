@@ -37,12 +37,17 @@ pub struct ProbeOptions {
     pub filters: Filters,
     /// Load the TLS programs (`--no-tls`: none of them is loaded).
     pub tls: bool,
+    /// Attach empty programs in place of the real ones (`--bench-empty-programs`: the
+    /// benchmark's floor; nothing is captured).
+    pub empty_programs: bool,
 }
 
 /// Loaded and attached probes. Dropping it detaches everything.
 pub struct LoadedProbes {
     ebpf: Ebpf,
     support: KernelSupport,
+    /// Empty twins stand in for the programs (the benchmark's floor).
+    empty_programs: bool,
 }
 
 impl LoadedProbes {
@@ -51,7 +56,13 @@ impl LoadedProbes {
     /// a refused capture program stops the agent.
     pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
         preflight::run()?;
-        let probes = load_preferring_bpf_loop(options, Mode::Run)?;
+        let mode = if options.empty_programs {
+            tracing::warn!("empty programs attached in place of the probes: nothing is captured");
+            Mode::Empty
+        } else {
+            Mode::Run
+        };
+        let probes = load_preferring_bpf_loop(options, mode)?;
         for feature in probes.support.refused() {
             if let FeatureState::Off { program, reason } = probes.support.state(feature) {
                 tracing::warn!(
@@ -116,7 +127,8 @@ impl LoadedProbes {
             Some(pid) => UProbeScope::OneProcess(pid),
             None => UProbeScope::AllProcesses,
         };
-        uprobe(&mut self.ebpf, program)?
+        let name = self.program_name(program);
+        uprobe(&mut self.ebpf, name)?
             .attach(point, path, scope)
             .map_err(|source| ProbeError::AttachUprobe {
                 program: program.to_string(),
@@ -132,12 +144,22 @@ impl LoadedProbes {
         program: &str,
         link: UProbeLinkId,
     ) -> Result<UProbeLink, ProbeError> {
-        uprobe(&mut self.ebpf, program)?
+        let name = self.program_name(program);
+        uprobe(&mut self.ebpf, name)?
             .take_link(link)
             .map_err(|source| ProbeError::Program {
                 name: program.to_string(),
                 source: Box::new(source),
             })
+    }
+
+    /// The program attached for `program`: itself, or its empty twin for the benchmark.
+    fn program_name<'a>(&self, program: &'a str) -> &'a str {
+        if self.empty_programs {
+            programs::empty_twin(program)
+        } else {
+            program
+        }
     }
 
     /// Takes a map out of the object as its typed form.
@@ -231,7 +253,11 @@ fn load_object(
     options.filters.apply(&mut ebpf)?;
     let mut support = KernelSupport::new(kernel_release(), bpf_loop);
     load_programs(&mut ebpf, options.tls, mode, &mut support)?;
-    Ok(LoadedProbes { ebpf, support })
+    Ok(LoadedProbes {
+        ebpf,
+        support,
+        empty_programs: mode == Mode::Empty,
+    })
 }
 
 /// Number of possible CPUs (ids run from 0 to this minus one), from sysfs.

@@ -10,7 +10,7 @@ use super::{
     ProbeError,
     loader::typed_program,
     preflight,
-    programs::{Feature, Hook, PROGRAMS, Program},
+    programs::{self, Feature, Hook, PROGRAMS, Program},
     simulate,
     support::{self, FeatureState, KernelSupport},
 };
@@ -21,6 +21,9 @@ use super::{
 pub(super) enum Mode {
     Run,
     Check,
+    /// The benchmark's floor: each program's empty twin (`programs::empty_twin`) attached in
+    /// its place, at the same tracepoints (and by `crate::tls`, the same uprobes).
+    Empty,
 }
 
 /// Why a program could not be used.
@@ -46,11 +49,12 @@ pub(super) fn load_programs(
             support.set(feature, FeatureState::Disabled);
             continue;
         }
-        if mode == Mode::Run && !support.is_on(feature) {
+        if mode != Mode::Check && !support.is_on(feature) {
             continue;
         }
         let loaded = match simulate::refusal(program.name) {
             Some(reason) => Err(Refusal::Kernel(reason)),
+            None if mode == Mode::Empty => load_empty_twin(ebpf, program),
             None => load_program(ebpf, program, mode),
         };
         let reason = match loaded {
@@ -67,7 +71,7 @@ pub(super) fn load_programs(
         }
         let program = program.name.to_string();
         support.set(feature, FeatureState::Off { program, reason });
-        if mode == Mode::Run {
+        if mode != Mode::Check {
             unload_feature(ebpf, feature);
         }
     }
@@ -90,17 +94,22 @@ fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Re
             source: Box::new(source),
         }),
     };
+    // An empty twin stands in for several programs: loaded by the first of them.
+    let loaded = mode == Mode::Empty && ebpf.program(program.name).is_some_and(|p| p.fd().is_ok());
     match program.hook {
+        Hook::Uprobe if loaded => Ok(()),
         Hook::Uprobe => typed_program::<UProbe>(ebpf, program.name)
             .map_err(Refusal::Other)?
             .load()
             .map_err(verifier),
         Hook::Tracepoints(points) => {
             let prog = typed_program::<TracePoint>(ebpf, program.name).map_err(Refusal::Other)?;
-            prog.load().map_err(verifier)?;
+            if !loaded {
+                prog.load().map_err(verifier)?;
+            }
             for (category, name) in points {
                 let attached = match mode {
-                    Mode::Run => prog
+                    Mode::Run | Mode::Empty => prog
                         .attach(category, name)
                         .map(drop)
                         .map_err(|e| e.to_string()),
@@ -115,6 +124,16 @@ fn load_program(ebpf: &mut Ebpf, program: &Program, mode: Mode) -> Result<(), Re
             Ok(())
         }
     }
+}
+
+/// Loads a program's empty twin (once: a twin stands in for several programs) and attaches it
+/// at the program's tracepoints.
+fn load_empty_twin(ebpf: &mut Ebpf, program: &Program) -> Result<(), Refusal> {
+    let twin = Program {
+        name: programs::empty_twin(program.name),
+        ..*program
+    };
+    load_program(ebpf, &twin, Mode::Empty)
 }
 
 /// Unloads (and so detaches) every program of a feature the kernel refused in part.

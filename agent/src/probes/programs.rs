@@ -185,6 +185,18 @@ pub fn feature_of(program: &str) -> Option<Feature> {
         .map(|p| p.feature)
 }
 
+/// The program of the same kind that does nothing (`agent-ebpf/src/probes/empty.rs`),
+/// attached in this program's place by `--bench-empty-programs`: the benchmark's floor.
+pub fn empty_twin(program: &str) -> &'static str {
+    match PROGRAMS.iter().find(|p| p.name == program).map(|p| p.hook) {
+        Some(Hook::Tracepoints(_)) => "empty_tracepoint",
+        // The one return probe: the C libraries' read/write return (Go's returns are uprobes
+        // on RET instructions).
+        _ if program == "tls_return" => "empty_uretprobe",
+        _ => "empty_uprobe",
+    }
+}
+
 /// The tracepoints attached at start, over every program.
 pub fn tracepoint_count() -> usize {
     PROGRAMS
@@ -223,5 +235,14 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), PROGRAMS.len());
         assert_eq!(tracepoint_count(), 27);
+    }
+
+    #[test]
+    fn each_program_has_an_empty_twin_of_its_kind() {
+        assert_eq!(empty_twin("exit_socket_io"), "empty_tracepoint");
+        assert_eq!(empty_twin("cgroup_mkdir"), "empty_tracepoint");
+        assert_eq!(empty_twin("tls_write_enter"), "empty_uprobe");
+        assert_eq!(empty_twin("go_tls_return"), "empty_uprobe");
+        assert_eq!(empty_twin("tls_return"), "empty_uretprobe");
     }
 }
