@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
-/// Events to userspace. 16 MiB by default (`--ring-buffer-mib`).
+/// Events to userspace. 8 MiB by default (`--ring-buffer-mib`).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
 

@@ -11,6 +11,7 @@
 //! stages; `cli` and `config` say how; `health` answers probes. agent/tests/layers.rs checks
 //! that each module imports only the layers below it.
 
+pub mod allocator;
 pub mod call;
 pub mod capture;
 pub mod cli;

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    sightline::allocator::starting();
     let cli = Cli::parse();
     // A recording shares the terminal with the command it runs: only warnings from us.
     let level = match cli.command {

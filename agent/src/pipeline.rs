@@ -163,6 +163,7 @@ pub async fn run_until<T>(
 
     health.set_ready();
     tracing::info!("capture started");
+    crate::allocator::started();
     let reloader = Reloader::new(config.config_path.clone(), config.file.clone());
     let finished = tokio::select! {
         signal = wait_for_signal(hangups, reloader, reload_tx, &stats) => {

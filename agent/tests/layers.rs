@@ -14,7 +14,13 @@ use std::{
 
 /// Lowest first. A module may import the modules of earlier layers.
 const LAYERS: &[&[&str]] = &[
-    &["stats", "proc_root", "priority", "test_support"],
+    &[
+        "stats",
+        "proc_root",
+        "priority",
+        "allocator",
+        "test_support",
+    ],
     &["protocol"],
     &["call"],
     &["credentials"],
