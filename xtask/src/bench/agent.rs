@@ -1,6 +1,6 @@
-//! The agent under test: started fresh for each measured run (release build, JSON lines to
-//! /dev/null, the SQLite inventory on), timed until ready, stopped with SIGINT; its counters
-//! come from the summary line it logs when it stops.
+//! The agent under test: started fresh for each measured run (release build, in one of the
+//! `Variant`s, the SQLite inventory on), timed until ready, stopped with SIGINT; its counters
+//! come from the summary line it logs when it stops, and what it exported from the receiver.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -13,7 +13,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{bpf, proc};
+use super::{
+    Settings, bpf, proc,
+    sink::{self, Received, Sink},
+    variant::{Export, Variant},
+};
 
 /// Where the benchmark's agent serves its readiness check.
 const HEALTH: &str = "127.0.0.1:19467";
@@ -24,6 +28,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running agent.
 pub struct Agent {
     child: Child,
+    /// The OTLP receiver, for the export variants.
+    sink: Option<Sink>,
     log: std::path::PathBuf,
     /// From spawn to `/readyz` answering 200.
     pub startup: Duration,
@@ -33,9 +39,10 @@ pub struct Agent {
     pub programs: BTreeSet<u64>,
 }
 
-/// What the agent counted, by name (`kernel.*` for the kernel's counters).
+/// What the agent counted, by name (`kernel.*` for the kernel's counters), and what the OTLP
+/// receiver got from it.
 #[derive(Clone, Debug, Default)]
-pub struct Counters(pub BTreeMap<String, u64>);
+pub struct Counters(pub BTreeMap<String, u64>, pub Option<Received>);
 
 /// Counters that count lost events, kernel and userspace.
 const DROP_COUNTERS: &[&str] = &[
@@ -89,32 +96,56 @@ impl Counters {
                 Some((k.to_string(), v.trim_matches('"').parse().ok()?))
             })
             .collect();
-        Ok(Self(map))
+        Ok(Self(map, None))
     }
 }
 
 impl Agent {
-    /// Starts the agent capturing connections of `port`, writing its files into `dir`.
-    pub fn start(binary: &Path, args: &[&str], port: u16, dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the agent in `variant` capturing connections of `port`, writing its files into
+    /// `dir` (and the receiver first, when the variant exports).
+    pub fn start(
+        settings: &Settings,
+        variant: Variant,
+        port: u16,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let log = dir.join(format!("agent-{port}.log"));
         let log_file = std::fs::File::create(&log)?;
         let programs_before = bpf::program_ids()?;
+        let sink = match variant.export() {
+            Some(_) => Some(Sink::start(&settings.sink)?),
+            None => None,
+        };
+        let mut command = Command::new(&settings.agent);
+        match variant.export() {
+            Some(Export::Grpc) => command.env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc").env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", sink::GRPC_PORT),
+            ),
+            Some(Export::Http) => command
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                .env(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("http://127.0.0.1:{}", sink::HTTP_PORT),
+                ),
+            None => &mut command,
+        };
         let begun = Instant::now();
-        let child = Command::new(binary)
-            .args(["--output", "json", "--output-file", "/dev/null"])
+        let child = command
+            .args(variant.agent_args())
             .args(["--port", &port.to_string(), "--health-listen", HEALTH])
             .arg("--inventory-db")
             .arg(dir.join("inventory.db"))
             .arg("--tls-report")
             .arg(dir.join("tls-report.json"))
-            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+            .with_context(|| format!("starting {}", settings.agent.display()))?;
         let mut agent = Self {
             child,
+            sink,
             log,
             startup: Duration::ZERO,
             startup_peak_rss: 0,
@@ -148,7 +179,8 @@ impl Agent {
         self.child.id()
     }
 
-    /// Stops the agent (SIGINT: a clean stop, probes detached) and returns its counters.
+    /// Stops the agent (SIGINT: a clean stop, probes detached, what it holds exported) and
+    /// returns its counters, with the receiver's.
     pub fn stop(mut self) -> anyhow::Result<Counters> {
         super::signal(self.pid(), "INT")?;
         let status = self.child.wait()?;
@@ -156,7 +188,11 @@ impl Agent {
         if !status.success() {
             bail!("the agent failed ({status}): {log}");
         }
-        Counters::from_log(&log)
+        let mut counters = Counters::from_log(&log)?;
+        if let Some(sink) = self.sink.take() {
+            counters.1 = Some(sink.stop()?);
+        }
+        Ok(counters)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: what the agent costs, measured the way a user would. Real servers
 //! (nginx plaintext, TLS and HTTP/2; a Go service) under real load generators (wrk, h2load,
-//! oha), each load run without and with the agent in alternating rounds; then sustained load
-//! for drops, and 10,000 open connections for memory. Writes `report.json`, `report.md` and
+//! oha), each load run without the agent, with it in each output (JSON lines, OTLP/gRPC,
+//! OTLP/HTTP), and with empty programs at the same hooks (the floor), in alternating rounds;
+//! then sustained load for drops, and 10,000 open connections for memory. Writes `report.json`, `report.md` and
 //! one latency plot per scenario into the output directory (root: it loads the probes).
 
 mod agent;
@@ -15,7 +16,9 @@ mod profile;
 mod report;
 mod scenario;
 mod servers;
+mod sink;
 mod summary;
+mod variant;
 
 use std::{
     path::{Path, PathBuf},
@@ -62,6 +65,9 @@ pub struct Options {
     /// Also write a perf profile of the agent per scenario (an extra run, not measured).
     #[arg(long)]
     pub profile: bool,
+    /// Also measure the agent at `--cpu-priority idle` (JSON lines).
+    #[arg(long)]
+    pub idle: bool,
     /// Where the report and the plots go.
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -70,6 +76,10 @@ pub struct Options {
 /// What every run needs.
 pub struct Settings {
     pub agent: PathBuf,
+    /// The OTLP receiver (`otlp_sink`).
+    pub sink: PathBuf,
+    /// How the agent runs, each measured in every round.
+    pub variants: Vec<variant::Variant>,
     pub oha: PathBuf,
     pub rounds: u32,
     pub seconds: Duration,
@@ -89,6 +99,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     let root = shell::workspace_root();
     let settings = Settings {
         agent: crate::run::build_release_agent()?,
+        sink: sink::build()?,
+        variants: variant::Variant::DEFAULT
+            .into_iter()
+            .chain(options.idle.then_some(variant::Variant::JsonIdle))
+            .collect(),
         oha: install_oha(&root)?,
         rounds: options.rounds.max(1),
         seconds: Duration::from_secs(options.seconds.max(1)),
@@ -139,7 +154,12 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 
     let summaries: Vec<_> = runs
         .iter()
-        .flat_map(|run| scenario::Variant::ALL.map(|v| summary::summarise(run, v)))
+        .flat_map(|run| {
+            settings
+                .variants
+                .iter()
+                .map(|v| summary::summarise(run, *v))
+        })
         .collect();
     let startup = report::startup(&runs);
     let targets = report::targets(

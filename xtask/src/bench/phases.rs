@@ -13,10 +13,13 @@ use super::{
     load::{self, RateOptions},
     proc,
     servers::{self, Assets, ServerKind},
+    sink::Received,
+    variant::Variant,
 };
 use crate::shell;
 
-/// 20,000 calls/s (10,000 requests/s, both ends traced) for a minute.
+/// 20,000 calls/s (10,000 requests/s, both ends traced) for a minute, every span exported
+/// over OTLP/gRPC (as deployed).
 #[derive(Clone, Debug, Serialize)]
 pub struct Sustained {
     pub seconds: u64,
@@ -27,6 +30,8 @@ pub struct Sustained {
     pub drops: std::collections::BTreeMap<String, u64>,
     pub agent_cpu_percent_of_a_core: f64,
     pub max_rss_bytes: u64,
+    /// What the OTLP receiver got.
+    pub exported: Option<Received>,
 }
 
 pub fn sustained(
@@ -42,7 +47,7 @@ pub fn sustained(
         http2: false,
         no_keepalive: false,
     };
-    let agent = Agent::start(&settings.agent, &[], port, work)?;
+    let agent = Agent::start(settings, Variant::OtlpGrpc, port, work)?;
     let pid = agent.pid();
     let rss = proc::RssSampler::start(pid, Duration::from_millis(500));
     let cpu_before = proc::cpu_time(pid)?;
@@ -61,11 +66,12 @@ pub fn sustained(
         drops: counters.drops(),
         agent_cpu_percent_of_a_core: cpu.as_secs_f64() / seconds * 100.0,
         max_rss_bytes,
+        exported: counters.1,
     })
 }
 
-/// Agent memory with 10,000 open keep-alive connections calling 1,000 endpoints, while 1,000
-/// new connections a second come and go.
+/// Agent memory (exporting over OTLP/gRPC, as deployed) with 10,000 open keep-alive
+/// connections calling 1,000 endpoints, while 1,000 new connections a second come and go.
 #[derive(Clone, Debug, Serialize)]
 pub struct Connections {
     pub open_connections: usize,
@@ -95,8 +101,10 @@ pub fn connections(
     // A database of its own: the endpoint count below is this run's.
     let dir = work.join("connections");
     std::fs::create_dir_all(&dir)?;
-    let agent = Agent::start(&settings.agent, &[], port, &dir)?;
+    let agent = Agent::start(settings, Variant::OtlpGrpc, port, &dir)?;
     let pid = agent.pid();
+    // Idle after start: what a node with no traffic pays.
+    std::thread::sleep(Duration::from_secs(2));
     let rss_at_start_bytes = proc::memory(pid)?.rss;
     let rss = proc::RssSampler::start(pid, Duration::from_millis(250));
     let paths = conns::endpoint_paths(ENDPOINTS);

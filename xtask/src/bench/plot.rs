@@ -7,10 +7,7 @@ use std::path::Path;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use super::{
-    load::FixedRate,
-    scenario::{ScenarioRun, Variant},
-};
+use super::{load::FixedRate, scenario::ScenarioRun, variant::Variant};
 
 /// Percentile -> distance on the nines axis (p90 = 1, p99 = 2, p99.9 = 3).
 fn nines(percentile: f64) -> f64 {
@@ -43,12 +40,14 @@ pub fn latency(run: &ScenarioRun, rate: u32, dir: &Path) -> anyhow::Result<Strin
             .map(|w| curve(&w.fixed))
             .collect()
     };
-    let normal = with(Variant::Normal);
-    let idle = with(Variant::Idle);
+    let json = with(Variant::Json);
+    let otlp = with(Variant::OtlpGrpc);
+    let floor = with(Variant::Floor);
     let (x_max, y_max) = without
         .iter()
-        .chain(&normal)
-        .chain(&idle)
+        .chain(&json)
+        .chain(&otlp)
+        .chain(&floor)
         .flatten()
         .fold((1.0, 0.0), |(x_max, y_max): (f64, f64), (x, ms)| {
             (x_max.max(*x), y_max.max(*ms))
@@ -75,15 +74,12 @@ pub fn latency(run: &ScenarioRun, rate: u32, dir: &Path) -> anyhow::Result<Strin
             .draw()?;
         let sides = [
             (without, RGBColor(31, 119, 180), "without the agent"),
+            (json, RGBColor(214, 39, 40), "with the agent (JSON lines)"),
+            (otlp, RGBColor(148, 103, 189), "with the agent (OTLP/gRPC)"),
             (
-                normal,
-                RGBColor(214, 39, 40),
-                "with the agent (normal priority)",
-            ),
-            (
-                idle,
+                floor,
                 RGBColor(44, 160, 44),
-                "with the agent (--cpu-priority idle)",
+                "empty programs at the same hooks (floor)",
             ),
         ];
         for (curves, color, label) in sides {

@@ -1,5 +1,6 @@
 //! Where the agent's own CPU goes: a perf profile of the agent (symbols, self time) during one
-//! extra fixed-rate run per scenario, not counted in the measurements (`--profile`).
+//! extra fixed-rate run per scenario and output (JSON lines, OTLP/gRPC), not counted in the
+//! measurements (`--profile`).
 
 use std::{
     path::{Path, PathBuf},
@@ -12,12 +13,16 @@ use super::{
     Settings,
     agent::Agent,
     load::{self, RateOptions},
+    variant::Variant,
 };
 use crate::shell;
 
-/// Profiles the agent while `url` gets the fixed rate; writes `profile-{name}.txt` into `out`.
+/// Profiles the agent in `variant` while `url` gets the fixed rate; writes
+/// `profile-{name}-{variant}.txt` into `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn agent(
     settings: &Settings,
+    variant: Variant,
     name: &str,
     url: &str,
     options: RateOptions,
@@ -28,7 +33,8 @@ pub fn agent(
     if !shell::has_program("perf") {
         anyhow::bail!("--profile needs perf (Debian: apt-get install linux-perf)");
     }
-    let agent = Agent::start(&settings.agent, &[], port, work)?;
+    let agent = Agent::start(settings, variant, port, work)?;
+    let name = format!("{name}-{}", variant.name());
     let data = work.join(format!("perf-{name}.data"));
     let mut perf = Command::new("perf")
         .args([

@@ -17,6 +17,8 @@ use super::{
     load::{self, FixedRate, RateOptions, Saturation},
     proc, profile,
     servers::{self, Assets, ServerKind},
+    sink::Received,
+    variant::Variant,
 };
 
 /// A scenario of the benchmark.
@@ -76,34 +78,6 @@ impl Scenario {
     }
 }
 
-/// How the agent runs in a measured run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    /// As installed: normal CPU priority.
-    Normal,
-    /// `--cpu-priority idle` (SCHED_IDLE).
-    Idle,
-}
-
-impl Variant {
-    pub const ALL: [Variant; 2] = [Variant::Normal, Variant::Idle];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Normal => "normal",
-            Variant::Idle => "idle",
-        }
-    }
-
-    pub fn agent_args(self) -> &'static [&'static str] {
-        match self {
-            Variant::Normal => &[],
-            Variant::Idle => &["--cpu-priority", "idle"],
-        }
-    }
-}
-
 /// One fixed-rate run with the agent.
 #[derive(Clone, Debug, Serialize)]
 pub struct AgentRun {
@@ -117,6 +91,8 @@ pub struct AgentRun {
     pub startup_seconds: f64,
     pub startup_peak_rss_bytes: u64,
     pub drops: BTreeMap<String, u64>,
+    /// What the OTLP receiver got, for the export variants.
+    pub exported: Option<Received>,
 }
 
 /// The loads of one round with the agent in one variant.
@@ -129,6 +105,7 @@ pub struct WithAgent {
     pub saturation: Saturation,
     pub saturation_calls: u64,
     pub saturation_drops: BTreeMap<String, u64>,
+    pub saturation_exported: Option<Received>,
 }
 
 /// One round: the same loads without the agent and with it in each variant.
@@ -185,7 +162,7 @@ pub fn run(
         );
         // Rotate the order between rounds, so a drift of the machine favours no side.
         let mut order: Vec<Option<Variant>> = std::iter::once(None)
-            .chain(Variant::ALL.map(Some))
+            .chain(settings.variants.iter().copied().map(Some))
             .collect();
         let turn = round as usize % order.len();
         order.rotate_left(turn);
@@ -196,7 +173,9 @@ pub fn run(
                 None => fixed_without = Some(fixed_alone(settings, &url, options, &server)?),
                 Some(variant) => {
                     let run = fixed_with_agent(settings, *variant, &url, options, &server, work)?;
-                    check_capture(scenario, &run.0, run.2.calls)?;
+                    if variant.captures() {
+                        check_capture(scenario, &run.0, run.2.calls)?;
+                    }
                     fixed_with.push((*variant, run));
                 }
             }
@@ -225,6 +204,7 @@ pub fn run(
                     saturation,
                     saturation_calls: counters.calls(),
                     saturation_drops: counters.drops(),
+                    saturation_exported: counters.1,
                 },
             )
             .collect();
@@ -241,8 +221,19 @@ pub fn run(
         });
     }
     if let Some(out) = &settings.profile_to {
-        let path = profile::agent(settings, scenario.name, &url, options, port, work, out)?;
-        println!("bench: profile in {}", path.display());
+        for variant in [Variant::Json, Variant::OtlpGrpc] {
+            let path = profile::agent(
+                settings,
+                variant,
+                scenario.name,
+                &url,
+                options,
+                port,
+                work,
+                out,
+            )?;
+            println!("bench: profile in {}", path.display());
+        }
     }
     Ok(ScenarioRun {
         name: scenario.name,
@@ -279,9 +270,9 @@ fn fixed_alone(
     options: RateOptions,
     server: &servers::Server,
 ) -> anyhow::Result<(FixedRate, f64)> {
-    let cpu_before = proc::cpu_time(server.pid())?;
+    let cpu_before = proc::cpu_time_exact(server.pid())?;
     let run = load::oha(&settings.oha, url, settings.rate, settings.seconds, options)?;
-    let cpu = proc::cpu_time(server.pid())? - cpu_before;
+    let cpu = proc::cpu_time_exact(server.pid())? - cpu_before;
     Ok((run, cpu.as_secs_f64()))
 }
 
@@ -293,15 +284,15 @@ fn fixed_with_agent(
     server: &servers::Server,
     work: &Path,
 ) -> anyhow::Result<(FixedRate, f64, AgentRun)> {
-    let agent = Agent::start(&settings.agent, variant.agent_args(), server.port, work)?;
+    let agent = Agent::start(settings, variant, server.port, work)?;
     let pid = agent.pid();
     let startup = (agent.startup, agent.startup_peak_rss);
     let bpf_before = bpf::run_times(&agent.programs)?;
     let agent_cpu_before = proc::cpu_time(pid)?;
-    let server_cpu_before = proc::cpu_time(server.pid())?;
+    let server_cpu_before = proc::cpu_time_exact(server.pid())?;
     let rss = proc::RssSampler::start(pid, Duration::from_millis(250));
     let run = load::oha(&settings.oha, url, settings.rate, settings.seconds, options)?;
-    let server_cpu = proc::cpu_time(server.pid())? - server_cpu_before;
+    let server_cpu = proc::cpu_time_exact(server.pid())? - server_cpu_before;
     let bpf_programs = bpf::difference(&bpf::run_times(&agent.programs)?, &bpf_before);
     let bpf = bpf::total(&bpf_programs);
     // Let the agent finish what the load left in its queues: that work is part of the cost.
@@ -325,6 +316,7 @@ fn fixed_with_agent(
             startup_seconds: startup.0.as_secs_f64(),
             startup_peak_rss_bytes: startup.1,
             drops: counters.drops(),
+            exported: counters.1,
         },
     ))
 }
@@ -352,7 +344,7 @@ pub fn with_agent<T>(
     work: &Path,
     load: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, Counters)> {
-    let agent = Agent::start(&settings.agent, variant.agent_args(), port, work)?;
+    let agent = Agent::start(settings, variant, port, work)?;
     let result = load();
     settle(agent.pid())?;
     let counters = agent.stop()?;

@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::scenario::{Round, ScenarioRun, Variant, WithAgent};
+use super::{
+    scenario::{Round, ScenarioRun, WithAgent},
+    variant::Variant,
+};
 
 /// A scenario's medians.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioSummary {
     pub name: &'static str,
-    /// The agent's variant (`normal`, `idle`).
+    /// How the agent ran (`json`, `otlp-grpc`, `otlp-http`, `floor`, `json-idle`).
     pub variant: &'static str,
+    pub variant_description: &'static str,
     pub description: &'static str,
     pub saturation_rps_without: f64,
     pub saturation_rps_with: f64,
@@ -39,6 +43,12 @@ pub struct ScenarioSummary {
     /// Summed over the rounds' saturation runs.
     pub drops_at_saturation: BTreeMap<String, u64>,
     pub calls_lost_at_saturation_percent: f64,
+    /// Bytes the OTLP receiver read from the agent per call reported (export variants).
+    pub exported_bytes_per_call: Option<f64>,
+    /// Calls reported minus spans received, summed over the fixed-rate runs (export variants).
+    pub spans_missing_at_fixed_rate: Option<u64>,
+    /// The same over the saturation runs.
+    pub spans_missing_at_saturation: Option<u64>,
 }
 
 /// One BPF program's share of a request.
@@ -99,6 +109,7 @@ pub fn summarise(run: &ScenarioRun, variant: Variant) -> ScenarioSummary {
     ScenarioSummary {
         name: run.name,
         variant: variant.name(),
+        variant_description: variant.description(),
         description: run.description,
         saturation_rps_without,
         saturation_rps_with,
@@ -131,7 +142,30 @@ pub fn summarise(run: &ScenarioRun, variant: Variant) -> ScenarioSummary {
             let expected = w.saturation.requests * SATURATION_ENDS;
             (1.0 - w.saturation_calls as f64 / expected.max(1) as f64).max(0.0) * 100.0
         }),
+        exported_bytes_per_call: variant.export().map(|_| {
+            of(&|_, w| {
+                let bytes = w.agent.exported.map_or(0, |e| e.wire_bytes);
+                bytes as f64 / w.agent.calls.max(1) as f64
+            })
+        }),
+        spans_missing_at_fixed_rate: variant.export().map(|_| {
+            pairs
+                .iter()
+                .map(|(_, w)| missing(w.agent.calls, w.agent.exported.as_ref()))
+                .sum()
+        }),
+        spans_missing_at_saturation: variant.export().map(|_| {
+            pairs
+                .iter()
+                .map(|(_, w)| missing(w.saturation_calls, w.saturation_exported.as_ref()))
+                .sum()
+        }),
     }
+}
+
+/// Calls the agent reported that the receiver did not get as spans.
+fn missing(calls: u64, exported: Option<&super::sink::Received>) -> u64 {
+    calls.saturating_sub(exported.map_or(0, |e| e.spans))
 }
 
 /// Where the kernel-side time goes: each program's runs per request and time per run, over
