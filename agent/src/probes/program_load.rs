@@ -35,8 +35,8 @@ enum Refusal {
 }
 
 /// Loads (and for the agent, attaches) every program, marking in `support` each feature the
-/// options leave out or the kernel refuses. In `Run` mode a refused feature's programs are
-/// unloaded and its later programs not tried.
+/// options leave out or the kernel refuses. In `Run` and `Empty` modes a refused feature's
+/// programs are unloaded and its later programs not tried.
 pub(super) fn load_programs(
     ebpf: &mut Ebpf,
     tls: bool,
