@@ -1,18 +1,14 @@
 //! Per-call cost of each userspace stage, measured by criterion: HTTP/1 parsing, HTTP/2 with
-//! HPACK, route templating, the inventory update, JSON lines and the OTLP span (built, then
-//! encoded to protobuf as the exporter does). `cargo bench -p sightline --bench per_call`.
+//! HPACK, route templating, the inventory update, JSON lines and the OTLP span (encoded to
+//! protobuf bytes from the call, then put in an export request as the trace client does). `cargo bench -p sightline --bench per_call`.
 //! The end-to-end cost with real traffic is `cargo xtask bench`'s business.
 #![allow(clippy::unwrap_used)] // Fixed inputs: a failure is a broken benchmark.
 
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::transform::{
-    common::tonic::ResourceAttributesWithSchema, trace::tonic::group_spans_by_resource_and_scope,
-};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::Sampler;
-use prost::Message as _;
 use sightline::{
     call::ApiCall,
     capture::{
@@ -29,7 +25,11 @@ use sightline::{
         http1::Limits,
         http2::{Http2Connection, Start, frame, hpack::HeaderDecoder},
     },
-    sink::{Sink, json::JsonLines, otlp::traces::SpanBuilder},
+    sink::{
+        Sink,
+        json::JsonLines,
+        otlp::{span_encoding, traces::SpanBuilder},
+    },
     stats::Stats,
 };
 
@@ -238,22 +238,21 @@ fn outputs(c: &mut Criterion) {
         })
     });
     let mut builder = SpanBuilder::new(
-        InstrumentationScope::builder("sightline").build(),
         vec![KeyValue::new("k8s.cluster.name", "bench")],
         Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
     );
-    c.bench_function("otlp: build a call's span", |b| {
+    c.bench_function("otlp: encode a call's span", |b| {
         b.iter(|| builder.span(&call).unwrap())
     });
-    c.bench_function("otlp: span to protobuf bytes", |b| {
-        b.iter_batched(
-            || builder.span(&call).unwrap(),
-            |(resource, span)| {
-                let resource = ResourceAttributesWithSchema::from(resource.as_ref());
-                group_spans_by_resource_and_scope(vec![span], &resource)[0].encode_to_vec()
-            },
-            BatchSize::SmallInput,
-        )
+    let spans: Vec<_> = (0..512).map(|_| builder.span(&call).unwrap()).collect();
+    let scope = span_encoding::scope("sightline", "bench");
+    let mut request = Vec::new();
+    c.bench_function("otlp: export request of 512 spans", |b| {
+        b.iter(|| {
+            request.clear();
+            let pairs = spans.iter().map(|s| (&*s.resource, s.span.as_slice()));
+            span_encoding::export_request(&mut request, &scope, pairs);
+        })
     });
 }
 

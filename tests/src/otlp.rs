@@ -36,8 +36,11 @@ use crate::patience;
 /// Everything a server received, in order.
 #[derive(Debug, Default)]
 pub struct Received {
-    /// HTTP requests that came gzip-compressed.
+    /// Export requests that came gzip-compressed (either protocol).
     pub gzip_requests: usize,
+    /// Each accepted export request's signal and `x-tenant` header (gRPC metadata or HTTP
+    /// header), to check that configured headers are sent.
+    pub tenants: Vec<(&'static str, Option<String>)>,
     pub traces: Vec<ExportTraceServiceRequest>,
     pub metrics: Vec<ExportMetricsServiceRequest>,
     pub logs: Vec<ExportLogsServiceRequest>,
@@ -55,6 +58,16 @@ pub struct Faults {
     pub errors: usize,
     /// Every other request is answered this late.
     pub delay: Duration,
+}
+
+impl Received {
+    /// Records an accepted request's tenant header and compression.
+    fn note_request(&mut self, signal: &'static str, tenant: Option<&str>, gzip: bool) {
+        if gzip {
+            self.gzip_requests += 1;
+        }
+        self.tenants.push((signal, tenant.map(str::to_string)));
+    }
 }
 
 /// Applies the faults to one request: `true` when it is to be refused (else it was delayed).
@@ -489,7 +502,12 @@ impl TraceService for Store {
         if injected(&self.0).await {
             return Err(tonic::Status::unavailable("injected fault"));
         }
-        self.0.lock().unwrap().traces.push(request.into_inner());
+        let mut received = self.0.lock().unwrap();
+        let metadata = request.metadata();
+        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
+        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
+        received.note_request("traces", tenant, gzip);
+        received.traces.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -503,7 +521,12 @@ impl MetricsService for Store {
         if injected(&self.0).await {
             return Err(tonic::Status::unavailable("injected fault"));
         }
-        self.0.lock().unwrap().metrics.push(request.into_inner());
+        let mut received = self.0.lock().unwrap();
+        let metadata = request.metadata();
+        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
+        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
+        received.note_request("metrics", tenant, gzip);
+        received.metrics.push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -517,7 +540,12 @@ impl LogsService for Store {
         if injected(&self.0).await {
             return Err(tonic::Status::unavailable("injected fault"));
         }
-        self.0.lock().unwrap().logs.push(request.into_inner());
+        let mut received = self.0.lock().unwrap();
+        let metadata = request.metadata();
+        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
+        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
+        received.note_request("logs", tenant, gzip);
+        received.logs.push(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
@@ -619,6 +647,7 @@ async fn handle(
         .headers()
         .get("content-encoding")
         .is_some_and(|v| v == "gzip");
+    let tenant = request.headers().get("x-tenant").cloned();
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return reply(400, Vec::new()),
@@ -630,7 +659,6 @@ async fn handle(
         if decoded.is_err() {
             return reply(400, Vec::new());
         }
-        received.lock().unwrap().gzip_requests += 1;
         bytes::Bytes::from(plain)
     } else {
         body
@@ -642,6 +670,13 @@ async fn handle(
         return reply(503, Vec::new());
     }
     let mut store = received.lock().unwrap();
+    let signal = match path.as_str() {
+        "/v1/traces" => "traces",
+        "/v1/metrics" => "metrics",
+        "/v1/logs" => "logs",
+        _ => return reply(404, Vec::new()),
+    };
+    store.note_request(signal, tenant.as_ref().and_then(|v| v.to_str().ok()), gzip);
     match path.as_str() {
         "/v1/traces" => match ExportTraceServiceRequest::decode(body) {
             Ok(r) => store.traces.push(r),

@@ -103,15 +103,18 @@ fn kernel_host_name() -> String {
         .to_string()
 }
 
+/// Compression and a header (a tenant id, as hosted backends want), for every signal.
+const GZIP_AND_TENANT: &str = "compression = \"gzip\"\nheaders = { \"x-tenant\" = \"t1\" }";
+
 #[test]
-fn exports_calls_metrics_and_logs_over_grpc() {
-    exports_everything(Protocol::Grpc, "");
+fn exports_calls_metrics_and_logs_over_grpc_with_gzip() {
+    exports_everything(Protocol::Grpc, GZIP_AND_TENANT);
 }
 
 /// Compressed, as most deployments send to a remote collector.
 #[test]
 fn exports_calls_metrics_and_logs_over_http_protobuf_with_gzip() {
-    exports_everything(Protocol::HttpProtobuf, "compression = \"gzip\"");
+    exports_everything(Protocol::HttpProtobuf, GZIP_AND_TENANT);
 }
 
 fn exports_everything(protocol: Protocol, otlp_extra: &str) {
@@ -418,9 +421,16 @@ fn exports_everything(protocol: Protocol, otlp_extra: &str) {
     assert!(problems.is_empty(), "dashboards:\n{}", problems.join("\n"));
     assert_eq!(dashboards::check_collector_config(), Vec::<String>::new());
 
-    if otlp_extra.contains("gzip") {
-        assert!(collector.with(|r| r.gzip_requests) > 0);
+    // Every request of every signal carried the header, compressed.
+    let tenants = collector.with(|r| r.tenants.clone());
+    for signal in ["traces", "metrics", "logs"] {
+        assert!(tenants.iter().any(|(s, _)| *s == signal), "{tenants:?}");
     }
+    assert!(
+        tenants.iter().all(|(_, t)| t.as_deref() == Some("t1")),
+        "{tenants:?}"
+    );
+    assert_eq!(collector.with(|r| r.gzip_requests), tenants.len());
 
     // The key sent in the URL reached no export.
     assert!(!collector.dump().contains(SECRET));

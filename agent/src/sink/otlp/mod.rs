@@ -7,14 +7,20 @@
 //! aggregated in memory and sent every interval. Nothing here can slow capture: a full queue
 //! drops (counted), and the processor never waits on the sink thread either.
 //!
-//! What the OpenTelemetry crates do, they do: the exporters (transport, `OTEL_EXPORTER_OTLP_*`
-//! endpoints, headers, timeouts, compression, retries of a failed request), the samplers
-//! (`ShouldSample`), metric aggregation (`SdkMeterProvider`), log records, the protobuf
-//! encoding. Ours, each for a reason given in its module:
+//! What the OpenTelemetry crates do, they do: the metric and log exporters (transport, retries
+//! of a failed request), the samplers (`ShouldSample`), metric aggregation
+//! (`SdkMeterProvider`), log records and their protobuf encoding. Ours, each for a reason given
+//! in its module:
 //! - spans are built from the call (`traces`, from the fields of `sink::call_fields`), not
 //!   through a tracer: a call has ended when it is seen, with its real start and end, its
 //!   resource is the observed process (one per workload, not the agent's), and an unsampled
 //!   call must cost nothing;
+//! - spans are encoded straight into OTLP protobuf bytes (`span_encoding`, `wire`) and sent by
+//!   our own client (`trace_client`): the SDK path (span objects, a clone per retry, prost
+//!   messages, encoding) was the largest part of the agent's CPU with export on;
+//! - the connection settings (`connection`): endpoint, headers, timeout and compression from
+//!   the config file and the `OTEL_EXPORTER_OTLP_*` variables, for the span client and the
+//!   exporters alike;
 //! - the export queues (`queue`): the SDK's batch processors drop a batch once the exporter's
 //!   retries are spent; ours keep it while the collector is away (bounded, counted), which the
 //!   "collector comes back" tests check;
@@ -23,6 +29,7 @@
 //! - the W3C `traceparent` parsing (`traces`): the SDK's propagator accepts ids of the wrong
 //!   length.
 
+pub mod connection;
 pub mod finding_metrics;
 pub mod inventory_metrics;
 pub mod logs;
@@ -30,8 +37,11 @@ pub mod metrics;
 pub mod prometheus;
 pub mod queue;
 pub mod settings;
+pub mod span_encoding;
+pub mod trace_client;
 pub mod traces;
 pub mod transport;
+pub mod wire;
 
 use std::time::Duration;
 
@@ -44,7 +54,8 @@ use self::{
     metrics::{HealthSources, Metrics},
     queue::{QueueCounters, QueueSender},
     settings::OtlpSettings,
-    traces::{SpanBatches, SpanBuilder, SpanItem},
+    trace_client::TraceClient,
+    traces::{SpanBuilder, SpanItem},
     transport::TransportError,
 };
 use super::Sink;
@@ -119,9 +130,9 @@ pub fn start(
 
     let spans = match &settings.traces {
         Some(signal) => {
-            let exporter = transport::span_exporter(settings, signal)?;
+            let scope_bytes = span_encoding::scope("sightline", env!("CARGO_PKG_VERSION"));
             let (sender, task) = queue::start(
-                SpanBatches { exporter },
+                TraceClient::new(signal, scope_bytes)?,
                 settings.span_queue,
                 settings.batch_size,
                 "traces",
@@ -131,7 +142,7 @@ pub fn start(
             );
             tasks.push(task);
             Some((
-                SpanBuilder::new(scope.clone(), common.clone(), settings.sampler.clone()),
+                SpanBuilder::new(common.clone(), settings.sampler.clone()),
                 sender,
             ))
         }
@@ -139,7 +150,7 @@ pub fn start(
     };
     let logs = match &settings.logs {
         Some(signal) => {
-            let mut exporter = transport::log_exporter(settings, signal)?;
+            let mut exporter = transport::log_exporter(signal)?;
             opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &agent_resource);
             let (sender, task) = queue::start(
                 LogBatches {
@@ -159,7 +170,7 @@ pub fn start(
         None => None,
     };
     if let (Some(signal), Some(metrics)) = (&settings.metrics, metrics) {
-        let exporter = transport::metric_exporter(settings, signal)?;
+        let exporter = transport::metric_exporter(signal)?;
         tasks.push(metrics.start_export(
             exporter,
             settings.metrics_interval,
@@ -168,11 +179,9 @@ pub fn start(
         ));
     }
     let shown = |signal: &Option<settings::SignalSettings>| {
-        signal.as_ref().map(|s| {
-            s.endpoint
-                .as_deref()
-                .map_or("from environment".to_string(), without_userinfo)
-        })
+        signal
+            .as_ref()
+            .map(|s| without_userinfo(&s.connection.endpoint))
     };
     tracing::info!(
         traces = shown(&settings.traces),

@@ -3,8 +3,9 @@
 //! programmatic setting does in every OpenTelemetry SDK); what neither sets keeps the
 //! OpenTelemetry default.
 //!
-//! The exporters read most variables themselves (endpoints, headers, timeouts, compression: see
-//! `transport`); this module reads only what the OpenTelemetry crates do not give us:
+//! Endpoints, headers, timeouts and compression are resolved by `connection` (the spans do not
+//! go through the exporter crate, which would otherwise read them). This module also reads what
+//! the OpenTelemetry crates do not give us:
 //! - whether to export at all, and over which protocol (the exporter crate's protocol
 //!   resolution is private to it, and the protocol decides which builder takes the TLS
 //!   settings);
@@ -20,6 +21,8 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 use opentelemetry_sdk::trace::Sampler;
+
+use super::connection::{self, Connection};
 
 /// The `[otlp]` section.
 #[derive(Clone, Debug, Deserialize)]
@@ -132,7 +135,7 @@ impl Signal {
     }
 
     /// `OTEL_EXPORTER_OTLP_<SIGNAL>_<suffix>`.
-    fn variable(self, suffix: &str) -> String {
+    pub(super) fn variable(self, suffix: &str) -> String {
         format!(
             "OTEL_EXPORTER_OTLP_{}_{suffix}",
             self.name().to_ascii_uppercase()
@@ -146,6 +149,10 @@ pub enum SettingsError {
     Protocol { variable: String, value: String },
     #[error("{variable}={value:?}: not a number of milliseconds")]
     Interval { variable: String, value: String },
+    #[error("{variable}={value:?}: the compression must be gzip or none")]
+    Compression { variable: String, value: String },
+    #[error("the OTLP endpoint {endpoint:?} must start with http:// or https://")]
+    Endpoint { endpoint: String },
     #[error("reading {path}: {source}")]
     Read {
         path: String,
@@ -166,16 +173,12 @@ pub enum SettingsError {
 pub struct SignalSettings {
     pub signal: Signal,
     pub protocol: Protocol,
-    /// The full URL when the config file gives one (for HTTP with the signal's path);
-    /// `None`: the exporter reads the environment, else its default.
-    pub endpoint: Option<String>,
+    /// Endpoint, headers, timeout, compression.
+    pub connection: Connection,
     /// PEM bytes of the collector's certificate authorities.
     pub certificate: Option<Vec<u8>>,
     /// PEM bytes of the agent's certificate and key.
     pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
-    /// The endpoint (from the config file or the environment) is `https://`: TLS with the
-    /// system's certificate authorities unless `certificate` names others.
-    pub https: bool,
 }
 
 /// Everything the exports need, resolved.
@@ -184,9 +187,6 @@ pub struct OtlpSettings {
     pub traces: Option<SignalSettings>,
     pub metrics: Option<SignalSettings>,
     pub logs: Option<SignalSettings>,
-    pub headers: BTreeMap<String, String>,
-    pub timeout: Option<Duration>,
-    pub compression: Option<Compression>,
     pub metrics_interval: Duration,
     pub span_queue: usize,
     pub log_queue: usize,
@@ -257,9 +257,6 @@ impl OtlpSettings {
             traces,
             metrics,
             logs,
-            headers: section.headers.clone(),
-            timeout: section.timeout_seconds.map(Duration::from_secs),
-            compression: section.compression,
             metrics_interval,
             span_queue: section.span_queue.max(1),
             log_queue: section.log_queue.max(1),
@@ -357,10 +354,7 @@ fn signal_settings(
             }
         }
     };
-    let endpoint = section.endpoint.as_ref().map(|base| match protocol {
-        Protocol::Grpc => base.clone(),
-        Protocol::HttpProtobuf => format!("{}/v1/{}", base.trim_end_matches('/'), signal.name()),
-    });
+    let connection = connection::resolve(section, signal, protocol, env)?;
     let file = |configured: &Option<PathBuf>, suffix: &str| -> Option<PathBuf> {
         configured.clone().or_else(|| {
             env(&signal.variable(suffix))
@@ -379,18 +373,12 @@ fn signal_settings(
         (None, None) => None,
         _ => return Err(SettingsError::ClientIdentity),
     };
-    let https = endpoint
-        .clone()
-        .or_else(|| env(&signal.variable("ENDPOINT")))
-        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("https://"));
     Ok(SignalSettings {
         signal,
         protocol,
-        endpoint,
+        connection,
         certificate,
         client_identity,
-        https,
     })
 }
 
@@ -403,7 +391,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, SettingsError> {
 
 /// `k1=v1,k2=v2` (W3C baggage-like, as `OTEL_RESOURCE_ATTRIBUTES` is written), values
 /// percent-decoded.
-fn parse_pairs(list: &str) -> Vec<(String, String)> {
+pub(super) fn parse_pairs(list: &str) -> Vec<(String, String)> {
     list.split(',')
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=')?;
@@ -457,8 +445,11 @@ mod tests {
         )
         .unwrap();
         let traces = on.traces.unwrap();
-        assert_eq!((traces.protocol, traces.endpoint), (Protocol::Grpc, None));
-        assert!(!traces.https);
+        assert_eq!(
+            (traces.protocol, traces.connection.endpoint.as_str()),
+            (Protocol::Grpc, "http://c:4317")
+        );
+        assert!(!traces.connection.https());
         let signal_only = resolve(
             &OtlpSection::default(),
             &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/v1/logs")],
@@ -482,18 +473,15 @@ mod tests {
         let settings = resolve(&section, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap();
         let logs = settings.logs.unwrap();
         assert_eq!(logs.protocol, Protocol::HttpProtobuf);
-        assert_eq!(
-            logs.endpoint.as_deref(),
-            Some("https://collector:4318/v1/logs")
-        );
-        assert!(logs.https);
+        assert_eq!(logs.connection.endpoint, "https://collector:4318/v1/logs");
+        assert!(logs.connection.https());
         let from_env = resolve(
             &OtlpSection::default(),
             &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "HTTPS://c:4317")],
         )
         .unwrap();
-        assert!(from_env.traces.unwrap().https);
-        assert!(!from_env.metrics.unwrap().https);
+        assert!(from_env.traces.unwrap().connection.https());
+        assert!(!from_env.metrics.unwrap().connection.https());
     }
 
     #[test]

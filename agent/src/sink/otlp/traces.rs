@@ -4,23 +4,20 @@
 //! `process.*`, `host.name`). A request that carries a W3C `traceparent` makes its span a child
 //! of the caller's span in the caller's trace.
 
-use std::{borrow::Cow, collections::HashMap, str::FromStr, sync::Arc, time::Duration};
+use std::{borrow::Cow, collections::HashMap, str::FromStr, sync::Arc};
 
 use opentelemetry::{
-    Array, Context, InstrumentationScope, KeyValue, StringValue, Value,
-    trace::{
-        SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
-    },
+    Context, KeyValue,
+    trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState},
 };
-use opentelemetry_sdk::{
-    Resource,
-    trace::{
-        IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample, SpanData,
-        SpanEvents, SpanExporter, SpanLinks,
-    },
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
 
-use super::queue::BatchExporter;
+use super::{
+    span_encoding::{self as encoding, field},
+    wire::{bytes_field, fixed32_field, fixed64_field, message_field, varint_field},
+};
 use crate::{
     call::{self, ApiCall},
     identity::Identity,
@@ -34,24 +31,35 @@ const MAX_RESOURCES: usize = 4096;
 /// identity is kept alive by the cache entry, so its address is not reused while cached).
 type ResourceKey = (u32, u64, usize);
 
-/// A span with the resource it is exported under.
-pub type SpanItem = (Arc<Resource>, SpanData);
+/// An encoded OTLP `Resource` message (its fields, without key and length).
+pub type EncodedResource = Arc<[u8]>;
+
+/// A span encoded as an OTLP `Span` message (its fields, without key and length), with the
+/// resource it is exported under.
+pub struct SpanItem {
+    pub resource: EncodedResource,
+    pub span: Vec<u8>,
+}
 
 pub struct SpanBuilder {
     ids: RandomIdGenerator,
     /// The SDK's sampler (`settings` builds it from the config file or `OTEL_TRACES_SAMPLER`).
     sampler: Sampler,
-    scope: InstrumentationScope,
     /// Added to every resource (config file and `OTEL_RESOURCE_ATTRIBUTES`).
     common: Vec<KeyValue>,
-    resources: HashMap<ResourceKey, (Option<Arc<Identity>>, Arc<Resource>)>,
+    resources: HashMap<ResourceKey, (Option<Arc<Identity>>, EncodedResource)>,
+    /// Formatted attribute values (addresses, labels), reused.
+    scratch: String,
+    /// The last span's size: the next one's buffer is allocated once.
+    last_len: usize,
 }
 
-/// Sorts a call's fields into span attributes and, when its resource is not cached yet,
-/// resource attributes.
+/// Writes a call's fields as span attributes and, when its resource is not cached yet,
+/// resource attributes (with their keys, to fill in what the call does not give).
 struct SpanFields<'a> {
-    attributes: &'a mut Vec<KeyValue>,
-    resource: Option<&'a mut Vec<KeyValue>>,
+    span: &'a mut Vec<u8>,
+    resource: Option<(&'a mut Vec<u8>, &'a mut Vec<&'static str>)>,
+    scratch: &'a mut String,
 }
 
 impl FieldVisitor for SpanFields<'_> {
@@ -59,74 +67,95 @@ impl FieldVisitor for SpanFields<'_> {
         match place {
             Place::Span => {}
             Place::Resource => {
-                if let Some(resource) = &mut self.resource {
-                    resource.push(KeyValue::new(key, otlp_value(value)));
+                if let Some((resource, keys)) = &mut self.resource {
+                    let at = field::RESOURCE_ATTRIBUTES;
+                    encoding::key_value(resource, at, key, value, self.scratch);
+                    keys.push(key);
                 }
             }
-            Place::Attribute => self.attributes.push(KeyValue::new(key, otlp_value(value))),
+            Place::Attribute => {
+                encoding::key_value(self.span, field::ATTRIBUTES, key, value, self.scratch);
+            }
         }
-    }
-}
-
-/// A field value as an OTLP attribute value.
-fn otlp_value(value: FieldValue<'_>) -> Value {
-    // Shared strings: a span is cloned for each export attempt, its strings are not.
-    let shared = |text: &str| StringValue::from(Arc::<str>::from(text));
-    match value {
-        FieldValue::Str(text) => Value::String(shared(text)),
-        FieldValue::Label(label) => Value::String(label.to_string().into()),
-        FieldValue::Ip(ip) => Value::String(ip.to_string().into()),
-        FieldValue::Int(n) => Value::I64(n),
-        // OTLP integers are signed: a larger value (none of ours) keeps its digits as text.
-        FieldValue::UInt(n) => match i64::try_from(n) {
-            Ok(n) => Value::I64(n),
-            Err(_) => Value::String(n.to_string().into()),
-        },
-        FieldValue::Bool(b) => Value::Bool(b),
-        FieldValue::Strs(list) => Value::Array(Array::String(
-            list.iter().map(|text| shared(text)).collect(),
-        )),
-        FieldValue::Rules(rules) => Value::Array(Array::String(
-            rules.iter().map(|r| StringValue::from(r.id())).collect(),
-        )),
     }
 }
 
 impl SpanBuilder {
-    pub fn new(scope: InstrumentationScope, common: Vec<KeyValue>, sampler: Sampler) -> Self {
+    pub fn new(common: Vec<KeyValue>, sampler: Sampler) -> Self {
         Self {
             ids: RandomIdGenerator::default(),
             sampler,
-            scope,
             common,
             resources: HashMap::new(),
+            scratch: String::new(),
+            last_len: 1024,
         }
     }
 
-    /// The call's span and its resource; `None` when the sampler leaves the call out.
+    /// The call's encoded span and its resource; `None` when the sampler leaves the call out.
     pub fn span(&mut self, call: &ApiCall) -> Option<SpanItem> {
         let parent = remote_parent(call);
         let (trace_id, flags, state, parent_span_id) = match &parent {
             Some(p) => (
                 p.trace_id(),
                 p.trace_flags(),
-                p.trace_state().clone(),
+                p.trace_state().header(),
                 p.span_id(),
             ),
             None => (
                 self.ids.new_trace_id(),
                 TraceFlags::SAMPLED,
-                TraceState::default(),
+                String::new(),
                 SpanId::INVALID,
             ),
         };
-        let span_kind = match call.kind {
-            call::SpanKind::Server => SpanKind::Server,
-            call::SpanKind::Client => SpanKind::Client,
+        let (kind, otlp_kind) = match call.kind {
+            call::SpanKind::Server => (SpanKind::Server, encoding::SPAN_KIND_SERVER),
+            call::SpanKind::Client => (SpanKind::Client, encoding::SPAN_KIND_CLIENT),
         };
-        if !self.sampled(parent, trace_id, &span_kind) {
+        if !self.sampled(parent, trace_id, &kind) {
             return None;
         }
+        let mut span = Vec::with_capacity(self.last_len + self.last_len / 4);
+        bytes_field(&mut span, field::TRACE_ID, &trace_id.to_bytes());
+        bytes_field(
+            &mut span,
+            field::SPAN_ID,
+            &self.ids.new_span_id().to_bytes(),
+        );
+        if !state.is_empty() {
+            bytes_field(&mut span, field::TRACE_STATE, state.as_bytes());
+        }
+        let remote = parent_span_id != SpanId::INVALID;
+        if remote {
+            bytes_field(&mut span, field::PARENT_SPAN_ID, &parent_span_id.to_bytes());
+        }
+        bytes_field(&mut span, field::NAME, span_name(call).as_bytes());
+        varint_field(&mut span, field::KIND, otlp_kind);
+        fixed64_field(&mut span, field::START_TIME, call.start_unix_ns);
+        let end = call.end_unix_ns.max(call.start_unix_ns);
+        fixed64_field(&mut span, field::END_TIME, end);
+        let resource = self.attributes_and_resource(call, &mut span);
+        message_field(&mut span, field::STATUS, |buf| {
+            if let Some(message) = status(call) {
+                bytes_field(buf, field::STATUS_MESSAGE, message.as_bytes());
+                varint_field(buf, field::STATUS_CODE, encoding::STATUS_CODE_ERROR);
+            }
+        });
+        // A caller that did not sample still gets a span here when the sampler keeps it.
+        let mut flags = u32::from((flags | TraceFlags::SAMPLED).to_u8());
+        flags |= encoding::FLAG_HAS_IS_REMOTE;
+        if remote {
+            flags |= encoding::FLAG_IS_REMOTE;
+        }
+        fixed32_field(&mut span, field::FLAGS, flags);
+        self.last_len = span.len();
+        Some(SpanItem { resource, span })
+    }
+
+    /// Writes the call's span attributes into `span`; returns its resource, encoded from the
+    /// same walk when it is not cached yet.
+    fn attributes_and_resource(&mut self, call: &ApiCall, span: &mut Vec<u8>) -> EncodedResource {
         let process = call.local.process.as_ref();
         let identity = call.local.identity.clone();
         let key = (
@@ -135,49 +164,26 @@ impl SpanBuilder {
             identity.as_ref().map_or(0, |i| Arc::as_ptr(i) as usize),
         );
         let cached = self.resources.get(&key).map(|(_, r)| r.clone());
-        let mut resource_attributes = Vec::new();
-        let mut span_attributes = Vec::with_capacity(48);
+        let mut resource = Vec::new();
+        let mut keys = Vec::new();
         call_fields::walk(
             call,
             &mut SpanFields {
-                attributes: &mut span_attributes,
-                resource: cached.is_none().then_some(&mut resource_attributes),
+                span,
+                resource: cached.is_none().then_some((&mut resource, &mut keys)),
+                scratch: &mut self.scratch,
             },
         );
-        let resource = match cached {
-            Some(resource) => resource,
-            None => {
-                let resource = Arc::new(self.resource(resource_attributes, call));
-                if self.resources.len() >= MAX_RESOURCES {
-                    self.resources.clear();
-                }
-                self.resources.insert(key, (identity, resource.clone()));
-                resource
-            }
-        };
-        let span = SpanData {
-            // A caller that did not sample still gets a span here when the sampler keeps it.
-            span_context: SpanContext::new(
-                trace_id,
-                self.ids.new_span_id(),
-                flags | TraceFlags::SAMPLED,
-                false,
-                state,
-            ),
-            parent_span_id,
-            parent_span_is_remote: parent_span_id != SpanId::INVALID,
-            span_kind,
-            name: span_name(call),
-            start_time: unix(call.start_unix_ns),
-            end_time: unix(call.end_unix_ns.max(call.start_unix_ns)),
-            attributes: span_attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: status(call),
-            instrumentation_scope: self.scope.clone(),
-        };
-        Some((resource, span))
+        if let Some(resource) = cached {
+            return resource;
+        }
+        self.complete_resource(&mut resource, &keys, call);
+        let resource: EncodedResource = resource.into();
+        if self.resources.len() >= MAX_RESOURCES {
+            self.resources.clear();
+        }
+        self.resources.insert(key, (identity, resource.clone()));
+        resource
     }
 
     /// The sampler's decision, taken before the span is built so that an unsampled call costs
@@ -190,30 +196,27 @@ impl SpanBuilder {
         result.decision == SamplingDecision::RecordAndSample
     }
 
-    fn resource(&self, mut attributes: Vec<KeyValue>, call: &ApiCall) -> Resource {
-        if !attributes
-            .iter()
-            .any(|kv| kv.key.as_str() == "service.name")
-        {
+    /// Adds to the call's resource attributes (`keys`) a `service.name` when the call has none
+    /// (`unknown_service:<executable>`: a node-wide common name would merge every workload)
+    /// and the common attributes it does not set.
+    fn complete_resource(&self, resource: &mut Vec<u8>, keys: &[&str], call: &ApiCall) {
+        let at = field::RESOURCE_ATTRIBUTES;
+        if !keys.contains(&"service.name") {
             let executable = call
                 .local
                 .process
                 .as_ref()
                 .map_or("unknown", |p| &*p.executable_name);
-            attributes.push(KeyValue::new(
-                "service.name",
-                format!("unknown_service:{executable}"),
-            ));
+            let name = format!("unknown_service:{executable}");
+            encoding::string_key_value(resource, at, "service.name", &name);
         }
-        Resource::builder_empty()
-            .with_attributes(self.common.iter().cloned())
-            .with_attributes(attributes)
-            .build()
+        for kv in &self.common {
+            let key = kv.key.as_str();
+            if key != "service.name" && !keys.contains(&key) {
+                encoding::string_key_value(resource, at, key, &kv.value.as_str());
+            }
+        }
     }
-}
-
-fn unix(ns: u64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
 /// `{method} {route}` as the HTTP conventions name spans (`HTTP` for a method outside the
@@ -240,19 +243,19 @@ fn span_name(call: &ApiCall) -> Cow<'static, str> {
 }
 
 /// Errors as the HTTP conventions define them: 5xx for a server, 4xx and 5xx for a client, and
-/// a call that got no (complete) response.
-fn status(call: &ApiCall) -> Status {
+/// a call that got no (complete) response. `None`: the status is unset.
+fn status(call: &ApiCall) -> Option<String> {
     if let Some(code) = call.grpc.as_ref().and_then(|g| g.status)
         && grpc_error(code, call.kind)
     {
-        return Status::error(format!("gRPC status {code}"));
+        return Some(format!("gRPC status {code}"));
     }
     match (call.status, call.kind) {
         (Some(code @ 500..), _) | (Some(code @ 400..), call::SpanKind::Client) => {
-            Status::error(format!("HTTP {code}"))
+            Some(format!("HTTP {code}"))
         }
-        (None, _) => Status::error(call.error.clone().unwrap_or_else(|| "no response".into())),
-        _ => Status::Unset,
+        (None, _) => Some(call.error.clone().unwrap_or_else(|| "no response".into())),
+        _ => None,
     }
 }
 
@@ -320,118 +323,105 @@ fn remote_parent(call: &ApiCall) -> Option<SpanContext> {
     ))
 }
 
-/// Sends spans, one request per resource in the batch.
-pub struct SpanBatches<E> {
-    pub exporter: E,
-}
-
-impl<E: SpanExporter + 'static> BatchExporter for SpanBatches<E> {
-    type Item = SpanItem;
-
-    async fn export(&mut self, batch: &mut Vec<Self::Item>) -> Result<(), String> {
-        batch.sort_by_key(|(resource, _)| Arc::as_ptr(resource) as usize);
-        while let Some((resource, _)) = batch.first() {
-            let resource = resource.clone();
-            let n = batch
-                .iter()
-                .take_while(|(r, _)| Arc::ptr_eq(r, &resource))
-                .count();
-            self.exporter.set_resource(&resource);
-            let spans: Vec<SpanData> = batch[..n].iter().map(|(_, s)| s.clone()).collect();
-            self.exporter
-                .export(spans)
-                .await
-                .map_err(|e| e.to_string())?;
-            batch.drain(..n);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(value: &Value) -> String {
-        value.as_str().into_owned()
-    }
+    use opentelemetry_proto::tonic::{
+        common::v1::{KeyValue as ProtoKeyValue, any_value::Value},
+        resource::v1::Resource,
+        trace::v1::{Span, span::SpanKind as ProtoKind, status::StatusCode},
+    };
+    use prost::Message;
 
     fn builder() -> SpanBuilder {
         SpanBuilder::new(
-            InstrumentationScope::builder("sightline").build(),
             vec![KeyValue::new("k8s.cluster.name", "prod")],
             Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
         )
     }
 
-    fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-        attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| &kv.value)
+    /// The span and its resource as a collector reads them (prost's decoder).
+    fn decoded(item: &SpanItem) -> (Resource, Span) {
+        (
+            Resource::decode(&*item.resource).unwrap(),
+            Span::decode(item.span.as_slice()).unwrap(),
+        )
+    }
+
+    fn span_of(call: &ApiCall) -> Span {
+        decoded(&builder().span(call).unwrap()).1
+    }
+
+    fn attribute(attributes: &[ProtoKeyValue], key: &str) -> Option<Value> {
+        let mut found = attributes.iter().filter(|kv| kv.key == key);
+        let value = found.next()?.value.clone()?.value;
+        assert!(found.next().is_none(), "{key} twice");
+        value
+    }
+
+    fn text(t: &str) -> Option<Value> {
+        Some(Value::StringValue(t.into()))
+    }
+
+    fn id(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn a_call_becomes_a_server_span_with_its_times_attributes_and_resource() {
         let call = crate::call::tests::sealed();
-        let (resource, span) = builder().span(&call).unwrap();
-        assert_eq!(span.span_kind, SpanKind::Server);
+        let (resource, span) = decoded(&builder().span(&call).unwrap());
+        assert_eq!(span.kind, ProtoKind::Server as i32);
         assert_eq!(span.name, "GET");
-        assert_eq!(span.start_time, unix(call.start_unix_ns));
-        assert_eq!(span.end_time, unix(call.end_unix_ns));
-        assert_eq!(span.parent_span_id, SpanId::INVALID);
-        assert_ne!(span.span_context.trace_id(), TraceId::INVALID);
-        assert_eq!(span.status, Status::Unset);
-        let attrs = &span.attributes;
+        assert_eq!(span.start_time_unix_nano, call.start_unix_ns);
+        assert_eq!(span.end_time_unix_nano, call.end_unix_ns);
+        assert!(span.parent_span_id.is_empty());
+        assert_eq!(span.trace_id.len(), 16);
+        assert_eq!(span.span_id.len(), 8);
+        assert_ne!(span.trace_id, vec![0; 16]);
+        // Sampled, parent not remote (the SDK's encoding of the same span).
+        assert_eq!(span.flags, 0x101);
+        let status = span.status.unwrap();
         assert_eq!(
-            attribute(attrs, "http.request.method"),
-            Some(&Value::from("GET"))
+            (status.code, status.message.as_str()),
+            (StatusCode::Unset as i32, "")
         );
+        let attrs = &span.attributes;
+        assert_eq!(attribute(attrs, "http.request.method"), text("GET"));
         assert_eq!(
             attribute(attrs, "http.response.status_code"),
-            Some(&Value::I64(200))
+            Some(Value::IntValue(200))
         );
-        assert_eq!(
-            attribute(attrs, "url.path"),
-            Some(&Value::from("/users/42"))
-        );
-        assert_eq!(attribute(attrs, "server.port"), Some(&Value::I64(8080)));
-        assert_eq!(
-            attribute(attrs, "client.address"),
-            Some(&Value::from("10.0.0.9"))
-        );
+        assert_eq!(attribute(attrs, "url.path"), text("/users/42"));
+        assert_eq!(attribute(attrs, "server.port"), Some(Value::IntValue(8080)));
+        assert_eq!(attribute(attrs, "client.address"), text("10.0.0.9"));
         assert_eq!(
             attribute(attrs, "sightline.auth.scheme"),
-            Some(&Value::from("bearer-opaque"))
+            text("bearer-opaque")
         );
         assert!(attribute(attrs, "process.pid").is_none());
         assert!(attribute(attrs, "start_time_unix_nano").is_none());
-        let resource_value = |key: &str| resource.get(&opentelemetry::Key::from(key.to_string()));
-        assert_eq!(resource_value("process.pid"), Some(Value::I64(10)));
-        assert_eq!(
-            resource_value("process.executable.name"),
-            Some(Value::from("api"))
-        );
-        assert_eq!(
-            resource_value("service.name"),
-            Some(Value::from("unknown_service:api"))
-        );
-        assert_eq!(
-            resource_value("k8s.cluster.name"),
-            Some(Value::from("prod"))
-        );
+        let resource_value = |key: &str| attribute(&resource.attributes, key);
+        assert_eq!(resource_value("process.pid"), Some(Value::IntValue(10)));
+        assert_eq!(resource_value("process.executable.name"), text("api"));
+        assert_eq!(resource_value("service.name"), text("unknown_service:api"));
+        assert_eq!(resource_value("k8s.cluster.name"), text("prod"));
         // Secrets were removed before: no attribute carries them.
         for kv in attrs {
-            assert!(!text(&kv.value).contains("s3cr3t"), "{kv:?}");
+            assert!(!format!("{kv:?}").contains("s3cr3t"), "{kv:?}");
         }
     }
 
     #[test]
     fn the_same_end_shares_one_resource() {
         let mut builder = builder();
-        let (a, _) = builder.span(&crate::call::tests::sealed()).unwrap();
-        let (b, _) = builder.span(&crate::call::tests::sealed()).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
+        let a = builder.span(&crate::call::tests::sealed()).unwrap();
+        let b = builder.span(&crate::call::tests::sealed()).unwrap();
+        assert!(Arc::ptr_eq(&a.resource, &b.resource));
+        assert_ne!(decoded(&a).1.span_id, decoded(&b).1.span_id);
     }
 
     #[test]
@@ -447,20 +437,14 @@ mod tests {
         };
         call.local.identity = end("api");
         call.peer.identity = end("orders");
-        let (resource, span) = builder().span(&call).unwrap();
-        let resource_value = |key: &'static str| resource.get(&opentelemetry::Key::from(key));
-        assert_eq!(resource_value("service.name"), Some(Value::from("api")));
-        assert_eq!(resource_value("host.name"), Some(Value::from("api-host")));
+        let (resource, span) = decoded(&builder().span(&call).unwrap());
+        let resource_value = |key: &str| attribute(&resource.attributes, key);
+        assert_eq!(resource_value("service.name"), text("api"));
+        assert_eq!(resource_value("host.name"), text("api-host"));
         assert_eq!(resource_value("peer.service"), None);
         let attrs = &span.attributes;
-        assert_eq!(
-            attribute(attrs, "peer.service"),
-            Some(&Value::from("orders"))
-        );
-        assert_eq!(
-            attribute(attrs, "peer.host.name"),
-            Some(&Value::from("orders-host"))
-        );
+        assert_eq!(attribute(attrs, "peer.service"), text("orders"));
+        assert_eq!(attribute(attrs, "peer.host.name"), text("orders-host"));
         for local in [
             "service.name",
             "host.name",
@@ -474,37 +458,53 @@ mod tests {
         assert!(attribute(attrs, "thread.id").is_some());
     }
 
+    #[test]
+    fn common_attributes_are_added_but_never_rename_a_workload() {
+        let mut builder = SpanBuilder::new(
+            vec![
+                KeyValue::new("service.name", "everyone"),
+                KeyValue::new("team", "core"),
+            ],
+            Sampler::AlwaysOn,
+        );
+        let call = crate::call::tests::sealed();
+        let (resource, _) = decoded(&builder.span(&call).unwrap());
+        // The call's end has no service name: it is named after its executable, as before.
+        assert_eq!(
+            attribute(&resource.attributes, "service.name"),
+            text("unknown_service:api")
+        );
+        assert_eq!(attribute(&resource.attributes, "team"), text("core"));
+        let mut named = crate::call::tests::sealed();
+        named.local.identity = Some(Arc::new(crate::identity::model::Identity {
+            service_name: Some("api".into()),
+            ..crate::identity::model::Identity::new(crate::identity::model::EndKind::Process)
+        }));
+        let (resource, _) = decoded(&builder.span(&named).unwrap());
+        assert_eq!(attribute(&resource.attributes, "service.name"), text("api"));
+    }
+
     fn with_headers(headers: &[(&str, &str)]) -> ApiCall {
         let mut call = crate::call::tests::sealed();
         call.request_headers = crate::call::tests::headers(headers);
         call
     }
 
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     #[test]
     fn a_traceparent_makes_the_span_a_child_of_the_callers() {
         let call = with_headers(&[
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
+            ("traceparent", TRACEPARENT),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
-        let (_, span) = builder().span(&call).unwrap();
-        assert_eq!(
-            span.span_context.trace_id(),
-            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
-        );
-        assert_eq!(
-            span.parent_span_id,
-            SpanId::from_hex("00f067aa0ba902b7").unwrap()
-        );
-        assert!(span.parent_span_is_remote);
-        assert_ne!(span.span_context.span_id(), span.parent_span_id);
-        assert!(span.span_context.is_sampled());
-        assert_eq!(
-            span.span_context.trace_state().get("congo"),
-            Some("t61rcWkgMzE")
-        );
+        let span = span_of(&call);
+        assert_eq!(span.trace_id, id("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(span.parent_span_id, id("00f067aa0ba902b7"));
+        assert_ne!(span.span_id, span.parent_span_id);
+        // Sampled, with a remote parent.
+        assert_eq!(span.flags, 0x301);
+        assert_eq!(span.trace_state, "congo=t61rcWkgMzE");
     }
 
     #[test]
@@ -518,35 +518,18 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "garbage",
         ] {
-            let (_, span) = builder()
-                .span(&with_headers(&[("traceparent", value)]))
-                .unwrap();
-            assert_eq!(span.parent_span_id, SpanId::INVALID, "{value}");
+            let span = span_of(&with_headers(&[("traceparent", value)]));
+            assert!(span.parent_span_id.is_empty(), "{value}");
+            assert_eq!(span.flags, 0x101, "{value}");
         }
-        let twice = with_headers(&[
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-        ]);
-        assert_eq!(
-            builder().span(&twice).unwrap().1.parent_span_id,
-            SpanId::INVALID
-        );
+        let twice = with_headers(&[("traceparent", TRACEPARENT), ("traceparent", TRACEPARENT)]);
+        assert!(span_of(&twice).parent_span_id.is_empty());
         // A later version may add fields.
         let later = with_headers(&[(
             "traceparent",
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
         )]);
-        let (_, span) = builder().span(&later).unwrap();
-        assert_eq!(
-            span.parent_span_id,
-            SpanId::from_hex("00f067aa0ba902b7").unwrap()
-        );
+        assert_eq!(span_of(&later).parent_span_id, id("00f067aa0ba902b7"));
     }
 
     #[test]
@@ -556,29 +539,29 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
         )]);
         assert!(builder().span(&unsampled).is_none());
-        let mut always = SpanBuilder::new(
-            InstrumentationScope::builder("sightline").build(),
-            Vec::new(),
-            Sampler::AlwaysOn,
-        );
-        let (_, span) = always.span(&unsampled).unwrap();
-        assert!(span.span_context.is_sampled());
-        assert_eq!(
-            span.span_context.trace_id(),
-            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
-        );
+        let mut always = SpanBuilder::new(Vec::new(), Sampler::AlwaysOn);
+        let (_, span) = decoded(&always.span(&unsampled).unwrap());
+        assert_eq!(span.flags, 0x301);
+        assert_eq!(span.trace_id, id("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 
     #[test]
     fn errors_follow_the_http_conventions() {
         let mut call = crate::call::tests::sealed();
         call.status = Some(404);
-        assert_eq!(status(&call), Status::Unset);
+        assert_eq!(status(&call), None);
         call.kind = call::SpanKind::Client;
-        assert_eq!(status(&call), Status::error("HTTP 404"));
+        assert_eq!(status(&call).as_deref(), Some("HTTP 404"));
+        let span = span_of(&call);
+        assert_eq!(span.kind, ProtoKind::Client as i32);
+        let status_message = span.status.unwrap();
+        assert_eq!(
+            (status_message.code, status_message.message.as_str()),
+            (StatusCode::Error as i32, "HTTP 404")
+        );
         call.status = None;
         call.error = Some("connection closed".into());
-        assert_eq!(status(&call), Status::error("connection closed"));
+        assert_eq!(status(&call).as_deref(), Some("connection closed"));
         call.method = "FOO".into();
         assert_eq!(span_name(&call), "HTTP");
     }

@@ -1,20 +1,21 @@
-//! The OTLP exporters of opentelemetry-otlp, over gRPC (tonic) or HTTP/protobuf (reqwest), with
-//! the settings the environment does not already give them: the config file's endpoint,
-//! headers, timeout and compression, and TLS (certificate authorities, client certificate).
-//! Exporters retry transient failures themselves (the crate's recommended policy); the export
-//! queues keep what still fails and try again later.
+//! The OTLP exporters of opentelemetry-otlp for metrics and logs, over gRPC (tonic) or
+//! HTTP/protobuf (reqwest), given the resolved connection (endpoint, headers, timeout,
+//! compression) and TLS (certificate authorities, client certificate); and the same TLS,
+//! metadata and HTTP client for the agent's own span client (`trace_client`). Exporters retry
+//! transient failures themselves (the crate's recommended policy); the export queues keep what
+//! still fails and try again later.
 
 use std::collections::HashMap;
 
 use opentelemetry_otlp::{
-    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    LogExporter, MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
     tonic_types::{
         metadata::MetadataMap,
         transport::{Certificate, ClientTlsConfig, Identity},
     },
 };
 
-use super::settings::{Compression, OtlpSettings, Protocol, SignalSettings};
+use super::settings::{Protocol, SignalSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -23,6 +24,11 @@ pub enum TransportError {
         signal: &'static str,
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("the OTLP {signal} endpoint: {message}")]
+    Endpoint {
+        signal: &'static str,
+        message: String,
     },
     #[error("the OTLP {signal} exporter: header {name:?}: not a valid header")]
     Header { signal: &'static str, name: String },
@@ -38,17 +44,10 @@ pub enum TransportError {
 /// signal's exporter type (their builders share traits, not a type).
 macro_rules! exporter {
     ($name:ident, $exporter:ty) => {
-        pub fn $name(
-            settings: &OtlpSettings,
-            signal: &SignalSettings,
-        ) -> Result<$exporter, TransportError> {
+        pub fn $name(signal: &SignalSettings) -> Result<$exporter, TransportError> {
             let built = match signal.protocol {
-                Protocol::Grpc => {
-                    tonic(<$exporter>::builder().with_tonic(), settings, signal)?.build()
-                }
-                Protocol::HttpProtobuf => {
-                    http(<$exporter>::builder().with_http(), settings, signal)?.build()
-                }
+                Protocol::Grpc => tonic(<$exporter>::builder().with_tonic(), signal)?.build(),
+                Protocol::HttpProtobuf => http(<$exporter>::builder().with_http(), signal)?.build(),
             };
             built.map_err(|source| TransportError::Build {
                 signal: signal.signal.name(),
@@ -58,84 +57,79 @@ macro_rules! exporter {
     };
 }
 
-exporter!(span_exporter, SpanExporter);
 exporter!(metric_exporter, MetricExporter);
 exporter!(log_exporter, LogExporter);
 
 /// What every builder shares: endpoint and timeout.
-fn common<B: WithExportConfig>(
-    mut builder: B,
-    settings: &OtlpSettings,
-    signal: &SignalSettings,
-) -> B {
-    if let Some(endpoint) = &signal.endpoint {
-        builder = builder.with_endpoint(endpoint.clone());
-    }
-    if let Some(timeout) = settings.timeout {
-        builder = builder.with_timeout(timeout);
-    }
+fn common<B: WithExportConfig>(builder: B, signal: &SignalSettings) -> B {
     builder
+        .with_endpoint(signal.connection.endpoint.clone())
+        .with_timeout(signal.connection.timeout)
 }
 
 fn tonic<B: WithExportConfig + WithTonicConfig>(
     builder: B,
-    settings: &OtlpSettings,
     signal: &SignalSettings,
 ) -> Result<B, TransportError> {
-    let name = signal.signal.name();
-    let mut builder = common(builder, settings, signal);
-    if !settings.headers.is_empty() {
-        let mut headers = http::HeaderMap::new();
-        for (key, value) in &settings.headers {
-            let bad = || TransportError::Header {
-                signal: name,
-                name: key.clone(),
-            };
-            let key = http::HeaderName::from_bytes(key.as_bytes()).map_err(|_| bad())?;
-            let value = http::HeaderValue::from_str(value).map_err(|_| bad())?;
-            headers.insert(key, value);
-        }
-        builder = builder.with_metadata(MetadataMap::from_headers(headers));
-    }
-    if let Some(Compression::Gzip) = settings.compression {
+    let mut builder = common(builder, signal).with_metadata(metadata(signal)?);
+    if signal.connection.gzip {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
     }
-    if !signal.https && (signal.certificate.is_some() || signal.client_identity.is_some()) {
-        tracing::warn!(
-            signal = name,
-            "the OTLP endpoint is not https: its certificate settings are not used"
-        );
-    }
-    // The exporter's own default for https has no trusted roots: give it the system's.
-    if signal.https {
-        let mut tls = ClientTlsConfig::new();
-        tls = match &signal.certificate {
-            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-            None => tls.with_enabled_roots(),
-        };
-        if let Some((cert, key)) = &signal.client_identity {
-            tls = tls.identity(Identity::from_pem(cert, key));
-        }
+    if let Some(tls) = tonic_tls(signal) {
         builder = builder.with_tls_config(tls);
     }
     Ok(builder)
 }
 
+/// The request headers as gRPC metadata.
+pub fn metadata(signal: &SignalSettings) -> Result<MetadataMap, TransportError> {
+    let mut headers = http::HeaderMap::new();
+    for (key, value) in &signal.connection.headers {
+        let bad = || TransportError::Header {
+            signal: signal.signal.name(),
+            name: key.clone(),
+        };
+        let key = http::HeaderName::from_bytes(key.as_bytes()).map_err(|_| bad())?;
+        let value = http::HeaderValue::from_str(value).map_err(|_| bad())?;
+        headers.insert(key, value);
+    }
+    Ok(MetadataMap::from_headers(headers))
+}
+
+/// TLS for an `https://` endpoint: the configured certificate authority or the system's
+/// roots (tonic's own default has none), and the client certificate for mTLS.
+pub fn tonic_tls(signal: &SignalSettings) -> Option<ClientTlsConfig> {
+    let https = signal.connection.https();
+    if !https && (signal.certificate.is_some() || signal.client_identity.is_some()) {
+        tracing::warn!(
+            signal = signal.signal.name(),
+            "the OTLP endpoint is not https: its certificate settings are not used"
+        );
+    }
+    if !https {
+        return None;
+    }
+    let mut tls = ClientTlsConfig::new();
+    tls = match &signal.certificate {
+        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+        None => tls.with_enabled_roots(),
+    };
+    if let Some((cert, key)) = &signal.client_identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Some(tls)
+}
+
 fn http<B: WithExportConfig + WithHttpConfig>(
     builder: B,
-    settings: &OtlpSettings,
     signal: &SignalSettings,
 ) -> Result<B, TransportError> {
-    let mut builder = common(builder, settings, signal);
-    if !settings.headers.is_empty() {
-        let headers: HashMap<String, String> = settings
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+    let mut builder = common(builder, signal);
+    if !signal.connection.headers.is_empty() {
+        let headers: HashMap<String, String> = signal.connection.headers.iter().cloned().collect();
         builder = builder.with_headers(headers);
     }
-    if let Some(Compression::Gzip) = settings.compression {
+    if signal.connection.gzip {
         builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
     }
     Ok(builder.with_http_client(http_client(signal)?))
@@ -143,7 +137,7 @@ fn http<B: WithExportConfig + WithHttpConfig>(
 
 /// An async reqwest client (the exports run on the agent's tokio runtime) using rustls with
 /// ring, the provider the rest of the agent (the Kubernetes client) already uses.
-fn http_client(signal: &SignalSettings) -> Result<reqwest::Client, TransportError> {
+pub fn http_client(signal: &SignalSettings) -> Result<reqwest::Client, TransportError> {
     // Ignored when already installed (by an earlier exporter).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls_error = |source| TransportError::Tls {
