@@ -79,6 +79,9 @@ pub enum PipelineError {
 
 /// How often idle connections are swept and counters logged.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Events taken from the capture queue at once: one wakeup and one `select!` per batch, not per
+/// event (the reader fills the queue in bursts, one per ring-buffer drain).
+const EVENT_BATCH: usize = 256;
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs until SIGINT or SIGTERM.
@@ -459,25 +462,28 @@ async fn process(
     } = stages;
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut out = Vec::new();
+    let mut batch = Vec::with_capacity(EVENT_BATCH);
     loop {
         tokio::select! {
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                if let Some(dump) = dump.as_mut()
-                    && let Err(error) = dump.write(&event)
-                {
-                    tracing::warn!(%error, "writing the event dump failed");
-                }
-                if let Some(attacher) = &attacher {
-                    forward_to_attacher(attacher, &event);
-                }
-                if let CaptureEvent::CgroupCreated { id, path, .. } = &event {
-                    resolver.learn_cgroup(*id, path);
-                }
-                tracker.handle(event, &mut out);
-                if let Some(attacher) = &attacher {
-                    for observation in tracker.take_tls_observations() {
-                        attacher.send(TlsRequest::Observed(observation));
+            received = events.recv_many(&mut batch, EVENT_BATCH) => {
+                if received == 0 { break }
+                for event in batch.drain(..) {
+                    if let Some(dump) = dump.as_mut()
+                        && let Err(error) = dump.write(&event)
+                    {
+                        tracing::warn!(%error, "writing the event dump failed");
+                    }
+                    if let Some(attacher) = &attacher {
+                        forward_to_attacher(attacher, &event);
+                    }
+                    if let CaptureEvent::CgroupCreated { id, path, .. } = &event {
+                        resolver.learn_cgroup(*id, path);
+                    }
+                    tracker.handle(event, &mut out);
+                    if let Some(attacher) = &attacher {
+                        for observation in tracker.take_tls_observations() {
+                            attacher.send(TlsRequest::Observed(observation));
+                        }
                     }
                 }
                 if events.is_empty() && let Some(dump) = dump.as_mut() {

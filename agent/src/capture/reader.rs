@@ -2,7 +2,9 @@
 //! behind, events are dropped and counted, so the kernel side never waits on userspace and the
 //! ring buffer keeps room.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
+
+use foldhash::HashSet;
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};

@@ -5,7 +5,8 @@
 //! this process closed the previous one. Bounded: past the cap new descriptors are not
 //! remembered (that only loses this repair, for them).
 
-use std::collections::HashMap;
+// Keys are process and descriptor numbers, not chosen by traffic: a fast hash is safe here.
+use foldhash::HashMap;
 
 use crate::capture::event::SocketId;
 
@@ -18,7 +19,7 @@ pub struct Descriptors {
 impl Descriptors {
     pub fn new(cap: usize) -> Self {
         Self {
-            by_process: HashMap::new(),
+            by_process: HashMap::default(),
             len: 0,
             cap,
         }

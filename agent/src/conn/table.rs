@@ -2,7 +2,10 @@
 //! connection, whichever process uses it), with a cap and idle eviction, and an index by socket
 //! pair so that a call between two local processes names both.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keys are kernel socket ids and addresses, not chosen by traffic: a fast hash is safe here.
+use foldhash::HashMap;
 
 use crate::{
     capture::event::{SocketId, SocketPair, Task, TlsLibrary},
@@ -86,8 +89,8 @@ const OWNER_GRACE_NS: u64 = 10_000_000_000;
 impl ConnTable {
     pub fn new(cap: usize) -> Self {
         Self {
-            conns: HashMap::new(),
-            owners: HashMap::new(),
+            conns: HashMap::default(),
+            owners: HashMap::default(),
             closed_owners: VecDeque::new(),
             cap,
         }

@@ -181,6 +181,12 @@ impl Http1Connection {
         }
         self.apply_response_events(&mut events, out, issues);
         self.events = events;
+        if self.pending.is_empty() && self.in_flight.is_none() {
+            // Answered: an idle keep-alive connection keeps no buffers (thousands may wait
+            // idle; the next request allocates them again, a cost far below the call's).
+            self.events = Vec::new();
+            self.pending = VecDeque::new();
+        }
     }
 
     /// The connection closed (or its process exited): ends what can be ended and reports

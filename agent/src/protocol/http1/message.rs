@@ -303,6 +303,13 @@ impl MessageParser {
         self.state = State::Idle;
     }
 
+    fn parse_head(&self, head: &[u8]) -> Parsed {
+        match self.kind {
+            MessageKind::Request => parse_request(head),
+            MessageKind::Response => parse_response(head),
+        }
+    }
+
     fn starts_message(&self, data: &[u8]) -> Verdict {
         let data = trim_leading_newlines(data);
         match self.kind {
@@ -341,26 +348,36 @@ impl MessageParser {
         let before = self.head_buf.len();
         let room = self.limits.max_head_bytes + 1 - before.min(self.limits.max_head_bytes);
         let take = rest.len().min(room);
-        self.head_buf.extend_from_slice(&rest[..take]);
-        if before < 32 && self.starts_message(&self.head_buf) == Verdict::No {
-            self.head_buf.clear();
-            self.desync(ParseError::NotHttp, out);
-            return rest.len();
-        }
-        let Some(end) = find_head_end(&self.head_buf, before.saturating_sub(3)) else {
-            if self.head_buf.len() > self.limits.max_head_bytes {
-                self.head_buf.clear();
-                out.push(ParseEvent::Lost);
-                self.desync(ParseError::HeadTooLarge, out);
-                return rest.len();
+        // A head that arrives whole in one syscall (the usual case) is parsed where it is: only
+        // a head split across syscalls is gathered in `head_buf` (no copy, no buffer kept).
+        let whole = (before == 0)
+            .then(|| find_head_end(&rest[..take], 0))
+            .flatten()
+            .filter(|_| self.starts_message(&rest[..take]) != Verdict::No);
+        let (parsed, end) = match whole {
+            Some(end) => (self.parse_head(&rest[..end]), end),
+            None => {
+                self.head_buf.extend_from_slice(&rest[..take]);
+                if before < 32 && self.starts_message(&self.head_buf) == Verdict::No {
+                    self.head_buf = Vec::new();
+                    self.desync(ParseError::NotHttp, out);
+                    return rest.len();
+                }
+                let Some(end) = find_head_end(&self.head_buf, before.saturating_sub(3)) else {
+                    if self.head_buf.len() > self.limits.max_head_bytes {
+                        self.head_buf = Vec::new();
+                        out.push(ParseEvent::Lost);
+                        self.desync(ParseError::HeadTooLarge, out);
+                        return rest.len();
+                    }
+                    return take;
+                };
+                let parsed = self.parse_head(&self.head_buf[..end]);
+                // Released: split heads are rare, an idle connection keeps no buffer.
+                self.head_buf = Vec::new();
+                (parsed, end)
             }
-            return take;
         };
-        let parsed = match self.kind {
-            MessageKind::Request => parse_request(&self.head_buf[..end]),
-            MessageKind::Response => parse_response(&self.head_buf[..end]),
-        };
-        self.head_buf.clear();
         let head = match parsed {
             Parsed::Complete(head) => head,
             Parsed::Partial => {

@@ -129,12 +129,11 @@ impl<E: BatchExporter> Worker<E> {
                 }
                 let linger = tokio::time::sleep(LINGER);
                 tokio::pin!(linger);
+                // Whatever is queued is taken at once (one wakeup per burst, not per item).
                 while batch.len() < self.batch_size {
+                    let room = self.batch_size - batch.len();
                     tokio::select! {
-                        item = items.recv() => match item {
-                            Some(item) => batch.push(item),
-                            None => break,
-                        },
+                        received = items.recv_many(&mut batch, room) => if received == 0 { break },
                         _ = &mut linger => break,
                     }
                 }

@@ -15,13 +15,24 @@ const FIXED64: u32 = 1;
 const LENGTH_DELIMITED: u32 = 2;
 const FIXED32: u32 = 5;
 
+/// A varint; most of ours (keys, lengths of attributes, kinds) take one byte.
+#[inline]
+fn varint(buf: &mut Vec<u8>, value: u64) {
+    if value < 0x80 {
+        buf.push(value as u8);
+    } else {
+        encode_varint(value, buf);
+    }
+}
+
+#[inline]
 fn key(buf: &mut Vec<u8>, field: u32, wire_type: u32) {
-    encode_varint(u64::from((field << 3) | wire_type), buf);
+    varint(buf, u64::from((field << 3) | wire_type));
 }
 
 pub fn varint_field(buf: &mut Vec<u8>, field: u32, value: u64) {
     key(buf, field, VARINT);
-    encode_varint(value, buf);
+    varint(buf, value);
 }
 
 /// An `int64`: negative values take ten bytes, as protobuf defines them.
@@ -42,7 +53,7 @@ pub fn fixed32_field(buf: &mut Vec<u8>, field: u32, value: u32) {
 /// `bytes`, `string` or an already encoded message.
 pub fn bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     key(buf, field, LENGTH_DELIMITED);
-    encode_varint(bytes.len() as u64, buf);
+    varint(buf, bytes.len() as u64);
     buf.extend_from_slice(bytes);
 }
 
@@ -54,7 +65,7 @@ pub fn bytes_field_len(len: usize) -> usize {
 /// The key and length of a length-delimited field, its `len` bytes to follow.
 pub fn length_delimited_header(buf: &mut Vec<u8>, field: u32, len: usize) {
     key(buf, field, LENGTH_DELIMITED);
-    encode_varint(len as u64, buf);
+    varint(buf, len as u64);
 }
 
 /// A nested message written by `write`; its length, unknown until then, is put in front (one
