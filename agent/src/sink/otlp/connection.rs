@@ -67,7 +67,12 @@ pub fn resolve(
         .split_once("://")
         .map(|(s, _)| s.to_ascii_lowercase());
     if !matches!(scheme.as_deref(), Some("http" | "https")) {
-        return Err(SettingsError::Endpoint { endpoint });
+        // Shown without what precedes an `@` (credentials in a URL without a scheme).
+        let shown = match endpoint.rsplit_once('@') {
+            Some((_, host)) => format!("REDACTED@{host}"),
+            None => endpoint,
+        };
+        return Err(SettingsError::Endpoint { endpoint: shown });
     }
     let mut headers: Vec<(String, String)> = variable("HEADERS")
         .map(|(_, list)| parse_pairs(&list))
@@ -213,6 +218,13 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "the OTLP endpoint \"collector:4317\" must start with http:// or https://"
+        );
+        let credentials = [("OTEL_EXPORTER_OTLP_ENDPOINT", "user:s3cret@collector:4317")];
+        assert_eq!(
+            resolved(&section, Protocol::Grpc, &credentials)
+                .unwrap_err()
+                .to_string(),
+            "the OTLP endpoint \"REDACTED@collector:4317\" must start with http:// or https://"
         );
     }
 }
