@@ -62,6 +62,13 @@ pub struct Faults {
 
 impl Received {
     /// Records an accepted request's tenant header and compression.
+    /// [`Received::note_request`] from a gRPC request's metadata.
+    fn note_grpc_request(&mut self, signal: &'static str, metadata: &tonic::metadata::MetadataMap) {
+        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
+        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
+        self.note_request(signal, tenant, gzip);
+    }
+
     fn note_request(&mut self, signal: &'static str, tenant: Option<&str>, gzip: bool) {
         if gzip {
             self.gzip_requests += 1;
@@ -503,10 +510,7 @@ impl TraceService for Store {
             return Err(tonic::Status::unavailable("injected fault"));
         }
         let mut received = self.0.lock().unwrap();
-        let metadata = request.metadata();
-        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
-        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
-        received.note_request("traces", tenant, gzip);
+        received.note_grpc_request("traces", request.metadata());
         received.traces.push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -522,10 +526,7 @@ impl MetricsService for Store {
             return Err(tonic::Status::unavailable("injected fault"));
         }
         let mut received = self.0.lock().unwrap();
-        let metadata = request.metadata();
-        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
-        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
-        received.note_request("metrics", tenant, gzip);
+        received.note_grpc_request("metrics", request.metadata());
         received.metrics.push(request.into_inner());
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
@@ -541,10 +542,7 @@ impl LogsService for Store {
             return Err(tonic::Status::unavailable("injected fault"));
         }
         let mut received = self.0.lock().unwrap();
-        let metadata = request.metadata();
-        let tenant = metadata.get("x-tenant").and_then(|v| v.to_str().ok());
-        let gzip = metadata.get("grpc-encoding").is_some_and(|v| v == "gzip");
-        received.note_request("logs", tenant, gzip);
+        received.note_grpc_request("logs", request.metadata());
         received.logs.push(request.into_inner());
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
