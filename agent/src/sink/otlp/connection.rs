@@ -197,34 +197,29 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let section = OtlpSection::default();
-        let timeout = [("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "10s")];
-        assert_eq!(
-            resolved(&section, Protocol::Grpc, &timeout)
+        let error = |name: &str, value: &str| {
+            let vars = [(name, value)];
+            resolved(&OtlpSection::default(), Protocol::Grpc, &vars)
                 .unwrap_err()
-                .to_string(),
+                .to_string()
+        };
+        assert_eq!(
+            error("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "10s"),
             "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=\"10s\": not a number of milliseconds"
         );
-        let compression = [("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")];
         assert_eq!(
-            resolved(&section, Protocol::Grpc, &compression)
-                .unwrap_err()
-                .to_string(),
+            error("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
             "OTEL_EXPORTER_OTLP_COMPRESSION=\"zstd\": the compression must be gzip or none"
         );
-        let no_scheme = [("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")];
+        let no_scheme = "the OTLP endpoint \"collector:4317\" must start with http:// or https://";
         assert_eq!(
-            resolved(&section, Protocol::Grpc, &no_scheme)
-                .unwrap_err()
-                .to_string(),
-            "the OTLP endpoint \"collector:4317\" must start with http:// or https://"
+            error("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            no_scheme
         );
-        let credentials = [("OTEL_EXPORTER_OTLP_ENDPOINT", "user:s3cret@collector:4317")];
+        // Credentials in an endpoint without a scheme are not shown.
         assert_eq!(
-            resolved(&section, Protocol::Grpc, &credentials)
-                .unwrap_err()
-                .to_string(),
-            "the OTLP endpoint \"REDACTED@collector:4317\" must start with http:// or https://"
+            error("OTEL_EXPORTER_OTLP_ENDPOINT", "user:s3cret@collector:4317"),
+            no_scheme.replace("collector", "REDACTED@collector")
         );
     }
 }
