@@ -320,6 +320,12 @@ pub struct RunArgs {
     /// Do not attach uprobes to TLS libraries (TLS connections are then only counted).
     #[arg(long)]
     pub no_tls: bool,
+    /// Let new programs start without waiting for their TLS probes. By default the first exec
+    /// of each program file the agent has not seen waits (fanotify, at most 250 ms, usually
+    /// the inspection plus ~10 ms) until its probes are attached, so a short-lived client is
+    /// captured from its first call; later execs of the file do not wait.
+    #[arg(long)]
+    pub no_exec_hold: bool,
     /// Where to keep the TLS coverage report that `sightline tls` reads.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_REPORT_PATH)]
     pub tls_report: PathBuf,
@@ -401,6 +407,7 @@ impl RunArgs {
                 report_path: Some(self.tls_report),
                 rescan_interval: std::time::Duration::from_secs(self.tls_rescan_secs),
                 detach_after: std::time::Duration::from_secs(self.tls_detach_after_secs),
+                hold_execs: !self.no_exec_hold,
                 ..AttachConfig::default()
             }),
             inventory_db: (!self.no_inventory).then_some(self.inventory_db),

@@ -89,6 +89,10 @@ counters! {
     /// Processes that exited before their mappings could be scanned for TLS libraries (any
     /// process: those that made TLS connections say so in the TLS report).
     tls_exited_before_scan,
+    /// Execs held (fanotify) until the attach thread had inspected a program file new to it.
+    tls_execs_held,
+    /// Held execs let go after the hold budget, before the attach thread answered.
+    tls_exec_hold_timeouts,
     /// Files inspected for TLS functions (each once).
     tls_files_inspected,
     /// Library files whose probes could not be attached.

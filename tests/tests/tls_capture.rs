@@ -766,13 +766,46 @@ fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
 }
 
 /// Short-lived Go clients (a CLI, a cron job) that make one call and exit, with symbols and
-/// stripped, from binaries the agent has never seen: a run gets its binary probed from its
-/// exec on (it was once always gone before its scan, so no run of it was ever captured), every
-/// later run is captured from its first call, and the runs that were not are reported with
-/// why (probed late, or gone before its scan), never as "no known TLS library".
+/// stripped, each from a file the agent has never seen: the exec is held until the file's
+/// probes are attached, so the very first run is captured from its first call. Without the
+/// hold the probes landed ~10 ms after the exec (the kernel's first uprobe on a file waits for
+/// an RCU grace period) and the call, made ~6 ms after it, was missed.
 #[test]
-fn short_lived_go_clients_get_their_binary_probed_and_later_runs_captured() {
+fn short_lived_go_clients_are_captured_from_their_first_run() {
     let mut agent = Agent::start(&[]);
+    let server = go_tls_server(&go_tls_fixture(false), &mut agent);
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for stripped in [false, true] {
+        // A copy: a file (inode) no process has mapped, so not probed yet.
+        let name = if stripped { "job-stripped" } else { "job" };
+        let binary = dir.path().join(name);
+        std::fs::copy(go_tls_fixture(stripped), &binary).unwrap();
+        runs.push((
+            name,
+            quick_go_call(&binary, port, &format!("/{name}/first")),
+        ));
+    }
+    let calls = agent.collect(port, runs.len(), 2);
+    for (name, pid) in runs {
+        let found = calls_for(&calls, "client", port, &format!("/{name}/first"));
+        assert_eq!(found.len(), 1, "{name}: {calls:#?}\n{}", agent.stderr());
+        assert_eq!(found[0]["process.pid"], pid);
+        assert_eq!(found[0]["tls.library"], "go-crypto-tls");
+        assert_eq!(found[0]["http.response.status_code"], 200);
+        assert_covered(&agent, pid, "go-crypto-tls");
+    }
+}
+
+/// Without the exec hold (`--no-exec-hold`, or a kernel without fanotify permission events),
+/// short-lived Go clients from files the agent has never seen: a run gets its binary probed
+/// from its exec on, every later run is captured from its first call, and the runs that were
+/// not are reported with why (probed late, or gone before its scan), never as "no known TLS
+/// library".
+#[test]
+fn without_the_exec_hold_later_runs_are_captured_and_missed_ones_say_why() {
+    let mut agent = Agent::start(&["--no-exec-hold"]);
     let server = go_tls_server(&go_tls_fixture(false), &mut agent);
     let port = server.port;
     let dir = tempfile::tempdir().unwrap();

@@ -31,7 +31,8 @@ pub const CAPABILITIES: &[Capability] = &[
         name: "SYS_ADMIN",
         number: 21,
         why: "attach the TLS uprobes (perf events with raw samples need it unless \
-              kernel.perf_event_paranoid is -1) and mount tracefs when the host has not",
+              kernel.perf_event_paranoid is -1), hold a new program's exec until its TLS probes \
+              are attached (fanotify), and mount tracefs when the host has not",
         essential: false,
     },
     Capability {

@@ -6,6 +6,7 @@
 pub mod attacher;
 pub mod coverage;
 pub mod elf;
+pub mod exec_hold;
 pub mod gopclntab;
 pub mod goret;
 pub mod procmaps;

@@ -62,6 +62,12 @@ pub struct OpenedFile {
 }
 
 impl OpenedFile {
+    /// A file opened elsewhere (an exec's, handed over by fanotify).
+    pub fn from_file(file: File) -> Self {
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        Self { file, path }
+    }
+
     /// `/proc/self/fd/N`, for APIs that take a path.
     pub fn path(&self) -> &Path {
         &self.path

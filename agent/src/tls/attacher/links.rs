@@ -8,15 +8,13 @@ use super::{AttachedFile, FileId, Links, Worker};
 use crate::{
     probes::programs,
     stats::Stats,
-    tls::{
-        elf::{self, Inspection},
-        procmaps::MappedFile,
-    },
+    tls::elf::{self, Inspection},
 };
 
 impl Worker {
     /// Attaches to a TLS file once; an error is kept (and reported) rather than retried.
-    pub(super) fn attach(&mut self, id: FileId, file: &MappedFile, path: &Path) {
+    /// `shown`: the file's path as a process sees it, for messages and the report.
+    pub(super) fn attach(&mut self, id: FileId, shown: &str, path: &Path) {
         if self.attached.contains_key(&id) {
             return;
         }
@@ -37,14 +35,14 @@ impl Worker {
             },
         };
         if refused.is_some() {
-            tracing::debug!(path = %file.path, "TLS probes for this library are not loaded");
+            tracing::debug!(path = %shown, "TLS probes for this library are not loaded");
         } else if let Some(error) = &error {
-            tracing::warn!(path = %file.path, %error, "attaching TLS probes failed");
+            tracing::warn!(path = %shown, %error, "attaching TLS probes failed");
             Stats::inc(&self.stats.tls_attach_failures);
         } else {
             tracing::info!(
                 library = library.name(),
-                path = %file.path,
+                path = %shown,
                 probes = links.len(),
                 "TLS probes attached"
             );
@@ -53,11 +51,12 @@ impl Worker {
             id,
             AttachedFile {
                 library: *library,
-                path: file.path.clone(),
+                path: shown.to_string(),
                 links,
                 error,
                 users: HashSet::new(),
-                unused_since: None,
+                // Until a scan finds a process mapping it (one held at exec may never run).
+                unused_since: Some(Instant::now()),
             },
         );
     }

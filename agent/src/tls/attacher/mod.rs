@@ -29,6 +29,7 @@ mod links;
 use super::{
     coverage::{Coverage, LibraryReport, Report, Status, TlsObservation},
     elf::{self, Inspection, Unsupported},
+    exec_hold::ExecHold,
     procmaps,
 };
 use crate::{probes::LoadedProbes, stats::Stats};
@@ -44,6 +45,13 @@ pub enum Request {
     Scan(u32),
     Exited(u32),
     Observed(TlsObservation),
+    /// A program file an exec is waiting on (`exec_hold`): inspected, and probed if it holds
+    /// TLS code, before `reply` lets the exec go on.
+    Hold {
+        file: std::fs::File,
+        id: FileId,
+        reply: SyncSender<()>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +66,9 @@ pub struct AttachConfig {
     /// A library no process maps any more is detached after this long.
     pub detach_after: Duration,
     pub queue_len: usize,
+    /// Hold the first exec of each program file until its TLS probes are attached
+    /// (`exec_hold`), so that a short-lived program is captured from its first call.
+    pub hold_execs: bool,
 }
 
 impl Default for AttachConfig {
@@ -69,6 +80,7 @@ impl Default for AttachConfig {
             rescan_interval: Duration::from_secs(60),
             detach_after: Duration::from_secs(600),
             queue_len: 65_536,
+            hold_execs: true,
         }
     }
 }
@@ -89,6 +101,7 @@ pub struct Attacher {
     thread: JoinHandle<()>,
     stats: Arc<Stats>,
     statuses: Arc<TlsStatuses>,
+    hold: Option<ExecHold>,
 }
 
 /// Each process's TLS coverage status as of the last report, for the exported metrics.
@@ -123,6 +136,10 @@ impl Attacher {
         stats: Arc<Stats>,
     ) -> std::io::Result<Self> {
         let (requests, receiver) = sync_channel(config.queue_len);
+        let hold = config
+            .hold_execs
+            .then(|| start_hold(&config.proc_root, &requests, &stats))
+            .flatten();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let worker_stats = stats.clone();
         let statuses = Arc::new(TlsStatuses::default());
@@ -141,6 +158,7 @@ impl Attacher {
             thread,
             stats,
             statuses,
+            hold,
         })
     }
 
@@ -156,8 +174,11 @@ impl Attacher {
         }
     }
 
-    /// Ends the thread, which detaches every probe.
+    /// Ends the thread, which detaches every probe (execs are let go first).
     pub fn stop(self) {
+        if let Some(hold) = self.hold {
+            hold.stop();
+        }
         drop(self.requests);
         let _ = self.thread.join();
     }
@@ -166,12 +187,18 @@ impl Attacher {
 /// Uprobe attachments, with the program each belongs to.
 type Links = Vec<(&'static str, UProbeLinkId)>;
 
-/// A file as the kernel identifies it (uprobes attach to an inode), plus its change time so a
-/// file rewritten in place is inspected again.
+/// A file as uprobes see it: they attach to the real inode under any overlay. Its inode
+/// number, size and change time (a file rewritten in place is inspected again), and no device
+/// number: every container's overlay of an image has a device of its own but shows the layer
+/// file's inode number and times (layers on one filesystem, the Docker and containerd default),
+/// and a process's mapping (`map_files`) leads to the layer file itself. With the device, each
+/// container of an image attached the same probes again and its calls were reported twice or
+/// more. Two files on different filesystems would have to share inode number, size and change
+/// time to the nanosecond to be taken for one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct FileId {
-    dev: u64,
+pub struct FileId {
     ino: u64,
+    size: u64,
     ctime_ns: i64,
 }
 
@@ -286,6 +313,22 @@ impl Worker {
                 self.coverage.exited(pid, Instant::now());
             }
             Request::Observed(observation) => self.coverage.observe(observation),
+            Request::Hold { file, id, reply } => {
+                self.settle_held(file, id);
+                let _ = reply.try_send(());
+            }
+        }
+    }
+
+    /// Inspects a file an exec waits on and attaches to it if it holds TLS code: the process
+    /// will map a probed file. Its scan (the exec event) follows as for any process.
+    fn settle_held(&mut self, file: std::fs::File, id: FileId) {
+        let opened = procmaps::OpenedFile::from_file(file);
+        let shown = std::fs::read_link(opened.path())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Inspection::Tls { .. } = &*self.inspection(id, &opened, &shown) {
+            self.attach(id, &shown, opened.path());
         }
     }
 
@@ -356,13 +399,13 @@ impl Worker {
             let Ok(opened) = file.open(&proc_root, pid) else {
                 continue;
             };
-            let Some(id) = file_id(&opened) else {
+            let Some(id) = FileId::of(opened.file()) else {
                 continue;
             };
             match &*self.inspection(id, &opened, &file.path) {
                 Inspection::Tls { bio_points, .. } => {
                     newly_probed |= !self.attached.contains_key(&id);
-                    self.attach(id, file, opened.path());
+                    self.attach(id, &file.path, opened.path());
                     mapped.push(id);
                     if !bio_points.is_empty() {
                         bio_files.push((id, opened));
@@ -447,13 +490,33 @@ impl Worker {
     }
 }
 
-fn file_id(file: &procmaps::OpenedFile) -> Option<FileId> {
-    let meta = file.metadata().ok()?;
-    meta.is_file().then(|| FileId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-    })
+impl FileId {
+    /// The identity of an open regular file (none for anything else).
+    pub fn of(file: &std::fs::File) -> Option<Self> {
+        let meta = file.metadata().ok()?;
+        meta.is_file().then(|| Self {
+            ino: meta.ino(),
+            size: meta.len(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        })
+    }
+}
+
+/// Starts holding execs; without it (no fanotify permission events, no CAP_SYS_ADMIN) new
+/// programs are probed after they start, as the TLS report then says of the ones missed.
+fn start_hold(
+    proc_root: &str,
+    requests: &SyncSender<Request>,
+    stats: &Arc<Stats>,
+) -> Option<ExecHold> {
+    ExecHold::start(proc_root, requests.clone(), stats.clone())
+        .inspect_err(|error| {
+            tracing::warn!(
+                %error,
+                "new programs are not held at exec (fanotify): a short-lived one may be probed after its first calls"
+            );
+        })
+        .ok()
 }
 
 /// The process's executable file name, or its command name when the link is unreadable.
