@@ -151,8 +151,13 @@ pub struct Identity {
     /// The pod's UID, from the kubelet's cgroup path: known with or without the API server
     /// (`pod` needs it), so a pod is told apart from its neighbours on any node.
     pub pod_uid: Option<Arc<str>>,
-    /// The Kubernetes container name within `pod`.
+    /// The Kubernetes container name within `pod` (from the API server, else from the
+    /// runtime's OCI annotations).
     pub k8s_container: Option<Arc<str>>,
+    /// The pod's name and namespace from the runtime's OCI annotations, for a pod the API
+    /// server does not describe (not watched): `pod` has them otherwise.
+    pub k8s_pod_name: Option<Arc<str>>,
+    pub k8s_namespace: Option<Arc<str>>,
     pub node_name: Option<Arc<str>>,
 }
 
@@ -170,6 +175,8 @@ impl Identity {
             pod: None,
             pod_uid: None,
             k8s_container: None,
+            k8s_pod_name: None,
+            k8s_namespace: None,
             node_name: None,
         }
     }

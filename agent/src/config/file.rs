@@ -41,6 +41,11 @@ pub struct IdentitySection {
     pub docker_root: PathBuf,
     /// Podman's (root) storage directory, where container names are read.
     pub podman_root: PathBuf,
+    /// containerd's state directory: a Kubernetes container's OCI bundle there names it, its
+    /// pod and namespace (without the API server).
+    pub containerd_state: PathBuf,
+    /// CRI-O's run root, the same for CRI-O.
+    pub crio_state: PathBuf,
 }
 
 impl Default for IdentitySection {
@@ -49,6 +54,8 @@ impl Default for IdentitySection {
             host_name: None,
             docker_root: PathBuf::from("/var/lib/docker"),
             podman_root: PathBuf::from("/var/lib/containers/storage"),
+            containerd_state: PathBuf::from("/run/containerd"),
+            crio_state: PathBuf::from("/run/containers/storage"),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! stays external, known by address, port and Host header. Identities are cached per program
 //! and cgroup; the caches are cleared when the Kubernetes state they depend on changes.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use super::{
     cgroup::CgroupPaths,
@@ -14,7 +14,7 @@ use super::{
     kubernetes::{KubeStore, ip_history::IpOwner},
     model::{ContainerInfo, EndKind, Identity, NameSource, PodMeta},
     naming::{self, ServiceRule, Subject},
-    runtime_names::RuntimeNames,
+    runtime_names::{RuntimeNames, RuntimeRoots},
 };
 use crate::{
     call::{ApiCall, ProcessInfo, SpanKind},
@@ -29,8 +29,7 @@ pub struct ResolverConfig {
     pub host_name: String,
     /// Set when the agent talks to Kubernetes.
     pub node_name: Option<String>,
-    pub docker_root: PathBuf,
-    pub podman_root: PathBuf,
+    pub runtime_roots: RuntimeRoots,
     pub proc_root: String,
 }
 
@@ -78,7 +77,7 @@ impl Resolver {
             node_name: config.node_name.map(Arc::from),
             kube,
             cgroups: CgroupPaths::new(&config.proc_root),
-            names: RuntimeNames::new(config.docker_root, config.podman_root),
+            names: RuntimeNames::new(config.runtime_roots),
             local: HashMap::new(),
             remote: HashMap::new(),
             generation: 0,
@@ -162,10 +161,11 @@ impl Resolver {
             (Some(kube), Some(uid)) => kube.read(|s| s.pod_by_uid(uid).cloned()),
             _ => None,
         };
-        let k8s_container = match (&pod, &facts.container_id) {
+        let mut k8s_container = match (&pod, &facts.container_id) {
             (Some(pod), Some(id)) => pod.container(id).map(|(name, _)| name.clone()),
             _ => None,
         };
+        let mut annotated = None;
         let container = facts.container_id.clone().map(|id| {
             let from_pod = pod.as_ref().and_then(|p| p.container(&id));
             let runtime = match (facts.runtime, from_pod) {
@@ -175,6 +175,7 @@ impl Resolver {
             };
             let from_runtime = self.names.name(&id, runtime);
             let name = k8s_container.clone().or(from_runtime.name);
+            annotated = from_runtime.k8s;
             ContainerInfo {
                 id,
                 runtime,
@@ -182,6 +183,12 @@ impl Resolver {
                 image: from_runtime.image,
             }
         });
+        // Without the API server, the runtime's annotations name the pod's container, the pod
+        // and its namespace (only for a cgroup under a pod).
+        let annotated = annotated.filter(|_| pod.is_none() && facts.pod_uid.is_some());
+        if k8s_container.is_none() {
+            k8s_container = annotated.as_ref().and_then(|k| k.container.clone());
+        }
         let service = naming::name(
             &self.rules,
             &Subject {
@@ -211,6 +218,8 @@ impl Resolver {
             pod,
             pod_uid: facts.pod_uid,
             k8s_container,
+            k8s_pod_name: annotated.as_ref().and_then(|k| k.pod.clone()),
+            k8s_namespace: annotated.and_then(|k| k.namespace),
         }
     }
 

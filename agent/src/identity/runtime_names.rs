@@ -1,9 +1,13 @@
-//! Container names outside Kubernetes, from the runtimes' own state files: Docker's
+//! Container names from the runtimes' own state files: Docker's
 //! `<root>/containers/<id>/config.v2.json` ("Name": "/web", and the image as the container was
 //! started from it, "Config": {"Image": "nginx:1.25"}) and Podman's
 //! `<storage>/overlay-containers/containers.json` ([{"id", "names", "image"}], "image" an image
-//! id that `<storage>/overlay-images/images.json` ([{"id", "names"}]) names). Read once per
-//! container, bounded.
+//! id that `<storage>/overlay-images/images.json` ([{"id", "names"}]) names). For Kubernetes
+//! pods, without the API server: the OCI bundle the kubelet's runtime writes for each container,
+//! whose annotations name the container, its pod and namespace (containerd's CRI plugin:
+//! `<state>/io.containerd.runtime.v2.task/k8s.io/<id>/config.json`, `io.kubernetes.cri.*`;
+//! CRI-O: `<state>/overlay-containers/<id>/userdata/config.json`, `io.kubernetes.*`); the
+//! cgroup path only has the container's id. Read once per container, bounded.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -12,9 +16,19 @@ use super::container::Runtime;
 const MAX_NAMES: usize = 4_096;
 
 pub struct RuntimeNames {
-    docker_root: PathBuf,
-    podman_root: PathBuf,
+    roots: RuntimeRoots,
     known: HashMap<Arc<str>, RuntimeName>,
+}
+
+/// Where each runtime keeps its state.
+#[derive(Clone, Debug)]
+pub struct RuntimeRoots {
+    pub docker: PathBuf,
+    pub podman: PathBuf,
+    /// containerd's state directory (`/run/containerd`), holding the running tasks' bundles.
+    pub containerd: PathBuf,
+    /// CRI-O's run root (`/run/containers/storage`).
+    pub crio: PathBuf,
 }
 
 /// What the runtime says of a container.
@@ -23,7 +37,40 @@ pub struct RuntimeName {
     pub name: Option<Arc<str>>,
     /// The image reference it was started from (`container.image.name`).
     pub image: Option<Arc<str>>,
+    /// A Kubernetes container's name, pod and namespace (from its bundle's annotations).
+    pub k8s: Option<K8sNames>,
 }
+
+/// What a Kubernetes container's OCI annotations name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct K8sNames {
+    pub container: Option<Arc<str>>,
+    pub pod: Option<Arc<str>>,
+    pub namespace: Option<Arc<str>>,
+}
+
+/// An OCI bundle's `config.json`, annotations only.
+#[derive(serde::Deserialize)]
+struct OciConfig {
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+/// Annotation keys of (container, pod, namespace, image): containerd's CRI plugin, then CRI-O.
+const ANNOTATIONS: [[&str; 4]; 2] = [
+    [
+        "io.kubernetes.cri.container-name",
+        "io.kubernetes.cri.sandbox-name",
+        "io.kubernetes.cri.sandbox-namespace",
+        "io.kubernetes.cri.image-name",
+    ],
+    [
+        "io.kubernetes.container.name",
+        "io.kubernetes.pod.name",
+        "io.kubernetes.pod.namespace",
+        "io.kubernetes.cri-o.ImageName",
+    ],
+];
 
 #[derive(serde::Deserialize)]
 struct DockerConfig {
@@ -51,10 +98,9 @@ struct PodmanEntry {
 }
 
 impl RuntimeNames {
-    pub fn new(docker_root: PathBuf, podman_root: PathBuf) -> Self {
+    pub fn new(roots: RuntimeRoots) -> Self {
         Self {
-            docker_root,
-            podman_root,
+            roots,
             known: HashMap::new(),
         }
     }
@@ -86,7 +132,17 @@ impl RuntimeNames {
         match runtime {
             Runtime::Docker => self.docker(id),
             Runtime::Podman => self.podman(id),
-            Runtime::Containerd | Runtime::CriO | Runtime::Unknown => RuntimeName::default(),
+            Runtime::Containerd => self.containerd(id),
+            Runtime::CriO => self.crio(id),
+            // A kubelet's cgroupfs layout does not say which runtime: both are asked.
+            Runtime::Unknown => {
+                let found = self.containerd(id);
+                if found.name.is_some() {
+                    found
+                } else {
+                    self.crio(id)
+                }
+            }
         }
     }
 
@@ -99,7 +155,8 @@ impl RuntimeNames {
 
     fn docker(&self, id: &str) -> RuntimeName {
         let path = self
-            .docker_root
+            .roots
+            .docker
             .join("containers")
             .join(id)
             .join("config.v2.json");
@@ -113,12 +170,26 @@ impl RuntimeNames {
         RuntimeName {
             name: text(config.name.trim_start_matches('/')),
             image: text(&config.config.image),
+            k8s: None,
         }
+    }
+
+    fn containerd(&self, id: &str) -> RuntimeName {
+        let bundle = self
+            .roots
+            .containerd
+            .join("io.containerd.runtime.v2.task/k8s.io");
+        oci_names(&bundle.join(id).join("config.json"))
+    }
+
+    fn crio(&self, id: &str) -> RuntimeName {
+        let bundle = self.roots.crio.join("overlay-containers").join(id);
+        oci_names(&bundle.join("userdata/config.json"))
     }
 
     fn podman(&self, id: &str) -> RuntimeName {
         let read = |file: &str| -> Vec<PodmanEntry> {
-            std::fs::read(self.podman_root.join(file))
+            std::fs::read(self.roots.podman.join(file))
                 .ok()
                 .and_then(|raw| serde_json::from_slice(&raw).ok())
                 .unwrap_or_default()
@@ -138,7 +209,42 @@ impl RuntimeNames {
         RuntimeName {
             name: first_name(container),
             image,
+            k8s: None,
         }
+    }
+}
+
+/// Most bytes of an OCI bundle's config read (they are a few KiB; a larger file is not one).
+const MAX_BUNDLE_CONFIG: u64 = 1 << 20;
+
+/// The Kubernetes names in an OCI bundle's annotations; the container is named after its
+/// Kubernetes name (the runtime's own name for it is an id).
+fn oci_names(config: &std::path::Path) -> RuntimeName {
+    use std::io::Read as _;
+    let mut raw = Vec::new();
+    let read = std::fs::File::open(config)
+        .and_then(|file| file.take(MAX_BUNDLE_CONFIG).read_to_end(&mut raw));
+    let Some(config) = read
+        .ok()
+        .and_then(|_| serde_json::from_slice::<OciConfig>(&raw).ok())
+    else {
+        return RuntimeName::default();
+    };
+    let Some([container, pod, namespace, image]) = ANNOTATIONS.iter().find_map(|keys| {
+        keys.iter()
+            .any(|key| config.annotations.contains_key(*key))
+            .then(|| keys.map(|key| config.annotations.get(key).map(|v| Arc::from(v.as_str()))))
+    }) else {
+        return RuntimeName::default();
+    };
+    RuntimeName {
+        name: container.clone(),
+        image,
+        k8s: Some(K8sNames {
+            container,
+            pod,
+            namespace,
+        }),
     }
 }
 
@@ -170,7 +276,13 @@ mod tests {
             r#"[{"id":"e3c0","names":["localhost/postgres:16"]}]"#,
         )
         .unwrap();
-        let mut names = RuntimeNames::new(docker.clone(), podman);
+        let roots = |docker: PathBuf, podman: PathBuf| RuntimeRoots {
+            docker,
+            podman,
+            containerd: root.join("none"),
+            crio: root.join("none"),
+        };
+        let mut names = RuntimeNames::new(roots(docker.clone(), podman));
         let web = names.name(&id, Runtime::Docker);
         assert_eq!(web.name.as_deref(), Some("web"));
         assert_eq!(web.image.as_deref(), Some("nginx:1.25"));
@@ -179,14 +291,64 @@ mod tests {
             RuntimeName::default()
         );
         // Read when its cgroup was made, then its state gone (a `--rm` container): still named.
-        let mut prefetched = RuntimeNames::new(docker.clone(), root.join("none"));
+        let mut prefetched = RuntimeNames::new(roots(docker.clone(), root.join("none")));
         prefetched.prefetch(&id, Runtime::Docker);
         std::fs::remove_dir_all(docker.join("containers").join(&*id)).unwrap();
         assert_eq!(prefetched.name(&id, Runtime::Docker), web);
-        let mut names = RuntimeNames::new(root.join("none"), root.join("podman"));
+        let mut names = RuntimeNames::new(roots(root.join("none"), root.join("podman")));
         let db = names.name(&id, Runtime::Podman);
         assert_eq!(db.name.as_deref(), Some("db"));
         assert_eq!(db.image.as_deref(), Some("localhost/postgres:16"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Kubernetes containers without the API server: containerd's and CRI-O's bundles name
+    /// the container, pod and namespace; a runtime's own container (not a pod's) has none.
+    #[test]
+    fn reads_kubernetes_names_from_oci_bundles() {
+        let root = std::env::temp_dir().join(format!("sightline-oci-{}", std::process::id()));
+        let write = |dir: PathBuf, annotations: &str| {
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = format!(r#"{{"ociVersion":"1.0.2","annotations":{{{annotations}}}}}"#);
+            std::fs::write(dir.join("config.json"), config).unwrap();
+        };
+        let (cri, crio, plain) = ("c".repeat(64), "d".repeat(64), "e".repeat(64));
+        let tasks = root.join("containerd/io.containerd.runtime.v2.task");
+        write(
+            tasks.join("k8s.io").join(&cri),
+            r#""io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"api","io.kubernetes.cri.sandbox-name":"shop-7d9f","io.kubernetes.cri.sandbox-namespace":"prod","io.kubernetes.cri.image-name":"registry/shop:2""#,
+        );
+        write(
+            root.join("crio/overlay-containers")
+                .join(&crio)
+                .join("userdata"),
+            r#""io.kubernetes.container.name":"worker","io.kubernetes.pod.name":"jobs-1","io.kubernetes.pod.namespace":"batch""#,
+        );
+        write(
+            tasks.join("k8s.io").join(&plain),
+            r#""org.opencontainers.image.ref.name":"x""#,
+        );
+        let mut names = RuntimeNames::new(RuntimeRoots {
+            docker: root.join("none"),
+            podman: root.join("none"),
+            containerd: root.join("containerd"),
+            crio: root.join("crio"),
+        });
+        let named = |container: &str, pod: &str, namespace: &str| K8sNames {
+            container: Some(Arc::from(container)),
+            pod: Some(Arc::from(pod)),
+            namespace: Some(Arc::from(namespace)),
+        };
+        let api = names.name(&Arc::from(cri.as_str()), Runtime::Containerd);
+        assert_eq!(api.name.as_deref(), Some("api"));
+        assert_eq!(api.image.as_deref(), Some("registry/shop:2"));
+        assert_eq!(api.k8s, Some(named("api", "shop-7d9f", "prod")));
+        // The cgroupfs layout does not say which runtime: both are asked.
+        let worker = names.name(&Arc::from(crio.as_str()), Runtime::Unknown);
+        assert_eq!(worker.k8s, Some(named("worker", "jobs-1", "batch")));
+        assert_eq!(worker.image, None);
+        let plain = names.name(&Arc::from(plain.as_str()), Runtime::Containerd);
+        assert_eq!(plain, RuntimeName::default());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

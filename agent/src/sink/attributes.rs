@@ -106,7 +106,14 @@ pub fn for_each(identity: &Identity, mut f: impl FnMut(Attr, &str)) {
             f(K8S_SERVICE, service);
         }
     } else if let Some(uid) = &identity.pod_uid {
-        // No API server to name the pod: its UID still tells it from its neighbours.
+        // No API server to name the pod: its UID still tells it from its neighbours, and the
+        // runtime's annotations may name it.
+        if let Some(namespace) = &identity.k8s_namespace {
+            f(K8S_NAMESPACE, namespace);
+        }
+        if let Some(name) = &identity.k8s_pod_name {
+            f(K8S_POD_NAME, name);
+        }
         f(K8S_POD_UID, uid);
     }
     if identity.pod.is_none()
