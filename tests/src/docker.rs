@@ -42,7 +42,21 @@ impl Engine {
 
     /// `ENGINE ARGS...`; its trimmed stdout, failing with its stderr.
     pub fn cmd(self, args: &[&str]) -> String {
-        let out = Command::new(self.cli()).args(args).output().unwrap();
+        self.cmd_with_input(args, b"")
+    }
+
+    /// [`Engine::cmd`] with `input` written to its stdin (then closed).
+    pub fn cmd_with_input(self, args: &[&str], input: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new(self.cli())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{} {args:?}: {}",
@@ -157,6 +171,105 @@ fn import_image(engine: Engine) {
         std::fs::write(root.path().join(format!("www/{page}.html")), page).unwrap();
     }
     import(engine, root.path(), IMAGE);
+}
+
+/// An image holding the Go TLS fixture (built with symbols) as `/tls-go`, with the C libraries
+/// it links (Debian's Go builds `net` with cgo), imported into Docker once per test process.
+pub fn go_tls_image() -> &'static str {
+    const TAG: &str = "sightline-test/go-tls:1";
+    static IMPORTED: OnceLock<()> = OnceLock::new();
+    IMPORTED.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap();
+        let binary = crate::go_tls_fixture(false);
+        std::fs::copy(&binary, root.path().join("tls-go")).unwrap();
+        let ldd = Command::new("ldd").arg(&binary).output().unwrap();
+        for library in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|word| word.starts_with('/'))
+        {
+            let inside = root.path().join(library.trim_start_matches('/'));
+            std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+            std::fs::copy(library, &inside).unwrap();
+        }
+        import(Engine::Docker, root.path(), TAG);
+    });
+    TAG
+}
+
+/// The containerd that Debian's dockerd starts for itself: its socket and its state directory
+/// (where the running containers' OCI bundles are).
+pub const CONTAINERD_SOCKET: &str = "/var/run/docker/containerd/containerd.sock";
+pub const CONTAINERD_STATE: &str = "/var/run/docker/containerd/daemon";
+
+/// `ctr -n k8s.io ARGS...` against dockerd's containerd (in the namespace the kubelet's
+/// containerd uses); its trimmed stdout, failing with its stderr.
+pub fn ctr(args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ctr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A container run by containerd directly (`ctr run -d ID`), deleted (killed first) when
+/// dropped. The test image is copied into containerd's `k8s.io` namespace on first use.
+pub struct CtrContainer {
+    pub id: String,
+}
+
+impl CtrContainer {
+    /// `ctr run -d --net-host OPTIONS IMAGE ID ARGS...`.
+    pub fn run(id: &str, options: &[&str], args: &[&str]) -> Self {
+        static IMPORTED: OnceLock<()> = OnceLock::new();
+        IMPORTED.get_or_init(|| {
+            Engine::Docker.ready();
+            let mut save = Command::new(DOCKER)
+                .args(["save", IMAGE])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = Command::new("ctr")
+                .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
+                .args(["images", "import", "-"])
+                .stdin(save.stdout.take().unwrap())
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(
+                save.wait().unwrap().success() && status.success(),
+                "ctr import"
+            );
+        });
+        let image = format!("docker.io/{IMAGE}");
+        let mut all = vec!["run", "-d", "--net-host"];
+        all.extend_from_slice(options);
+        all.extend_from_slice(&[&image, id]);
+        all.extend_from_slice(args);
+        ctr(&all);
+        Self { id: id.to_string() }
+    }
+}
+
+impl Drop for CtrContainer {
+    fn drop(&mut self) {
+        for args in [
+            &["task", "delete", "--force", &self.id][..],
+            &["container", "delete", &self.id][..],
+        ] {
+            let _ = Command::new("ctr")
+                .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// A container started detached, removed (with force) when dropped.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sightline_tests::{
     Agent, curl,
     docker::{Container, Engine, IMAGE},
-    patience, python_http_server,
+    go_tls_fixture, go_tls_server, patience, python_http_server,
 };
 
 /// (span kind, path, status, container name, container id, peer container name) of each call
@@ -147,4 +147,117 @@ fn docker_containers_are_named_at_both_ends_short_lived_ones_too() {
 #[test]
 fn podman_containers_are_named_at_both_ends_short_lived_ones_too() {
     named_at_both_ends(Engine::Podman);
+}
+
+/// Containers of one image run the same program file (the image layer's inode, under each
+/// container's own overlay): probed once, and each container's call reported once. The probes
+/// were attached again for every container (each overlay has a device number of its own) and
+/// the Nth container's calls were reported N times.
+#[test]
+fn containers_of_one_image_report_each_tls_call_once() {
+    Engine::Docker.ready();
+    let image = sightline_tests::docker::go_tls_image();
+    let mut agent = Agent::start(&[]);
+    let server = go_tls_server(&go_tls_fixture(false), &mut agent);
+    let port = server.port;
+    let runs = 3;
+    for run in 0..runs {
+        let url = format!("https://127.0.0.1:{port}/container-{run}");
+        let out = Engine::Docker.cmd_with_input(
+            &[
+                "run",
+                "-i",
+                "--rm",
+                "--network",
+                "host",
+                image,
+                "/tls-go",
+                "client",
+                &url,
+            ],
+            b"go\n",
+        );
+        assert_eq!(out.lines().last(), Some("200"), "{out}");
+    }
+    let calls = agent.collect(port, runs, runs);
+    for run in 0..runs {
+        let path = format!("/container-{run}");
+        let clients: Vec<&Value> = calls
+            .iter()
+            .filter(|c| c["span.kind"] == "client" && c["url.path"] == path.as_str())
+            .collect();
+        assert_eq!(clients.len(), 1, "{path}: {clients:#?}");
+        assert_eq!(
+            clients[0]["tls.library"], "go-crypto-tls",
+            "{:#}",
+            clients[0]
+        );
+        assert!(clients[0]["container.id"].is_string(), "{:#}", clients[0]);
+    }
+    let probed = agent
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("TLS probes attached") && l.contains("path=/tls-go"))
+        .count();
+    assert_eq!(probed, 1, "{}", agent.stderr());
+}
+
+/// A Kubernetes container on a node where the agent does not watch the API server: containerd
+/// (the one dockerd runs) starts it the way the kubelet's CRI plugin does, in the kubelet's
+/// cgroupfs layout and with the CRI annotations in its OCI bundle; the agent names the
+/// container, its pod and namespace from that bundle (the cgroup path has only the ids).
+#[test]
+fn a_kubernetes_container_is_named_from_its_runtime_bundle_without_the_api_server() {
+    let run = std::process::id();
+    let uid = format!("{run:08x}-1a2b-4c3d-8e9f-0a1b2c3d4e5f");
+    let id = format!("{:064x}", u128::from(run) * 0x9e37_79b9_7f4a_7c15);
+    let port = sightline_tests::free_port();
+    let config = tempfile::tempdir().unwrap();
+    let config_file = config.path().join("sightline.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[identity]\ncontainerd_state = \"{}\"\n",
+            sightline_tests::docker::CONTAINERD_STATE
+        ),
+    )
+    .unwrap();
+    let mut agent = Agent::start(&["--config", config_file.to_str().unwrap()]);
+    let cgroup = format!("/kubepods/besteffort/pod{uid}/{id}");
+    let bind = format!("127.0.0.1:{port}");
+    let _container = sightline_tests::docker::CtrContainer::run(
+        &id,
+        &[
+            "--cgroup",
+            &cgroup,
+            "--annotation",
+            "io.kubernetes.cri.container-type=container",
+            "--annotation",
+            "io.kubernetes.cri.container-name=api",
+            "--annotation",
+            "io.kubernetes.cri.sandbox-name=shop-5d8f7c9b6-x2x7q",
+            "--annotation",
+            "io.kubernetes.cri.sandbox-namespace=prod",
+        ],
+        &["/bin/httpd", "-f", "-p", &bind, "-h", "/www"],
+    );
+    sightline_tests::wait_for_port(port);
+    curl(&[&format!("http://{bind}/a.html")]);
+    let calls = agent.collect(port, 1, 1);
+    let served = calls
+        .iter()
+        .find(|c| c["span.kind"] == "server" && c["url.path"] == "/a.html")
+        .unwrap_or_else(|| panic!("{calls:#?}"));
+    assert_eq!(served["k8s.container.name"], "api", "{served:#}");
+    assert_eq!(served["k8s.pod.name"], "shop-5d8f7c9b6-x2x7q");
+    assert_eq!(served["k8s.namespace.name"], "prod");
+    assert_eq!(served["k8s.pod.uid"], uid.as_str());
+    assert_eq!(served["container.id"], id.as_str());
+    assert_eq!(served["container.name"], "api");
+    let client = calls
+        .iter()
+        .find(|c| c["span.kind"] == "client" && c["url.path"] == "/a.html")
+        .unwrap_or_else(|| panic!("{calls:#?}"));
+    assert_eq!(client["peer.k8s.container.name"], "api", "{client:#}");
+    assert_eq!(client["peer.k8s.pod.name"], "shop-5d8f7c9b6-x2x7q");
 }
