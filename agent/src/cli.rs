@@ -321,7 +321,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_tls: bool,
     /// Let new programs start without waiting for their TLS probes. By default the first exec
-    /// of each program file the agent has not seen waits (fanotify, at most 250 ms, usually
+    /// of each program file the agent has not seen waits (fanotify, at most 500 ms, usually
     /// the inspection plus ~10 ms) until its probes are attached, so a short-lived client is
     /// captured from its first call; later execs of the file do not wait.
     #[arg(long)]

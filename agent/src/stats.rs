@@ -97,6 +97,8 @@ counters! {
     tls_files_inspected,
     /// Library files whose probes could not be attached.
     tls_attach_failures,
+    /// Probed files detached because no process had mapped them for a while.
+    tls_files_detached,
     /// Kubernetes watch requests that failed (retried with backoff).
     k8s_watch_errors,
     /// Kubernetes objects not kept because a table was at its cap.

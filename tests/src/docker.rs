@@ -204,17 +204,20 @@ pub const CONTAINERD_STATE: &str = "/var/run/docker/containerd/daemon";
 /// `ctr -n k8s.io ARGS...` against dockerd's containerd (in the namespace the kubelet's
 /// containerd uses); its trimmed stdout, failing with its stderr.
 pub fn ctr(args: &[&str]) -> String {
-    let out = Command::new("ctr")
-        .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
-        .args(args)
-        .output()
-        .unwrap();
+    let out = ctr_command().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "ctr {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `ctr` against dockerd's containerd, in the `k8s.io` namespace.
+fn ctr_command() -> Command {
+    let mut command = Command::new("ctr");
+    command.args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"]);
+    command
 }
 
 /// A container run by containerd directly (`ctr run -d ID`), deleted (killed first) when
@@ -234,8 +237,7 @@ impl CtrContainer {
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let status = Command::new("ctr")
-                .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
+            let status = ctr_command()
                 .args(["images", "import", "-"])
                 .stdin(save.stdout.take().unwrap())
                 .stdout(Stdio::null())
@@ -262,8 +264,7 @@ impl Drop for CtrContainer {
             &["task", "delete", "--force", &self.id][..],
             &["container", "delete", &self.id][..],
         ] {
-            let _ = Command::new("ctr")
-                .args(["--address", CONTAINERD_SOCKET, "--namespace", "k8s.io"])
+            let _ = ctr_command()
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

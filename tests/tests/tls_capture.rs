@@ -770,30 +770,43 @@ fn a_library_replaced_on_disk_stays_probed_for_the_process_still_using_it() {
 /// probes are attached, so the very first run is captured from its first call. Without the
 /// hold the probes landed ~10 ms after the exec (the kernel's first uprobe on a file waits for
 /// an RCU grace period) and the call, made ~6 ms after it, was missed.
+/// A file whose probes were detached (no process mapped it for `--tls-detach-after-secs`) is
+/// held again at its next exec, and that run is captured too.
 #[test]
 fn short_lived_go_clients_are_captured_from_their_first_run() {
-    let mut agent = Agent::start(&[]);
+    let mut agent = Agent::start(&["--tls-detach-after-secs", "1", "--tls-rescan-secs", "1"]);
     let server = go_tls_server(&go_tls_fixture(false), &mut agent);
     let port = server.port;
     let dir = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
     for stripped in [false, true] {
-        // A copy: a file (inode) no process has mapped, so not probed yet.
-        let name = if stripped { "job-stripped" } else { "job" };
-        let binary = dir.path().join(name);
-        std::fs::copy(go_tls_fixture(stripped), &binary).unwrap();
-        runs.push((
-            name,
-            quick_go_call(&binary, port, &format!("/{name}/first")),
-        ));
+        let (name, binary) = fresh_go_copy(dir.path(), stripped);
+        let pid = quick_go_call(&binary, port, &format!("/{name}/first"));
+        runs.push((format!("/{name}/first"), pid));
     }
-    let calls = agent.collect(port, runs.len(), 2);
-    for (name, pid) in runs {
-        let found = calls_for(&calls, "client", port, &format!("/{name}/first"));
-        assert_eq!(found.len(), 1, "{name}: {calls:#?}\n{}", agent.stderr());
+    let binary = dir.path().join("job");
+    let released = format!("path={} probes=9", binary.display());
+    // The old probes are released on a thread of their own, each uprobe waiting for grace
+    // periods, and a new attachment to the same file waits behind them (seen taking longer
+    // than the hold's budget): the run comes once they are gone, as it would in use, long
+    // after a detach.
+    agent.wait_until("the copy's probes released", |a| {
+        a.stderr()
+            .lines()
+            .any(|l| l.contains("TLS probes released") && l.contains(&released))
+    });
+    runs.push((
+        "/job/again".to_string(),
+        quick_go_call(&binary, port, "/job/again"),
+    ));
+    let calls = agent.collect(port, runs.len(), runs.len());
+    for (path, pid) in runs {
+        let found = calls_for(&calls, "client", port, &path);
+        assert_eq!(found.len(), 1, "{path}: {calls:#?}\n{}", agent.stderr());
         assert_eq!(found[0]["process.pid"], pid);
         assert_eq!(found[0]["tls.library"], "go-crypto-tls");
-        assert_eq!(found[0]["http.response.status_code"], 200);
+        let call = format!("{path}: {:#}\n{}", found[0], agent.stderr());
+        assert_eq!(found[0]["http.response.status_code"], 200, "{call}");
         assert_covered(&agent, pid, "go-crypto-tls");
     }
 }
@@ -812,10 +825,7 @@ fn without_the_exec_hold_later_runs_are_captured_and_missed_ones_say_why() {
     // Per binary: the pids of its early runs and of its later one.
     let mut runs = Vec::new();
     for stripped in [false, true] {
-        // A copy: a file (inode) no process has mapped, so not probed yet.
-        let name = if stripped { "job-stripped" } else { "job" };
-        let binary = dir.path().join(name);
-        std::fs::copy(go_tls_fixture(stripped), &binary).unwrap();
+        let (name, binary) = fresh_go_copy(dir.path(), stripped);
         let attached = |agent: &Agent| {
             agent
                 .stderr()
@@ -860,6 +870,14 @@ fn without_the_exec_hold_later_runs_are_captured_and_missed_ones_say_why() {
             );
         }
     }
+}
+
+/// A copy of the Go fixture in `dir`: a file (inode) no process has mapped, so not probed yet.
+fn fresh_go_copy(dir: &std::path::Path, stripped: bool) -> (&'static str, std::path::PathBuf) {
+    let name = if stripped { "job-stripped" } else { "job" };
+    let binary = dir.join(name);
+    std::fs::copy(go_tls_fixture(stripped), &binary).unwrap();
+    (name, binary)
 }
 
 /// The Go fixture's client, told to go at once: one call right after it starts, then it

@@ -36,13 +36,19 @@ use nix::{
 use super::attacher::{FileId, Request};
 use crate::stats::Stats;
 
-/// Longest an exec waits for the attach thread (busy with a full rescan, say); then it goes on
-/// and the file is probed by the usual scan, late for that run. Counted.
-pub const HOLD_BUDGET: Duration = Duration::from_millis(250);
+/// Longest an exec waits for the attach thread (busy with a full rescan, or attaching to a file
+/// whose previous probes are still being released, which was seen taking ~370 ms); then it goes
+/// on and the file is probed by the usual scan, late for that run. Counted.
+pub const HOLD_BUDGET: Duration = Duration::from_millis(500);
 /// How often the mounted filesystems are read again for new ones (a container's root).
 const MARK_INTERVAL: Duration = Duration::from_secs(2);
 /// Files answered before, remembered (emptied beyond this: the next exec of each asks again).
 const MAX_KNOWN: usize = 16_384;
+/// Files the kernel is told to stop asking about (an ignore mark on the inode): an exec of a
+/// known file then makes no event at all instead of a round trip through this thread (500 execs
+/// of /bin/true: 2 events, for /bin/true and the dynamic loader). Each mark keeps its inode in
+/// the kernel's memory, hence a bound; past it, a set lookup answers.
+const MAX_IGNORE_MARKS: usize = 4_096;
 /// Filesystems that hold no programs, and network or user-space ones where reading a file
 /// could wait on a server or a daemon while an exec is held.
 const SKIPPED_FILESYSTEMS: &[&str] = &[
@@ -114,6 +120,8 @@ impl ExecHold {
                     requests,
                     stats,
                     known: HashSet::new(),
+                    ignore_marks: 0,
+                    detached_seen: 0,
                 }
                 .run(&thread_stop)
             })
@@ -133,12 +141,16 @@ struct Holder {
     requests: SyncSender<Request>,
     stats: Arc<Stats>,
     known: HashSet<FileId>,
+    ignore_marks: usize,
+    /// `tls_files_detached` when the ignore marks were last flushed.
+    detached_seen: u64,
 }
 
 impl Holder {
     fn run(mut self, stop: &AtomicBool) {
         let mut next_marks = Instant::now() + MARK_INTERVAL;
         while !stop.load(Ordering::Relaxed) {
+            self.forget_detached();
             if Instant::now() >= next_marks {
                 self.marks.refresh(&self.group);
                 next_marks = Instant::now() + MARK_INTERVAL;
@@ -205,9 +217,50 @@ impl Holder {
                     self.known.clear();
                 }
                 self.known.insert(id);
+                self.stop_asking(event);
             }
             Err(RecvTimeoutError::Timeout) => Stats::inc(&self.stats.tls_exec_hold_timeouts),
             Err(RecvTimeoutError::Disconnected) => {}
+        }
+    }
+}
+
+impl Holder {
+    /// Once the attach thread has detached a file's probes, its next exec must be held again:
+    /// every ignore mark is flushed (each known file then costs one more round trip).
+    fn forget_detached(&mut self) {
+        let detached = self.stats.tls_files_detached.load(Ordering::Relaxed);
+        if detached == self.detached_seen {
+            return;
+        }
+        self.detached_seen = detached;
+        self.known.clear();
+        self.ignore_marks = 0;
+        let flush = self.group.mark(
+            MarkFlags::FAN_MARK_FLUSH,
+            MaskFlags::empty(),
+            self.group.as_fd(),
+            None::<&str>,
+        );
+        if let Err(error) = flush {
+            tracing::debug!(%error, "exec ignore marks not flushed");
+        }
+    }
+
+    /// Tells the kernel not to hold execs of this file any more (until it is modified: the
+    /// ignore mark goes with a write, and the rewritten file is inspected again).
+    fn stop_asking(&mut self, event: &FanotifyEvent) {
+        let Some(fd) = event.fd() else { return };
+        if self.ignore_marks >= MAX_IGNORE_MARKS {
+            return;
+        }
+        let flags = MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_IGNORED_MASK;
+        match self
+            .group
+            .mark(flags, MaskFlags::FAN_OPEN_EXEC_PERM, fd, None::<&str>)
+        {
+            Ok(()) => self.ignore_marks += 1,
+            Err(error) => tracing::debug!(%error, "exec ignore mark not added"),
         }
     }
 }
@@ -275,14 +328,8 @@ fn program_filesystems(mountinfo: &str) -> HashSet<(String, String)> {
     let mut found = HashSet::new();
     for line in mountinfo.lines() {
         // id parent major:minor root mount-point options [optional...] - type source super
-        let mut fields = line.split(' ');
-        let (Some(_), Some(_), Some(device), Some(_), Some(mount_point)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
+        let mut fields = line.split(' ').skip(2);
+        let (Some(device), Some(mount_point)) = (fields.next(), fields.nth(1)) else {
             continue;
         };
         let Some(fs_type) = line.split(" - ").nth(1).and_then(|s| s.split(' ').next()) else {

@@ -90,7 +90,7 @@ impl Worker {
             {
                 Ok(link) => links.push((point.program, link)),
                 Err(e) => {
-                    self.release(links);
+                    self.release(links, None);
                     return Err(e.to_string());
                 }
             }
@@ -136,11 +136,16 @@ impl Worker {
         let Some(files) = self.process_links.remove(&pid) else {
             return;
         };
-        self.release(files.into_iter().flat_map(|(_, links)| links).collect());
+        self.release(
+            files.into_iter().flat_map(|(_, links)| links).collect(),
+            None,
+        );
     }
 
-    /// Detaches `links` on a thread of their own (see `detach_process_links`).
-    fn release(&mut self, links: Links) {
+    /// Detaches `links` on a thread of their own (see `detach_process_links`); a file's
+    /// (`path`) says when it is done and how long the kernel took: until then, attaching to the
+    /// same file again waits behind it.
+    fn release(&mut self, links: Links, path: Option<String>) {
         let mut owned = Vec::new();
         for (program, link) in links {
             if let Ok(link) = self.probes.take_uprobe_link(program, link) {
@@ -149,7 +154,15 @@ impl Worker {
         }
         let _ = std::thread::Builder::new()
             .name("sightline-detach".to_string())
-            .spawn(move || drop(owned));
+            .spawn(move || {
+                let started = Instant::now();
+                let probes = owned.len();
+                drop(owned);
+                if let Some(path) = path {
+                    let took_ms = started.elapsed().as_millis() as u64;
+                    tracing::info!(%path, probes, took_ms, "TLS probes released");
+                }
+            });
     }
 
     pub(super) fn forget_process(&mut self, pid: u32) {
@@ -180,7 +193,8 @@ impl Worker {
         for id in stale {
             if let Some(file) = self.attached.remove(&id) {
                 tracing::info!(path = %file.path, "TLS probes detached: no process maps it");
-                self.release(file.links);
+                Stats::inc(&self.stats.tls_files_detached);
+                self.release(file.links, Some(file.path));
             }
             self.inspected.remove(&id);
         }
