@@ -63,6 +63,10 @@ fn redact_arg(arg: &str) -> String {
     if is_glued_password(arg) {
         return format!("-p{REDACTED}");
     }
+    // JSON data (`curl -d '{"user":"a","password":"x"}'`): secret-named fields' values.
+    if let Some(json) = json_with_secrets_redacted(arg) {
+        return json;
+    }
     // Form data (`curl -d 'user=a&password=x'`): a query string without a URL.
     if arg.contains('&') && arg.contains('=') && !arg.contains([' ', '/', ':']) {
         return redact::query(arg);
@@ -87,6 +91,41 @@ fn redact_arg(arg: &str) -> String {
         return format!("{option}{name}: {REDACTED}");
     }
     url_query(&url_path(&url_password(arg)))
+}
+
+/// A JSON object or array argument with the values of secret-named fields (`password`,
+/// `token`, `api_key`, ...) replaced, at any depth; `None` for anything else.
+fn json_with_secrets_redacted(arg: &str) -> Option<String> {
+    if !arg.trim_start().starts_with(['{', '[']) {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(arg).ok()?;
+    redact_json_secrets(&mut value, 0);
+    Some(value.to_string())
+}
+
+fn redact_json_secrets(value: &mut serde_json::Value, depth: usize) {
+    const MAX_DEPTH: usize = 32;
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if redact::is_secret_name(name) && !field.is_object() && !field.is_array() {
+                    *field = serde_json::Value::from(REDACTED);
+                } else {
+                    redact_json_secrets(field, depth + 1);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                redact_json_secrets(item, depth + 1);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Token-like segments (what `url.path` drops) of a URL's path, in `scheme://host/path`
@@ -211,6 +250,21 @@ mod tests {
             "curl https://example.com/a?b=c"
         );
         assert_eq!(from_proc(b""), None);
+    }
+
+    /// A JSON body on the command line (`curl -d`) keeps its shape, not its secrets.
+    #[test]
+    fn removes_secret_fields_of_json_arguments() {
+        assert_eq!(
+            line(&[
+                "curl",
+                "-d",
+                r#"{"qty":3,"auth":{"password":"hunter2","user":"ann"},"tokens":[{"api_key":"k1"}]}"#,
+                "http://h/x"
+            ]),
+            r#"curl -d {"auth":{"password":"REDACTED","user":"ann"},"qty":3,"tokens":[{"api_key":"REDACTED"}]} http://h/x"#
+        );
+        assert_eq!(line(&["jq", "{a: .b}"]), "jq {a: .b}", "not JSON: kept");
     }
 
     #[test]
