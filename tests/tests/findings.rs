@@ -33,6 +33,9 @@ const SESSION_WALKER: &str = "sess-s3cr3t-AAA";
 const SESSION_OTHER: &str = "sess-s3cr3t-BBB";
 const BASIC_PASSWORD: &str = "basic-s3cr3t-pw";
 const LOGIN_PASSWORD: &str = "login-s3cr3t-";
+/// A password sent where no password belongs (an order), beside a card number.
+const ORDER_PASSWORD: &str = "order-s3cr3t-pw";
+const ORDER_CARD: &str = "4111 1111 1111 1111";
 const SUBJECTS: [&str; 4] = [
     "alice-subj-7f3a",
     "mallory-subj-2b",
@@ -93,6 +96,8 @@ impl Secrets {
             SESSION_OTHER,
             BASIC_PASSWORD,
             LOGIN_PASSWORD,
+            ORDER_PASSWORD,
+            ORDER_CARD,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -237,7 +242,24 @@ fn traffic(port: u16, s: &Secrets, hosts: &TwoHosts) -> usize {
     let remote = format!("http://{}:{port}/api/items/1", hosts.b_ips[0]);
     let key = format!("X-API-Key: {REMOTE_KEY}");
     assert_eq!(curl_status(Some(&hosts.a), &["-H", &key, &remote]), "200");
-    42
+    // A card number and a password in an order (authenticated: no other rule fires), sent
+    // from a file: curl's command line, which the agent reports, stays without them.
+    let order = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        order.path(),
+        format!(r#"{{"qty":3,"card":{{"number":"{ORDER_CARD}"}},"password":"{ORDER_PASSWORD}"}}"#),
+    )
+    .unwrap();
+    curl(&[
+        "-H",
+        &format!("X-API-Key: {HEADER_KEY}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &format!("@{}", order.path().display()),
+        &url("/api/orders"),
+    ]);
+    43
 }
 
 /// The database and its WAL, byte for byte.
@@ -301,6 +323,7 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         ),
         ("SL-ABUSE-002", "POST", "/api/login", "curl"),
         ("SL-AUTH-002", "GET", "/api/items/{id}", "curl"),
+        ("SL-DATA-002", "POST", "/api/orders", "curl"),
     ]
     .iter()
     .map(|(r, m, p, c)| (r.to_string(), m.to_string(), p.to_string(), c.to_string()))
@@ -400,6 +423,26 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
     assert_eq!(walk["evidence"]["distinct_ids"], 10);
     let stuffing = finding("SL-ABUSE-002", "/api/login", "curl");
     assert_eq!(stuffing["evidence"]["failures"], 5);
+    // The login form's passwords are expected there; the order's card and password are not.
+    let order = finding("SL-DATA-002", "/api/orders", "curl");
+    assert_eq!(
+        (&order["sightline.finding.severity"], &order["count"]),
+        (&json!("critical"), &json!(1)),
+        "a card sent without TLS: {order:#}"
+    );
+    assert_eq!(
+        order["evidence"]["payment_card"],
+        json!({"count": 1, "paths": ["$.card.number"]})
+    );
+    assert_eq!(
+        order["evidence"]["password"],
+        json!({"count": 1, "paths": ["$.password"]})
+    );
+    assert_eq!(order["evidence"]["over_tls"], false);
+    assert_eq!(
+        order["sightline.finding.owasp"],
+        "API8:2023 Security Misconfiguration"
+    );
     let cleartext = finding("SL-AUTH-002", "/api/items/{id}", "curl");
     assert_eq!(cleartext["evidence"]["scheme"], "api-key");
     assert_eq!(cleartext["evidence"]["location"], "header:x-api-key");
@@ -477,8 +520,8 @@ fn each_rule_fires_on_its_case_and_no_secret_reaches_an_output() {
         String::from_utf8(report("findings", &db, &["--min-severity", "critical"])).unwrap();
     assert_eq!(
         table.lines().count(),
-        3,
-        "header, SL-DATA-001, SL-JWT-001:\n{table}"
+        4,
+        "header, SL-DATA-001, SL-DATA-002, SL-JWT-001:\n{table}"
     );
 
     // The terminal view, on the same traffic.

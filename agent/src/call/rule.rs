@@ -66,6 +66,7 @@ pub enum Rule {
     JwtInUrl,
     CredentialInUrl,
     SensitiveData,
+    SensitiveDataInRequest,
     ObjectEnumeration,
     AuthFailureBurst,
     ShadowEndpoint,
@@ -73,7 +74,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 12] = [
+    pub const ALL: [Rule; 13] = [
         Rule::UnauthenticatedSuccess,
         Rule::CleartextCredentials,
         Rule::JwtAlgNone,
@@ -82,6 +83,7 @@ impl Rule {
         Rule::JwtInUrl,
         Rule::CredentialInUrl,
         Rule::SensitiveData,
+        Rule::SensitiveDataInRequest,
         Rule::ObjectEnumeration,
         Rule::AuthFailureBurst,
         Rule::ShadowEndpoint,
@@ -98,6 +100,7 @@ impl Rule {
             Self::JwtInUrl => "SL-JWT-004",
             Self::CredentialInUrl => "SL-AUTH-003",
             Self::SensitiveData => "SL-DATA-001",
+            Self::SensitiveDataInRequest => "SL-DATA-002",
             Self::ObjectEnumeration => "SL-ABUSE-001",
             Self::AuthFailureBurst => "SL-ABUSE-002",
             Self::ShadowEndpoint => "SL-INV-001",
@@ -115,6 +118,7 @@ impl Rule {
             Self::JwtInUrl => "jwt-in-url",
             Self::CredentialInUrl => "credential-in-url",
             Self::SensitiveData => "sensitive-data-exposure",
+            Self::SensitiveDataInRequest => "sensitive-data-in-request",
             Self::ObjectEnumeration => "object-enumeration",
             Self::AuthFailureBurst => "auth-failure-burst",
             Self::ShadowEndpoint => "shadow-endpoint",
@@ -132,7 +136,9 @@ impl Rule {
             | Self::JwtInUrl
             | Self::CredentialInUrl
             | Self::AuthFailureBurst => "API2:2023 Broken Authentication",
-            Self::CleartextCredentials => "API8:2023 Security Misconfiguration",
+            Self::CleartextCredentials | Self::SensitiveDataInRequest => {
+                "API8:2023 Security Misconfiguration"
+            }
             Self::SensitiveData => "API3:2023 Broken Object Property Level Authorization",
             Self::ObjectEnumeration => "API1:2023 Broken Object Level Authorization",
             Self::ShadowEndpoint | Self::ZombieEndpoint => {
@@ -153,6 +159,7 @@ impl Rule {
             | Self::JwtInUrl
             | Self::CredentialInUrl
             | Self::SensitiveData
+            | Self::SensitiveDataInRequest
             | Self::ZombieEndpoint => Severity::Medium,
             Self::JwtWithoutExpiry | Self::ShadowEndpoint => Severity::Low,
         }

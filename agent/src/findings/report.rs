@@ -28,7 +28,7 @@ pub fn selected(findings: Vec<Finding>, filter: &Filter) -> Vec<Finding> {
 
 pub fn render_table(findings: &[Finding]) -> String {
     let mut out = format!(
-        "{:<9} {:<12} {:<24} {:<24} {:<7} {:<32} {:<20} {:>6}  {:<24} {}\n",
+        "{:<9} {:<12} {:<25} {:<24} {:<7} {:<32} {:<20} {:>6}  {:<24} {}\n",
         "SEVERITY",
         "RULE",
         "NAME",
@@ -48,7 +48,7 @@ pub fn render_table(findings: &[Finding]) -> String {
             format!("{}/{}", e.namespace, e.api)
         };
         out.push_str(&format!(
-            "{:<9} {:<12} {:<24} {service:<24} {:<7} {:<32} {:<20} {:>6}  {:<24} {}\n",
+            "{:<9} {:<12} {:<25} {service:<24} {:<7} {:<32} {:<20} {:>6}  {:<24} {}\n",
             f.severity.name(),
             f.key.rule.id(),
             f.key.rule.name(),

@@ -12,7 +12,7 @@ use super::{
         Context,
         abuse::{self, Tracker},
         access::{self, EndpointAccess},
-        exposure, inventory,
+        exposure, inventory, request_data,
         settings::{RuleSettings, SettingsError},
         tokens,
     },
@@ -94,6 +94,9 @@ impl FindingsStage {
         // Bodies are sampled by the endpoint's call count (the inventory's).
         if exposure::sampled(endpoint.calls) && !exposure::compressed(ctx.call) {
             exposure::check(&ctx, &mut hits);
+        }
+        if exposure::sampled(endpoint.calls) && !exposure::request_compressed(ctx.call) {
+            request_data::check(&ctx, &mut hits);
         }
         access::cleartext_credentials(&ctx, &mut hits);
         tokens::check(&ctx, self.settings.jwt_leeway_s, &mut hits);

@@ -101,6 +101,9 @@ impl Check {
             Self::Finding(Rule::JwtInUrl) => "A JWT was sent in the URL.",
             Self::Finding(Rule::CredentialInUrl) => "A credential was sent in the URL.",
             Self::Finding(Rule::SensitiveData) => "A response carried sensitive data.",
+            Self::Finding(Rule::SensitiveDataInRequest) => {
+                "A request carried sensitive data to an operation that is not a sign-in."
+            }
             Self::Finding(Rule::ObjectEnumeration) => "One client read many different object ids.",
             Self::Finding(Rule::AuthFailureBurst) => "A burst of failed authentications.",
         }
@@ -136,6 +139,10 @@ impl Check {
             }
             Self::Finding(Rule::SensitiveData) => {
                 "Return only the fields the client needs; mask or drop sensitive ones."
+            }
+            Self::Finding(Rule::SensitiveDataInRequest) => {
+                "Send card numbers to a payment provider's tokenizer and keys to a secret store, \
+                 not through the API; never send passwords outside sign-in and password changes."
             }
             Self::Finding(Rule::ObjectEnumeration) => {
                 "Check that each object read belongs to the caller; rate-limit id lookups."

@@ -20,9 +20,18 @@ pub fn sampled(nth: u64) -> bool {
     nth <= SCAN_FIRST || nth.is_multiple_of(SAMPLE_EVERY)
 }
 
-/// Whether the body was sent compressed (and so cannot be read).
+/// Whether the response body was sent compressed (and so cannot be read).
 pub fn compressed(call: &crate::call::ApiCall) -> bool {
-    call.response_headers.iter().any(|h| {
+    encoded(&call.response_headers)
+}
+
+/// Whether the request body was sent compressed.
+pub fn request_compressed(call: &crate::call::ApiCall) -> bool {
+    encoded(&call.request_headers)
+}
+
+fn encoded(headers: &[crate::protocol::http1::Header]) -> bool {
+    headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("content-encoding")
             && !h.value.eq_ignore_ascii_case(b"identity")
     })
