@@ -44,15 +44,20 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
     };
     let authenticated = ctx.auth.authenticated();
     let severity = if authenticated { worst } else { worst.raised() };
-    let mut evidence = Map::new();
-    for (kind, (count, paths)) in &found {
-        evidence.insert(
-            kind.name().to_string(),
-            json!({"count": count, "paths": paths}),
-        );
-    }
+    let mut evidence = kinds_evidence(&found);
     evidence.insert("caller_authenticated".into(), Value::Bool(authenticated));
     out.push(ctx.hit(Rule::SensitiveData, severity, evidence));
+}
+
+/// Each kind found, with how many values and where: `{"email": {"count", "paths"}}`.
+pub fn kinds_evidence(found: &sensitive::Detections) -> Map<String, Value> {
+    found
+        .iter()
+        .map(|(kind, (count, paths))| {
+            let entry = json!({"count": count, "paths": paths});
+            (kind.name().to_string(), entry)
+        })
+        .collect()
 }
 
 #[cfg(test)]

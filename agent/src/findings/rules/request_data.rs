@@ -11,7 +11,7 @@
 //! the rule off for that service), a password field of another meaning (a Wi-Fi password in a
 //! device's config), an account-creation route named without one of those words (`POST /users`).
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::{Context, Hit};
 use crate::findings::{
@@ -41,7 +41,7 @@ const CREDENTIAL_WORDS: &[&str] = &[
 
 pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
     let credential_operation = is_credential_operation(&ctx.endpoint.key.route);
-    let found: Vec<_> = sensitive::scan(&ctx.call.request_body_sample)
+    let found: sensitive::Detections = sensitive::scan(&ctx.call.request_body_sample)
         .into_iter()
         .filter(|(kind, _)| match kind {
             DataKind::Email | DataKind::Phone => false,
@@ -52,18 +52,12 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Hit>) {
             | DataKind::CloudAccessKey => true,
         })
         .collect();
-    let Some(worst) = found.iter().map(|(k, _)| k.severity()).max() else {
+    let Some(worst) = found.keys().map(|k| k.severity()).max() else {
         return;
     };
     let over_tls = ctx.call.tls.is_some();
     let severity = if over_tls { worst } else { worst.raised() };
-    let mut evidence = Map::new();
-    for (kind, (count, paths)) in &found {
-        evidence.insert(
-            kind.name().to_string(),
-            json!({"count": count, "paths": paths}),
-        );
-    }
+    let mut evidence = super::exposure::kinds_evidence(&found);
     evidence.insert("over_tls".into(), Value::Bool(over_tls));
     out.push(ctx.hit(Rule::SensitiveDataInRequest, severity, evidence));
 }
@@ -87,6 +81,8 @@ fn is_credential_operation(route: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::findings::{
         auth::CallAuth,
