@@ -175,9 +175,8 @@ impl Holder {
         let Some(fd) = event.fd() else {
             return; // A queue overflow: permission events are never dropped, nothing waits.
         };
-        if event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM) {
-            self.settle(&event);
-        }
+        // The only events marked for are FAN_OPEN_EXEC_PERM.
+        self.settle(&event);
         if let Err(error) = self
             .group
             .write_response(FanotifyResponse::new(fd, Response::FAN_ALLOW))
@@ -223,9 +222,7 @@ impl Holder {
             Err(RecvTimeoutError::Disconnected) => {}
         }
     }
-}
 
-impl Holder {
     /// Once the attach thread has detached a file's probes, its next exec must be held again:
     /// every ignore mark is flushed (each known file then costs one more round trip).
     fn forget_detached(&mut self) {
