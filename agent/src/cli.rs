@@ -47,6 +47,9 @@ pub enum Command {
     /// Show the security findings (read from the agent's inventory database; works while it
     /// runs), most severe first.
     Findings(FindingsArgs),
+    /// Show what changed in the inventory's endpoints, and when (read from the agent's
+    /// database; works while it runs), oldest first.
+    Changes(ChangesArgs),
     /// Write an OpenAPI 3.1 document reconstructed from a service's traffic (from the
     /// inventory database) to stdout.
     Openapi(OpenapiArgs),
@@ -214,6 +217,26 @@ fn parse_rule(text: &str) -> Result<crate::findings::model::Rule, String> {
             .collect();
         format!("one of {}", names.join(", "))
     })
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ChangesArgs {
+    /// The agent's inventory database (its --inventory-db).
+    #[arg(long, visible_alias = "inventory-db", value_name = "PATH", default_value = DEFAULT_INVENTORY_DB)]
+    pub db: PathBuf,
+    /// Only changes this recent (`30m`, `12h`, `7d`).
+    #[arg(long, value_parser = parse_age, default_value = "7d")]
+    pub since: std::time::Duration,
+    /// Only this service's changes (`service.name`, or the host of an API called).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (for example 30m, 12h, 7d)"))
 }
 
 #[derive(Clone, Debug, Args)]

@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Tls(args)) => tls_report(&args),
         Some(Command::Inventory(args)) => inventory(&args),
+        Some(Command::Changes(args)) => changes(&args),
         Some(Command::Findings(args)) => findings(&args),
         Some(Command::Openapi(args)) => openapi(&args),
         Some(Command::Capabilities) => {
@@ -142,6 +143,25 @@ fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&report::to_json(&endpoints, &unused))? + "\n"
         }
         sightline::cli::ReportFormat::Table => report::render_table(&endpoints, &unused),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `sightline changes`: prints the stored changes of the endpoints.
+fn changes(args: &sightline::cli::ChangesArgs) -> anyhow::Result<()> {
+    use sightline::{inventory::changes, store::Store};
+    use std::io::Write as _;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let since = now.saturating_sub(args.since).as_nanos() as u64;
+    let store = Store::open_read_only(&args.db)?;
+    let found = store.load_changes(since, args.service.as_deref())?;
+    let text = match args.format {
+        sightline::cli::ReportFormat::Json => {
+            let list: Vec<serde_json::Value> = found.iter().map(|c| c.to_json()).collect();
+            serde_json::to_string_pretty(&list)? + "\n"
+        }
+        sightline::cli::ReportFormat::Table => changes::render_table(&found),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

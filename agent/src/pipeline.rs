@@ -293,7 +293,14 @@ fn analysis_stages(
 ) -> Result<(InventoryStage, CredentialsStage, FindingsStage), PipelineError> {
     let (inventory, stored_findings) = InventoryStage::start(
         config.inventory_db.as_deref(),
-        InventoryLimits::default(),
+        InventoryLimits {
+            quiet_after_ns: config
+                .file
+                .inventory
+                .quiet_after_seconds
+                .saturating_mul(1_000_000_000),
+            ..InventoryLimits::default()
+        },
         SpecSource::load(config.file.api_specs.clone(), stats),
         stats.clone(),
     )?;
@@ -506,8 +513,13 @@ async fn process(
             }
             _ = sweep.tick() => {
                 tracker.sweep(Clock::now_monotonic(), &mut out);
-                let unwritten = inventory.flush(findings.take_changed());
-                findings.requeue(unwritten);
+                let flushed = inventory.flush(findings.take_changed());
+                findings.requeue(flushed.unwritten);
+                for change in flushed.changes {
+                    if records.try_send(Record::Change(Box::new(change))).is_err() {
+                        Stats::inc(&stats.sink_queue_full);
+                    }
+                }
                 if let Some(kube) = &kube {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)

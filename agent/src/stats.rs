@@ -107,6 +107,8 @@ counters! {
     k8s_addresses_dropped,
     /// Calls counted under an overflow route (a route tree or the endpoint table was full).
     inventory_overflow,
+    /// Endpoint changes not recorded because too many were waiting for the writer.
+    inventory_changes_dropped,
     /// Calls not counted in the inventory because their HTTP/2 path was unknown.
     inventory_path_unknown,
     /// Inventory writes to the database that failed.

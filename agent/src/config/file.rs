@@ -30,6 +30,24 @@ pub struct FileConfig {
     pub findings: FindingsSection,
     /// Export to an OpenTelemetry collector.
     pub otlp: OtlpSection,
+    /// Change tracking of the inventory.
+    pub inventory: InventorySection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySection {
+    /// An endpoint not called for this many seconds has gone quiet (a change); default one
+    /// day.
+    pub quiet_after_seconds: u64,
+}
+
+impl Default for InventorySection {
+    fn default() -> Self {
+        Self {
+            quiet_after_seconds: 86_400,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

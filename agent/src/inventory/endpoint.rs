@@ -49,6 +49,9 @@ pub struct EndpointStats {
     /// JSON Schemas of the JSON bodies seen (types and names only).
     pub request_schema: Option<serde_json::Value>,
     pub response_schema: Option<serde_json::Value>,
+    /// Exposure, successes without credentials, largest response (what risk is judged on).
+    #[serde(default)]
+    pub posture: super::posture::Posture,
     /// The class this run last announced the endpoint with (`None`: not announced yet in this
     /// run). Not stored: every run announces the endpoints it sees again, so a backend that
     /// assembles the inventory from announcements also learns of endpoints whose first
@@ -58,8 +61,9 @@ pub struct EndpointStats {
 }
 
 impl EndpointStats {
-    /// Adds one call; `client` names the calling end.
-    pub fn record(&mut self, call: &ApiCall, client: &str) {
+    /// Adds one call; `client` names the calling end. Returns the field paths of the bodies
+    /// read into the schemas (sampled calls, complete JSON bodies), for change tracking.
+    pub fn record(&mut self, call: &ApiCall, client: &str) -> BodyFields {
         if self.calls == 0 || call.start_unix_ns < self.first_seen_unix_nano {
             self.first_seen_unix_nano = call.start_unix_ns;
         }
@@ -106,8 +110,9 @@ impl EndpointStats {
         // Bodies are parsed for the first calls, then for one call in 64 (enough to see the
         // shapes, without parsing every body of a busy endpoint).
         if self.calls <= SCHEMA_EVERY_CALL_UNTIL || self.calls.is_multiple_of(SCHEMA_SAMPLE_EVERY) {
-            self.record_schemas(call);
+            return self.record_schemas(call);
         }
+        BodyFields::default()
     }
 
     /// Adds what another inventory (another node's, another run's) knows of the same
@@ -161,6 +166,7 @@ impl EndpointStats {
         }
         self.more_clients |= other.more_clients;
         self.tls_calls += other.tls_calls;
+        self.posture.merge(&other.posture);
         for status in &other.status_codes {
             if self.status_codes.len() < MAX_SET || self.status_codes.contains(status) {
                 self.status_codes.insert(*status);
@@ -179,19 +185,21 @@ impl EndpointStats {
         }
     }
 
-    fn record_schemas(&mut self, call: &ApiCall) {
-        merge_schema(
-            &mut self.request_schema,
-            call.request_size.body_complete,
-            &call.request_body_sample,
-            &call.request_headers,
-        );
-        merge_schema(
-            &mut self.response_schema,
-            call.response_size.body_complete,
-            &call.response_body_sample,
-            &call.response_headers,
-        );
+    fn record_schemas(&mut self, call: &ApiCall) -> BodyFields {
+        BodyFields {
+            request: merge_schema(
+                &mut self.request_schema,
+                call.request_size.body_complete,
+                &call.request_body_sample,
+                &call.request_headers,
+            ),
+            response: merge_schema(
+                &mut self.response_schema,
+                call.response_size.body_complete,
+                &call.response_body_sample,
+                &call.response_headers,
+            ),
+        }
     }
 
     /// The duration below which `quantile` (0..1) of the calls were, from the histogram (an
@@ -229,24 +237,32 @@ fn query_names(query: Option<&str>) -> impl Iterator<Item = &str> {
         })
 }
 
-/// Adds the schema of a complete JSON body to `schema`.
+/// The field paths of one call's JSON bodies (`None`: that body was not read).
+#[derive(Debug, Default)]
+pub struct BodyFields {
+    pub request: Option<BTreeSet<String>>,
+    pub response: Option<BTreeSet<String>>,
+}
+
+/// Adds the schema of a complete JSON body to `schema`; returns the body's field paths.
 fn merge_schema(
     schema: &mut Option<serde_json::Value>,
     complete: bool,
     body: &[u8],
     headers: &[crate::protocol::http1::Header],
-) {
+) -> Option<BTreeSet<String>> {
     let is_json =
         content_type(headers).is_some_and(|t| t == "application/json" || t.ends_with("+json"));
     if !complete || !is_json || body.is_empty() {
-        return;
+        return None;
     }
-    if let Some(new) = super::schema::of_body(body) {
-        *schema = Some(match schema.take() {
-            Some(old) => super::schema::merge(old, new),
-            None => new,
-        });
-    }
+    let new = super::schema::of_body(body)?;
+    let fields = super::schema::field_paths(&new);
+    *schema = Some(match schema.take() {
+        Some(old) => super::schema::merge(old, new),
+        None => new,
+    });
+    Some(fields)
 }
 
 fn latency_bucket(duration_ns: u64) -> usize {

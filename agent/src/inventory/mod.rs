@@ -7,11 +7,14 @@
 //! else at the client's end (an API this host calls). Each call gets its route template
 //! (`http.route`) here, for every sink.
 
+pub mod changes;
 pub mod classify;
 pub mod counts;
 pub mod endpoint;
 pub mod hidden;
 pub mod openapi_out;
+pub mod posture;
+pub mod reach;
 pub mod report;
 pub mod schema;
 /// Path segments (ids, tokens, words), classified where the call lives.
@@ -25,6 +28,7 @@ use std::{
     sync::Arc,
 };
 
+use changes::{Change, ChangeTracker, Novelties};
 use classify::Specs;
 use counts::InventoryCounts;
 use endpoint::{Direction, EndpointKey, EndpointStats};
@@ -43,6 +47,8 @@ pub struct InventoryLimits {
     /// APIs (route trees) kept.
     pub max_apis: usize,
     pub templates: TemplateLimits,
+    /// An endpoint not called for this long has gone quiet (a change).
+    pub quiet_after_ns: u64,
 }
 
 impl Default for InventoryLimits {
@@ -51,6 +57,7 @@ impl Default for InventoryLimits {
             max_endpoints: 50_000,
             max_apis: 5_000,
             templates: TemplateLimits::default(),
+            quiet_after_ns: 86_400 * 1_000_000_000,
         }
     }
 }
@@ -70,6 +77,7 @@ pub struct Inventory {
     counts: Arc<InventoryCounts>,
     /// Values of documented path parameters that are endpoints of their own.
     hidden: HiddenEndpoints,
+    changes: ChangeTracker,
     limits: InventoryLimits,
     stats: Arc<Stats>,
 }
@@ -85,6 +93,7 @@ impl Inventory {
             changed: HashSet::new(),
             counts,
             hidden: HiddenEndpoints::default(),
+            changes: ChangeTracker::new(limits.quiet_after_ns),
             limits,
             stats,
         }
@@ -170,7 +179,11 @@ impl Inventory {
         let Some(stats) = self.endpoints.get_mut(&key) else {
             return;
         };
-        stats.record(call, &client);
+        let novel = Novelties::of(stats, call, &client);
+        let bodies = stats.record(call, &client);
+        stats
+            .posture
+            .record(call, &client, key.direction == Direction::Served);
         let previous = stats.class.replace(verdict.class);
         self.counts.moved(&key, previous, verdict.class);
         let announce = match stats.announced {
@@ -184,6 +197,8 @@ impl Inventory {
         };
         stats.announced = Some(verdict.class);
         let calls = stats.calls;
+        self.changes
+            .observe(&key, stats, call, discovered, novel, bodies);
         if !self.changed.contains(&key) {
             self.changed.insert(key.clone());
         }
@@ -246,6 +261,32 @@ impl Inventory {
         self.counts
             .update_endpoints(changed.iter().map(|(key, stats)| (key, stats)));
         changed
+    }
+
+    /// Endpoints a previous run reported gone quiet (not reported again).
+    pub fn restore_quiet(&mut self, quiet: Vec<EndpointKey>) {
+        self.changes.restore_quiet(quiet);
+    }
+
+    /// The changes found since the last call, endpoints gone quiet by `now` (Unix ns)
+    /// included.
+    pub fn take_changes(&mut self, now: u64) -> Vec<Change> {
+        self.changes.find_quiet(self.endpoints.iter(), now);
+        Stats::add(
+            &self.stats.inventory_changes_dropped,
+            std::mem::take(&mut self.changes.dropped),
+        );
+        self.changes.take()
+    }
+
+    /// Changes the writer could not take: sent again with the next batch.
+    pub fn requeue_changes(&mut self, changes: Vec<Change>) {
+        self.changes.requeue(changes);
+    }
+
+    /// An endpoint's statistics.
+    pub fn stats(&self, key: &EndpointKey) -> Option<&EndpointStats> {
+        self.endpoints.get(key)
     }
 
     fn tree(&mut self, api: ApiKey) -> Option<&mut RouteTree> {

@@ -57,6 +57,48 @@ fn infer(value: &Value, depth: usize) -> Value {
     }
 }
 
+/// Field paths a change is reported on, at most.
+const MAX_FIELD_PATHS: usize = 128;
+/// Nesting followed for field paths (`order.items[].sku` is depth 3).
+const MAX_FIELD_DEPTH: usize = 4;
+
+/// The named fields of a body's schema as paths: `id`, `owner.email`, `items[].sku` (the
+/// body itself when it is an array: `[].id`). Maps (objects keyed by values) add no path.
+pub fn field_paths(schema: &Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    walk_fields(schema, "", 0, &mut out);
+    out
+}
+
+fn walk_fields(
+    schema: &Value,
+    prefix: &str,
+    depth: usize,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    if depth >= MAX_FIELD_DEPTH {
+        return;
+    }
+    if let Some(items) = schema.get("items") {
+        walk_fields(items, &format!("{prefix}[]"), depth, out);
+    }
+    let Some(Value::Object(properties)) = schema.get("properties") else {
+        return;
+    };
+    for (name, value) in properties {
+        if out.len() >= MAX_FIELD_PATHS {
+            return;
+        }
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        walk_fields(value, &path, depth + 1, out);
+        out.insert(path);
+    }
+}
+
 /// One schema that both bodies fit.
 pub fn merge(a: Value, b: Value) -> Value {
     if a == b {
@@ -135,6 +177,30 @@ fn types(schema: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_paths_name_nested_and_array_fields_but_not_map_keys() {
+        let schema = of_body(
+            br#"{"id":1,"owner":{"email":"a@b.c"},"items":[{"sku":"x"}],
+                 "by_id":{"7f3c2a9e-1b2d-4c5e-8f90-123456789abc":{"n":1}}}"#,
+        )
+        .unwrap();
+        let paths: Vec<String> = field_paths(&schema).into_iter().collect();
+        assert_eq!(
+            paths,
+            [
+                "by_id",
+                "id",
+                "items",
+                "items[].sku",
+                "owner",
+                "owner.email"
+            ]
+        );
+        let list = of_body(br#"[{"id":1},{"id":2,"name":"x"}]"#).unwrap();
+        let paths: Vec<String> = field_paths(&list).into_iter().collect();
+        assert_eq!(paths, ["[].id", "[].name"]);
+    }
 
     #[test]
     fn types_and_names_only() {

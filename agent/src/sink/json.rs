@@ -9,7 +9,7 @@ use super::{
     Sink,
     call_fields::{self, FieldValue, FieldVisitor, Place},
 };
-use crate::{call::ApiCall, findings::model::Finding};
+use crate::{call::ApiCall, findings::model::Finding, inventory::changes::Change};
 
 pub struct JsonLines<W: Write + Send> {
     out: W,
@@ -29,6 +29,11 @@ impl<W: Write + Send> Sink for JsonLines<W> {
 
     fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, &finding.to_json())?;
+        self.out.write_all(b"\n")
+    }
+
+    fn write_change(&mut self, change: &Change) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &change.to_json())?;
         self.out.write_all(b"\n")
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::{call::ApiCall, findings::model::Finding, stats::Stats};
+use crate::{call::ApiCall, findings::model::Finding, inventory::changes::Change, stats::Stats};
 
 /// What the sinks are given.
 // Calls are the stream and are moved as they are; findings are rare.
@@ -25,12 +25,15 @@ pub enum Record {
     Call(ApiCall),
     /// A new finding, or one whose severity rose.
     Finding(Box<Finding>),
+    /// A change of an endpoint (written to the database first).
+    Change(Box<Change>),
 }
 
 /// A destination for calls and findings.
 pub trait Sink: Send {
     fn write(&mut self, call: &ApiCall) -> std::io::Result<()>;
     fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()>;
+    fn write_change(&mut self, change: &Change) -> std::io::Result<()>;
     fn flush(&mut self) -> std::io::Result<()>;
 }
 
@@ -54,6 +57,7 @@ fn write_all(sinks: &mut [Box<dyn Sink>], record: &Record, stats: &Stats) {
         let written = match record {
             Record::Call(call) => sink.write(call),
             Record::Finding(finding) => sink.write_finding(finding),
+            Record::Change(change) => sink.write_change(change),
         };
         if let Err(error) = written {
             Stats::inc(&stats.sink_write_errors);

@@ -6,6 +6,7 @@ use super::Sink;
 use crate::{
     call::{ApiCall, SpanKind},
     findings::model::{Finding, Severity},
+    inventory::changes::Change,
 };
 
 pub struct Terminal<W: Write + Send> {
@@ -26,6 +27,19 @@ impl<W: Write + Send> Sink for Terminal<W> {
 
     fn write_finding(&mut self, finding: &Finding) -> std::io::Result<()> {
         writeln!(self.out, "{}", finding_line(finding, self.color))
+    }
+
+    fn write_change(&mut self, change: &Change) -> std::io::Result<()> {
+        let service = match change.endpoint.namespace.as_str() {
+            "" => String::new(),
+            namespace => format!("{namespace}/"),
+        };
+        writeln!(
+            self.out,
+            "{} CHANGE {service}{}",
+            clock(change.at_unix_nano),
+            change.summary()
+        )
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -48,7 +48,7 @@ pub enum StoreError {
 
 /// Version of the schema below; a newer database is refused, not guessed at, an older one is
 /// migrated.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1 kept shadow and zombie endpoints in a `findings` table of its own; version 2
 /// keeps every rule's findings. The old rows become findings of the inventory rules.
@@ -68,6 +68,12 @@ INSERT INTO findings SELECT
     json_object('class', kind, 'status', status, 'spec_file', spec_file)
     FROM findings_v1;
 DROP TABLE findings_v1;
+";
+
+/// Version 3 adds each endpoint's posture (exposure and what its risk is judged on) and the
+/// changes table.
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE endpoints ADD COLUMN posture TEXT;
 ";
 
 /// The endpoints table, then [`FINDINGS_TABLE`] and [`SPEC_OPERATIONS_TABLE`].
@@ -101,6 +107,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     query_params TEXT NOT NULL,
     request_schema TEXT,
     response_schema TEXT,
+    posture TEXT,
     PRIMARY KEY (api, namespace, direction, method, route)
 );
 ";
@@ -124,6 +131,20 @@ CREATE TABLE IF NOT EXISTS findings (
     evidence TEXT NOT NULL,
     PRIMARY KEY (rule_id, api, namespace, direction, method, route, key_client)
 );
+";
+/// Each endpoint's changes, oldest first (bounded: see `MAX_CHANGES`).
+const CHANGES_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS changes (
+    at_unix_nano INTEGER NOT NULL,
+    api TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_time ON changes (at_unix_nano);
 ";
 /// Every spec operation (for the unused ones).
 const SPEC_OPERATIONS_TABLE: &str = "
@@ -201,7 +222,7 @@ pub struct SpecOperation {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl Store {
@@ -231,12 +252,27 @@ impl Store {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version == 0 {
             conn.execute_batch(&format!(
-                "{ENDPOINTS_TABLE}{FINDINGS_TABLE}{SPEC_OPERATIONS_TABLE}"
+                "{ENDPOINTS_TABLE}{FINDINGS_TABLE}{SPEC_OPERATIONS_TABLE}{CHANGES_TABLE}"
             ))?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        } else if version == 1 {
+        } else if version == 1 || version == 2 {
+            let to_2 = if version == 1 {
+                format!("{MIGRATE_1_TO_2} {FINDINGS_TABLE} {MIGRATE_1_TO_2_ROWS}")
+            } else {
+                String::new()
+            };
+            let has_endpoints: i64 = conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'endpoints'",
+                [],
+                |r| r.get(0),
+            )?;
+            let to_3 = if has_endpoints > 0 {
+                MIGRATE_2_TO_3
+            } else {
+                ENDPOINTS_TABLE
+            };
             conn.execute_batch(&format!(
-                "BEGIN; {MIGRATE_1_TO_2} {FINDINGS_TABLE} {MIGRATE_1_TO_2_ROWS} \
+                "BEGIN; {to_2} {to_3} {CHANGES_TABLE} {SPEC_OPERATIONS_TABLE} \
                  PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         } else if version != SCHEMA_VERSION {
@@ -263,7 +299,7 @@ impl Store {
                     status_5xx, status_none, duration_sum_ns, duration_max_ns,
                     duration_histogram, request_content_types, response_content_types,
                     auth_schemes, clients, more_clients, tls_calls, class, status_codes,
-                    query_params, request_schema, response_schema
+                    query_params, request_schema, response_schema, posture
              FROM endpoints ORDER BY api, namespace, direction, route, method",
         )?;
         let rows = statement.query_map([], |r| {
@@ -299,6 +335,7 @@ impl Store {
                     Some(r.get::<_, String>(25)?),
                     r.get::<_, Option<String>>(26)?,
                     r.get::<_, Option<String>>(27)?,
+                    r.get::<_, Option<String>>(28)?,
                 ],
             ))
         })?;
@@ -331,6 +368,10 @@ impl Store {
                 query_params: serde_json::from_str(more[1].as_deref().unwrap_or("[]"))?,
                 request_schema: json(&more[2])?,
                 response_schema: json(&more[3])?,
+                posture: match &more[4] {
+                    Some(text) => serde_json::from_str(text)?,
+                    None => Default::default(),
+                },
                 announced: None,
             };
             out.push((key, stats));
@@ -522,7 +563,7 @@ impl Store {
                 // A row holds an endpoint's cumulative statistics: replacing it is the update.
                 "INSERT OR REPLACE INTO endpoints VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
                     ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-                    ?25, ?26, ?27, ?28)",
+                    ?25, ?26, ?27, ?28, ?29)",
             )?;
             for (key, s) in endpoints {
                 let c = s.status_classes.map(|n| n as i64);
@@ -555,6 +596,7 @@ impl Store {
                     serde_json::to_string(&s.query_params)?,
                     s.request_schema.as_ref().map(serde_json::Value::to_string),
                     s.response_schema.as_ref().map(serde_json::Value::to_string),
+                    serde_json::to_string(&s.posture)?,
                 ])?;
             }
         }

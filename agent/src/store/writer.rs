@@ -16,6 +16,7 @@ use std::{
 use super::sqlite::{Store, StoreError};
 use crate::inventory::{
     Inventory, InventoryLimits,
+    changes::Change,
     classify::Specs,
     counts::InventoryCounts,
     endpoint::{EndpointKey, EndpointStats},
@@ -31,6 +32,7 @@ use crate::{
 /// What the writer writes at once.
 struct Batch {
     endpoints: Vec<(EndpointKey, EndpointStats)>,
+    changes: Vec<Change>,
     findings: Vec<Finding>,
     /// The specs changed: their operations are written again.
     specs: Option<Specs>,
@@ -78,6 +80,7 @@ impl InventoryStage {
         let mut store = Store::open(path)?;
         store.save_spec_operations(&specs.specs())?;
         inventory.restore(store.load()?);
+        inventory.restore_quiet(store.quiet_endpoints()?);
         let findings = store.load_findings()?;
         tracing::info!(
             path = %path.display(),
@@ -132,32 +135,49 @@ impl InventoryStage {
     }
 
     /// Picks up changed spec files and hands what changed, with the changed `findings`, to
-    /// the writer. Returns the findings it could not take (to be given again next time).
-    pub fn flush(&mut self, findings: Vec<Finding>) -> Vec<Finding> {
+    /// the writer. Returns the findings it could not take (to be given again next time) and
+    /// the endpoints' changes found since the last flush (for the sinks).
+    pub fn flush(&mut self, findings: Vec<Finding>) -> Flushed {
         self.finding_series.update(&findings);
         if let Some(specs) = self.specs.reload_if_changed(&self.stats) {
             self.inventory.set_specs(specs.clone());
             self.unsaved_specs = Some(specs);
         }
         let endpoints = self.inventory.take_changed();
+        let changes = self.inventory.take_changes(unix_now());
         let Some(writer) = &self.writer else {
-            return Vec::new();
+            return Flushed {
+                unwritten: Vec::new(),
+                changes,
+            };
         };
-        if endpoints.is_empty() && findings.is_empty() && self.unsaved_specs.is_none() {
-            return Vec::new();
+        if endpoints.is_empty()
+            && findings.is_empty()
+            && changes.is_empty()
+            && self.unsaved_specs.is_none()
+        {
+            return Flushed::default();
         }
         let batch = Batch {
             endpoints,
+            changes: changes.clone(),
             findings,
             specs: self.unsaved_specs.take(),
         };
         match writer.batches.try_send(batch) {
-            Ok(()) => Vec::new(),
+            Ok(()) => Flushed {
+                unwritten: Vec::new(),
+                changes,
+            },
             Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
                 self.inventory
                     .requeue(batch.endpoints.into_iter().map(|(key, _)| key));
+                self.inventory.requeue_changes(batch.changes);
                 self.unsaved_specs = batch.specs;
-                batch.findings
+                Flushed {
+                    unwritten: batch.findings,
+                    changes: Vec::new(),
+                }
             }
         }
     }
@@ -165,9 +185,11 @@ impl InventoryStage {
     /// Writes what is left (with the last `findings`) and waits for the writer.
     pub fn finish(mut self, findings: Vec<Finding>) {
         let endpoints = self.inventory.take_changed();
+        let changes = self.inventory.take_changes(unix_now());
         if let Some(writer) = self.writer {
             let _ = writer.batches.send(Batch {
                 endpoints,
+                changes,
                 findings,
                 specs: self.unsaved_specs.take(),
             });
@@ -177,10 +199,26 @@ impl InventoryStage {
     }
 }
 
+/// What a flush leaves to the caller.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// Findings the writer could not take: given again with the next flush.
+    pub unwritten: Vec<Finding>,
+    /// The endpoints' changes found since the last flush.
+    pub changes: Vec<Change>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 fn write(mut store: Store, batches: Receiver<Batch>, stats: Arc<Stats>) {
     while let Ok(batch) = batches.recv() {
         let saved = store
             .save(&batch.endpoints)
+            .and_then(|()| store.save_changes(&batch.changes))
             .and_then(|()| store.save_findings(&batch.findings))
             .and_then(|()| match &batch.specs {
                 Some(specs) => store.save_spec_operations(specs),

@@ -98,6 +98,34 @@ impl LogRecords {
         record
     }
 
+    /// A change of an endpoint (`sightline.inventory.change`), its attributes those of its
+    /// JSON line.
+    pub fn change(&self, change: &crate::inventory::changes::Change) -> SdkLogRecord {
+        use crate::inventory::changes::CHANGE_EVENT;
+        let mut record = self.logger.create_log_record();
+        record.set_event_name(CHANGE_EVENT);
+        record.add_attribute("event.name", CHANGE_EVENT);
+        record.set_timestamp(unix(change.at_unix_nano));
+        record.set_observed_timestamp(SystemTime::now());
+        record.set_severity_number(Severity::Info);
+        record.set_severity_text("INFO");
+        record.set_body(AnyValue::String(change.summary().into()));
+        let serde_json::Value::Object(fields) = change.to_json() else {
+            return record;
+        };
+        for (key, value) in fields {
+            if matches!(key.as_str(), "event.name" | "time" | "time_unix_nano")
+                || (key == "service.namespace" && value == "")
+            {
+                continue;
+            }
+            if let Some(value) = any_value(&value) {
+                record.add_attribute(key, value);
+            }
+        }
+        record
+    }
+
     /// The call's endpoint as an inventory change, when the inventory marked it so.
     pub fn endpoint(&self, call: &ApiCall) -> Option<SdkLogRecord> {
         let endpoint = call.endpoint.as_deref()?;

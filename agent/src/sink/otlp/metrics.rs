@@ -253,6 +253,11 @@ impl crate::sink::Sink for MetricsSink {
         Ok(())
     }
 
+    /// Changes are log records and database rows, not metrics.
+    fn write_change(&mut self, _: &crate::inventory::changes::Change) -> std::io::Result<()> {
+        Ok(())
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }

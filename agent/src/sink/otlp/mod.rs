@@ -266,6 +266,13 @@ impl Sink for OtlpSink {
         Ok(())
     }
 
+    fn write_change(&mut self, change: &crate::inventory::changes::Change) -> std::io::Result<()> {
+        if let Some((records, queue)) = &self.logs {
+            queue.push(records.change(change));
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
