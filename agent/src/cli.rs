@@ -250,6 +250,12 @@ pub struct InventoryArgs {
     /// A spec operation is unused when no call matched it in this many days.
     #[arg(long, default_value_t = 30)]
     pub unused_days: u64,
+    /// Order: by API and route, or riskiest first.
+    #[arg(long, value_enum, default_value_t = InventoryOrder::Route)]
+    pub sort: InventoryOrder,
+    /// Only endpoints whose risk score (0 to 10) is at least this.
+    #[arg(long, value_name = "SCORE")]
+    pub min_risk: Option<f64>,
     /// Read the whole cluster's inventory from this Prometheus (or Mimir, Thanos: anything
     /// answering its query API) instead of this node's database: every node's endpoints,
     /// unused judged over all of them.
@@ -258,6 +264,12 @@ pub struct InventoryArgs {
     /// Table for people, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InventoryOrder {
+    Route,
+    Risk,
 }
 
 /// Where the agent keeps its inventory unless told otherwise.

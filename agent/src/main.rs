@@ -121,28 +121,44 @@ fn tls_report(args: &sightline::cli::TlsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sightline inventory`: prints the stored API inventory.
+/// `sightline inventory`: prints the stored API inventory, each endpoint with its risk.
 fn inventory(args: &sightline::cli::InventoryArgs) -> anyhow::Result<()> {
-    use sightline::{inventory::report, store::Store};
+    use sightline::{cli::InventoryOrder, findings::risk, inventory::report, store::Store};
     use std::io::Write as _;
     if let Some(url) = &args.prometheus {
         return cluster_inventory(url, args);
     }
     let store = Store::open_read_only(&args.db)?;
-    let endpoints = report::selected(store.load()?, args.service.as_deref());
+    let findings = store.load_findings()?;
+    let mut rows: Vec<report::Row> = report::selected(store.load()?, args.service.as_deref())
+        .into_iter()
+        .map(|(key, stats)| {
+            let risk = risk::score(&key, &stats, &findings);
+            (key, stats, risk)
+        })
+        .filter(|(.., risk)| args.min_risk.is_none_or(|min| risk.score >= min))
+        .collect();
+    if args.sort == InventoryOrder::Risk {
+        // Stable: equal scores keep the stored order (by API and route).
+        rows.sort_by(|a, b| b.2.score.total_cmp(&a.2.score));
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let window = std::time::Duration::from_secs(args.unused_days.saturating_mul(86_400));
     let since = now.saturating_sub(window).as_nanos() as u64;
-    let unused: Vec<report::Unused> = store
-        .unused_operations(since)?
-        .into_iter()
-        .filter(|u| args.service.as_deref().is_none_or(|s| s == u.api))
-        .collect();
+    let unused: Vec<report::Unused> = match args.min_risk {
+        // Unused operations have no calls and no risk.
+        Some(_) => Vec::new(),
+        None => store
+            .unused_operations(since)?
+            .into_iter()
+            .filter(|u| args.service.as_deref().is_none_or(|s| s == u.api))
+            .collect(),
+    };
     let text = match args.format {
         sightline::cli::ReportFormat::Json => {
-            serde_json::to_string_pretty(&report::to_json(&endpoints, &unused))? + "\n"
+            serde_json::to_string_pretty(&report::to_json(&rows, &unused))? + "\n"
         }
-        sightline::cli::ReportFormat::Table => report::render_table(&endpoints, &unused),
+        sightline::cli::ReportFormat::Table => report::render_table(&rows, &unused),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())

@@ -95,6 +95,12 @@ d.panel("table","Spec operations no node called in the last 30 days (unused)",[p
 d.panel("logs","Shadow and zombie endpoints discovered",[loki('{service_name="sightline"} | event_name="sightline.inventory.endpoint" | sightline_inventory_class=~"shadow|zombie" | service_name_extracted=~"$service"'.replace(' | service_name_extracted=~"$service"',''))],LOKI,w=24,h=10,
         desc="One record per endpoint discovered, first seen by this agent run, or reclassified; attributes carry the service, method, route, class and change.")
 d.panel("logs","Every inventory change",[loki('{service_name="sightline"} | event_name="sightline.inventory.endpoint"')],LOKI,w=24,h=10)
+d.row("Posture: risk, exposure, changes")
+d.panel("table","Riskiest endpoints (risk score 0 to 10, highest node)",[prom(f'topk(25, max by ({EK}) (sightline_inventory_endpoint_risk{{{I}}}) > 0)',instant=True,fmt="table")],PROM,w=12,h=10,
+        desc="The formula and each endpoint's reasons: sightline inventory --sort risk (README, Risk score).")
+d.panel("table","Endpoints reached from the internet",[prom(f'count by ({EK}, sightline_endpoint_exposure) (sightline_inventory_endpoint_info{{{I}, sightline_endpoint_external="true"}})',instant=True,fmt="table")],PROM,w=12,h=10,
+        desc="Callers with public addresses, directly or through a proxy on the same host (X-Forwarded-For). Value: nodes that saw it.")
+d.panel("logs","Endpoint changes (new, gone quiet, new scheme, status class, client, fields)",[loki('{service_name="sightline"} | event_name="sightline.inventory.change"')],LOKI,w=24,h=10)
 d.save("api-inventory.json")
 
 # 3. findings

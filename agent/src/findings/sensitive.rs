@@ -37,6 +37,20 @@ impl DataKind {
         }
     }
 
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Email,
+            Self::PaymentCard,
+            Self::UsSsn,
+            Self::Phone,
+            Self::PrivateKey,
+            Self::CloudAccessKey,
+            Self::Password,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
     pub fn severity(self) -> Severity {
         match self {
             Self::Email | Self::Phone => Severity::Low,

@@ -28,6 +28,22 @@ impl FindingSeries {
         }
     }
 
+    /// The findings raised on `endpoints` (copied: only these).
+    pub fn of_endpoints(
+        &self,
+        endpoints: &std::collections::HashSet<&crate::inventory::endpoint::EndpointKey>,
+    ) -> Vec<Finding> {
+        self.findings
+            .lock()
+            .map(|f| {
+                f.values()
+                    .filter(|finding| endpoints.contains(&finding.key.endpoint))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> Vec<Finding> {
         self.findings
             .lock()

@@ -15,7 +15,7 @@ pub type CountKey = (String, String, Direction, Class);
 
 /// One endpoint as its metrics show it: what adds up across nodes (the class and schemes as
 /// labels, first and last seen as values a query takes the min and max of).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EndpointSeries {
     pub class: Class,
     /// The authentication schemes seen, sorted, comma-separated (`none` included).
@@ -27,6 +27,11 @@ pub struct EndpointSeries {
     pub last_seen_unix_nano: u64,
     /// Calls counted (across restarts: the database keeps them).
     pub calls: u64,
+    /// Where callers came from (`host,internet`; `-` for an API this host calls).
+    pub exposure: String,
+    pub external: bool,
+    /// The risk score (0 to 10), as of the last flush that scored it.
+    pub risk: f64,
 }
 
 /// One spec operation as its metric shows it.
@@ -90,12 +95,30 @@ impl InventoryCounts {
                 first_seen_unix_nano: stats.first_seen_unix_nano,
                 last_seen_unix_nano: stats.last_seen_unix_nano,
                 calls: stats.calls,
+                exposure: stats.posture.reach_names(),
+                external: stats.posture.external(),
+                risk: 0.0,
             };
             match endpoints.get_mut(key) {
-                Some(old) => *old = series,
+                Some(old) => {
+                    let risk = old.risk;
+                    *old = EndpointSeries { risk, ..series };
+                }
                 None => {
                     endpoints.insert(key.clone(), series);
                 }
+            }
+        }
+    }
+
+    /// Sets endpoints' risk scores (endpoints without a series are skipped).
+    pub fn set_risks<'a>(&self, scores: impl IntoIterator<Item = (&'a EndpointKey, f64)>) {
+        let Ok(mut endpoints) = self.endpoints.lock() else {
+            return;
+        };
+        for (key, score) in scores {
+            if let Some(series) = endpoints.get_mut(key) {
+                series.risk = score;
             }
         }
     }

@@ -284,6 +284,11 @@ impl Inventory {
         self.changes.requeue(changes);
     }
 
+    /// Every endpoint with its statistics.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointKey, &EndpointStats)> {
+        self.endpoints.iter()
+    }
+
     /// An endpoint's statistics.
     pub fn stats(&self, key: &EndpointKey) -> Option<&EndpointStats> {
         self.endpoints.get(key)

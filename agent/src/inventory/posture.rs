@@ -81,6 +81,22 @@ impl Posture {
     }
 }
 
+/// One reason of a risk score and the points it adds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reason {
+    pub points: f64,
+    pub reason: String,
+}
+
+/// An endpoint's risk (scored by `crate::findings::risk`, which knows the findings).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Risk {
+    /// 0 to 10, one decimal.
+    pub score: f64,
+    /// Largest first.
+    pub reasons: Vec<Reason>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

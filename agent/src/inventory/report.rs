@@ -2,7 +2,13 @@
 
 use serde_json::{Value, json};
 
-use super::endpoint::{EndpointKey, EndpointStats};
+use super::{
+    endpoint::{EndpointKey, EndpointStats},
+    posture::Risk,
+};
+
+/// One endpoint of the report, with its risk.
+pub type Row = (EndpointKey, EndpointStats, Risk);
 
 /// The endpoints of `service` (all when `None`), in the order stored.
 pub fn selected(
@@ -50,7 +56,7 @@ pub struct Unused {
 }
 
 /// One JSON object per endpoint, then one per unused spec operation (`class` "unused").
-pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> Value {
+pub fn to_json(endpoints: &[Row], unused: &[Unused]) -> Value {
     let unused = unused.iter().map(|u| {
         json!({"api": u.api, "method": u.method, "route": u.route, "class": "unused",
                "calls": 0, "spec_file": u.spec_file})
@@ -58,7 +64,7 @@ pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) ->
     Value::Array(
         endpoints
             .iter()
-            .map(|(key, s)| {
+            .map(|(key, s, risk)| {
                 let [s1, s2, s3, s4, s5, none] = s.status_classes;
                 json!({
                     "api": key.api,
@@ -83,6 +89,12 @@ pub fn to_json(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) ->
                     "more_clients": s.more_clients,
                     "tls_calls": s.tls_calls,
                     "class": s.class.map_or("no-spec", |c| c.name()),
+                    "exposure": s.posture.reach,
+                    "external": s.posture.external(),
+                    "via": s.posture.via,
+                    "unauthenticated_successes": s.posture.unauthenticated_successes,
+                    "response_body_max_bytes": s.posture.response_body_max,
+                    "risk": risk,
                 })
             })
             .chain(unused)
@@ -100,14 +112,16 @@ fn duration(ns: u64) -> String {
 }
 
 /// A readable table.
-pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused]) -> String {
+pub fn render_table(endpoints: &[Row], unused: &[Unused]) -> String {
     let mut out = format!(
-        "{:<24} {:<7} {:<7} {:<40} {:<10} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}\n",
+        "{:<24} {:<7} {:<7} {:<40} {:<10} {:>4}  {:<16} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}\n",
         "API",
         "DIR",
         "METHOD",
         "ROUTE",
         "CLASS",
+        "RISK",
+        "EXPOSURE",
         "CALLS",
         "2XX",
         "4XX",
@@ -116,7 +130,7 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused
         "AUTH",
         "CLIENTS"
     );
-    for (key, s) in endpoints {
+    for (key, s, risk) in endpoints {
         let api = if key.namespace.is_empty() {
             key.api.clone()
         } else {
@@ -128,11 +142,13 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused
         let auth: Vec<&str> = s.auth_schemes.iter().map(String::as_str).collect();
         let clients: Vec<&str> = s.clients.iter().map(String::as_str).collect();
         out.push_str(&format!(
-            "{api:<24} {:<7} {:<7} {:<40} {:<10} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}{}\n",
+            "{api:<24} {:<7} {:<7} {:<40} {:<10} {:>4.1}  {:<16} {:>7} {:>6} {:>6} {:>6} {:>9}  {:<20} {}{}\n",
             key.direction.name(),
             key.method,
             key.route,
             s.class.map_or("no-spec", |c| c.name()),
+            risk.score,
+            s.posture.reach_names(),
             s.calls,
             s.status_classes[1],
             s.status_classes[3],
@@ -148,8 +164,8 @@ pub fn render_table(endpoints: &[(EndpointKey, EndpointStats)], unused: &[Unused
     } in unused
     {
         out.push_str(&format!(
-            "{api:<24} {:<7} {method:<7} {route:<40} {:<10} {:>7}\n",
-            "-", "unused", 0
+            "{api:<24} {:<7} {method:<7} {route:<40} {:<10} {:>4}  {:<16} {:>7}\n",
+            "-", "unused", "-", "-", 0
         ));
     }
     out

@@ -5,6 +5,7 @@
 //! rules their endpoints.
 
 use std::{
+    collections::HashSet,
     path::Path,
     sync::{
         Arc,
@@ -25,7 +26,7 @@ use crate::inventory::{
 };
 use crate::{
     call::ApiCall,
-    findings::{model::Finding, series::FindingSeries},
+    findings::{model::Finding, risk, series::FindingSeries},
     stats::Stats,
 };
 
@@ -101,6 +102,11 @@ impl InventoryStage {
             })?;
         let finding_series = Arc::new(FindingSeries::default());
         finding_series.update(&findings);
+        inventory.counts().set_risks(
+            inventory
+                .endpoints()
+                .map(|(key, stats)| (key, risk::score(key, stats, &findings).score)),
+        );
         let stage = Self {
             inventory,
             finding_series,
@@ -144,6 +150,7 @@ impl InventoryStage {
             self.unsaved_specs = Some(specs);
         }
         let endpoints = self.inventory.take_changed();
+        self.score(&endpoints, &findings);
         let changes = self.inventory.take_changes(unix_now());
         let Some(writer) = &self.writer else {
             return Flushed {
@@ -180,6 +187,28 @@ impl InventoryStage {
                 }
             }
         }
+    }
+
+    /// Scores the endpoints whose statistics changed and those with a changed finding, for
+    /// the risk metric.
+    fn score(&self, changed: &[(EndpointKey, EndpointStats)], findings: &[Finding]) {
+        if changed.is_empty() && findings.is_empty() {
+            return;
+        }
+        let keys: HashSet<&EndpointKey> = changed
+            .iter()
+            .map(|(key, _)| key)
+            .chain(findings.iter().map(|f| &f.key.endpoint))
+            .collect();
+        let raised = self.finding_series.of_endpoints(&keys);
+        let scores: Vec<(&EndpointKey, f64)> = keys
+            .iter()
+            .filter_map(|key| {
+                let stats = self.inventory.stats(key)?;
+                Some((*key, risk::score(key, stats, &raised).score))
+            })
+            .collect();
+        self.inventory.counts().set_risks(scores);
     }
 
     /// Writes what is left (with the last `findings`) and waits for the writer.

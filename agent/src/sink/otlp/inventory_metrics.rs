@@ -2,7 +2,11 @@
 //! operation, so a metrics store that every node's agent writes to (Prometheus, Mimir, Thanos)
 //! holds the cluster's inventory, and a query joins what each node saw.
 //! - `sightline.inventory.endpoint.info` (1): service, namespace, direction, method, route,
-//!   class, the authentication schemes and the clients seen (sorted, comma-separated);
+//!   class, the authentication schemes and the clients seen (sorted, comma-separated), where
+//!   callers came from (`sightline.endpoint.exposure`, `host,internet`) and whether from
+//!   outside (`sightline.endpoint.external`);
+//! - `sightline.inventory.endpoint.risk` (0 to 10): the endpoint's risk score (the reasons
+//!   are in `sightline inventory`);
 //! - `sightline.inventory.endpoint.calls`: the calls counted (a counter: it survives restarts
 //!   through the database, and adds up across nodes);
 //! - `sightline.inventory.endpoint.first_seen` and `.last_seen` (Unix seconds): the same
@@ -24,18 +28,26 @@ pub const FIRST_SEEN: &str = "sightline.inventory.endpoint.first_seen";
 pub const LAST_SEEN: &str = "sightline.inventory.endpoint.last_seen";
 pub const OPERATION_INFO: &str = "sightline.inventory.operation.info";
 pub const CALLS: &str = "sightline.inventory.endpoint.calls";
+pub const RISK: &str = "sightline.inventory.endpoint.risk";
 
 /// The view that lets every endpoint have its series (the SDK's default limit is 2,000).
 pub fn cardinality_view(instrument: &Instrument) -> Option<Stream> {
-    [ENDPOINT_INFO, FIRST_SEEN, LAST_SEEN, OPERATION_INFO, CALLS]
-        .contains(&instrument.name())
-        .then(|| {
-            Stream::builder()
-                .with_cardinality_limit(InventoryLimits::default().max_endpoints + 1)
-                .build()
-                .ok()
-        })
-        .flatten()
+    [
+        ENDPOINT_INFO,
+        FIRST_SEEN,
+        LAST_SEEN,
+        OPERATION_INFO,
+        CALLS,
+        RISK,
+    ]
+    .contains(&instrument.name())
+    .then(|| {
+        Stream::builder()
+            .with_cardinality_limit(InventoryLimits::default().max_endpoints + 1)
+            .build()
+            .ok()
+    })
+    .flatten()
 }
 
 /// Unix nanoseconds as seconds truncated to the millisecond: a reader (`cluster`) rounds the
@@ -75,7 +87,26 @@ pub fn register(meter: &Meter, inventory: Arc<InventoryCounts>) {
                 ));
                 attributes.push(KeyValue::new("sightline.auth.schemes", series.auth_schemes));
                 attributes.push(KeyValue::new("sightline.inventory.clients", series.clients));
+                attributes.push(KeyValue::new(
+                    "sightline.endpoint.exposure",
+                    series.exposure,
+                ));
+                attributes.push(KeyValue::new(
+                    "sightline.endpoint.external",
+                    series.external,
+                ));
                 o.observe(1, &attributes);
+            }
+        })
+        .build();
+    let source = inventory.clone();
+    meter
+        .f64_observable_gauge(RISK)
+        .with_unit("1")
+        .with_description("The endpoint's risk score, 0 to 10")
+        .with_callback(move |o| {
+            for (key, series) in source.endpoint_series() {
+                o.observe(series.risk, &endpoint_attributes(&key));
             }
         })
         .build();
@@ -177,8 +208,13 @@ mod tests {
         };
         stats.clients.insert("curl".into());
         stats.auth_schemes.insert("none".into());
+        stats.posture.reach.extend([
+            crate::inventory::reach::Reach::Host,
+            crate::inventory::reach::Reach::Internet,
+        ]);
         let text = |counts: &InventoryCounts, stats: &EndpointStats| {
             counts.update_endpoints([(&key, stats)]);
+            counts.set_risks([(&key, 6.5)]);
             let mut collected = ResourceMetrics::default();
             reader.collect(&mut collected).unwrap();
             crate::sink::otlp::prometheus::render(&collected)
@@ -186,7 +222,8 @@ mod tests {
         let first = text(&counts, &stats);
         let labels = "http_request_method=\"GET\",http_route=\"/debug\",service_name=\"demo\",sightline_endpoint_direction=\"served\"";
         for line in [
-            "sightline_inventory_endpoint_info{http_request_method=\"GET\",http_route=\"/debug\",service_name=\"demo\",sightline_auth_schemes=\"none\",sightline_endpoint_direction=\"served\",sightline_inventory_class=\"shadow\",sightline_inventory_clients=\"curl\"} 1\n".to_string(),
+            "sightline_inventory_endpoint_info{http_request_method=\"GET\",http_route=\"/debug\",service_name=\"demo\",sightline_auth_schemes=\"none\",sightline_endpoint_direction=\"served\",sightline_endpoint_exposure=\"host,internet\",sightline_endpoint_external=\"true\",sightline_inventory_class=\"shadow\",sightline_inventory_clients=\"curl\"} 1\n".to_string(),
+            format!("sightline_inventory_endpoint_risk{{{labels}}} 6.5\n"),
             format!("sightline_inventory_endpoint_calls_total{{{labels}}} 3\n"),
             format!("sightline_inventory_endpoint_first_seen_seconds{{{labels}}} 1700000000.123\n"),
             format!("sightline_inventory_endpoint_last_seen_seconds{{{labels}}} 1700000100.987\n"),
