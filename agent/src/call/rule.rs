@@ -68,13 +68,15 @@ pub enum Rule {
     SensitiveData,
     SensitiveDataInRequest,
     ObjectEnumeration,
+    ObjectIdNeverGiven,
+    ObjectReadByManyCredentials,
     AuthFailureBurst,
     ShadowEndpoint,
     ZombieEndpoint,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 13] = [
+    pub const ALL: [Rule; 15] = [
         Rule::UnauthenticatedSuccess,
         Rule::CleartextCredentials,
         Rule::JwtAlgNone,
@@ -85,6 +87,8 @@ impl Rule {
         Rule::SensitiveData,
         Rule::SensitiveDataInRequest,
         Rule::ObjectEnumeration,
+        Rule::ObjectIdNeverGiven,
+        Rule::ObjectReadByManyCredentials,
         Rule::AuthFailureBurst,
         Rule::ShadowEndpoint,
         Rule::ZombieEndpoint,
@@ -102,6 +106,8 @@ impl Rule {
             Self::SensitiveData => "SL-DATA-001",
             Self::SensitiveDataInRequest => "SL-DATA-002",
             Self::ObjectEnumeration => "SL-ABUSE-001",
+            Self::ObjectIdNeverGiven => "SL-AUTHZ-001",
+            Self::ObjectReadByManyCredentials => "SL-AUTHZ-002",
             Self::AuthFailureBurst => "SL-ABUSE-002",
             Self::ShadowEndpoint => "SL-INV-001",
             Self::ZombieEndpoint => "SL-INV-002",
@@ -120,6 +126,8 @@ impl Rule {
             Self::SensitiveData => "sensitive-data-exposure",
             Self::SensitiveDataInRequest => "sensitive-data-in-request",
             Self::ObjectEnumeration => "object-enumeration",
+            Self::ObjectIdNeverGiven => "object-id-never-given",
+            Self::ObjectReadByManyCredentials => "object-read-by-many",
             Self::AuthFailureBurst => "auth-failure-burst",
             Self::ShadowEndpoint => "shadow-endpoint",
             Self::ZombieEndpoint => "zombie-endpoint",
@@ -140,7 +148,9 @@ impl Rule {
                 "API8:2023 Security Misconfiguration"
             }
             Self::SensitiveData => "API3:2023 Broken Object Property Level Authorization",
-            Self::ObjectEnumeration => "API1:2023 Broken Object Level Authorization",
+            Self::ObjectEnumeration
+            | Self::ObjectIdNeverGiven
+            | Self::ObjectReadByManyCredentials => "API1:2023 Broken Object Level Authorization",
             Self::ShadowEndpoint | Self::ZombieEndpoint => {
                 "API9:2023 Improper Inventory Management"
             }
@@ -152,10 +162,12 @@ impl Rule {
             Self::JwtAlgNone => Severity::Critical,
             Self::UnauthenticatedSuccess
             | Self::CleartextCredentials
-            | Self::JwtExpiredAccepted => Severity::High,
+            | Self::JwtExpiredAccepted
+            | Self::ObjectIdNeverGiven => Severity::High,
             // Signals of abuse, not proof: a batch job with one token also reads many ids.
             Self::AuthFailureBurst
             | Self::ObjectEnumeration
+            | Self::ObjectReadByManyCredentials
             | Self::JwtInUrl
             | Self::CredentialInUrl
             | Self::SensitiveData

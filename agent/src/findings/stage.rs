@@ -7,12 +7,14 @@ use std::{collections::HashMap, sync::Arc};
 use super::{
     auth::CallAuth,
     config::FindingsSection,
-    model::Finding,
+    model::{Finding, Rule},
     rules::{
         Context,
         abuse::{self, Tracker},
         access::{self, EndpointAccess},
-        exposure, inventory, request_data,
+        exposure, inventory,
+        object_access::{self, ObjectAccess},
+        request_data,
         settings::{RuleSettings, SettingsError},
         tokens,
     },
@@ -36,6 +38,7 @@ pub struct FindingsStage {
     endpoints: HashMap<EndpointKey, EndpointAccess>,
     enumeration: Tracker,
     failures: Tracker,
+    objects: ObjectAccess,
     stats: Arc<Stats>,
 }
 
@@ -48,6 +51,7 @@ impl FindingsStage {
             endpoints: HashMap::new(),
             enumeration: Tracker::default(),
             failures: Tracker::default(),
+            objects: ObjectAccess::default(),
             stats,
         })
     }
@@ -106,6 +110,16 @@ impl FindingsStage {
             &mut self.enumeration,
             &mut hits,
         );
+        if self.settings.enabled(Rule::ObjectIdNeverGiven)
+            || self.settings.enabled(Rule::ObjectReadByManyCredentials)
+        {
+            object_access::check(
+                &ctx,
+                self.settings.read_by_many,
+                &mut self.objects,
+                &mut hits,
+            );
+        }
         abuse::auth_failures(
             &ctx,
             self.settings.auth_failures,
@@ -113,7 +127,9 @@ impl FindingsStage {
             &mut hits,
         );
         inventory::check(&ctx, &mut hits);
-        let untracked = self.enumeration.untracked + self.failures.untracked;
+        let untracked = self.enumeration.untracked
+            + self.failures.untracked
+            + std::mem::take(&mut self.objects.forgotten);
         self.enumeration.untracked = 0;
         self.failures.untracked = 0;
         Stats::add(&self.stats.findings_state_full, untracked);

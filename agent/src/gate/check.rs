@@ -105,6 +105,12 @@ impl Check {
                 "A request carried sensitive data to an operation that is not a sign-in."
             }
             Self::Finding(Rule::ObjectEnumeration) => "One client read many different object ids.",
+            Self::Finding(Rule::ObjectIdNeverGiven) => {
+                "A credential read an object the API had given to others, never to it."
+            }
+            Self::Finding(Rule::ObjectReadByManyCredentials) => {
+                "One object was read by many credentials that were never given its id."
+            }
             Self::Finding(Rule::AuthFailureBurst) => "A burst of failed authentications.",
         }
     }
@@ -144,9 +150,11 @@ impl Check {
                 "Send card numbers to a payment provider's tokenizer and keys to a secret store, \
                  not through the API; never send passwords outside sign-in and password changes."
             }
-            Self::Finding(Rule::ObjectEnumeration) => {
-                "Check that each object read belongs to the caller; rate-limit id lookups."
-            }
+            Self::Finding(
+                Rule::ObjectEnumeration
+                | Rule::ObjectIdNeverGiven
+                | Rule::ObjectReadByManyCredentials,
+            ) => "Check that each object read belongs to the caller; rate-limit id lookups.",
             Self::Finding(Rule::AuthFailureBurst) => {
                 "Rate-limit failed authentications per client and credential."
             }

@@ -6,6 +6,7 @@ pub mod abuse;
 pub mod access;
 pub mod exposure;
 pub mod inventory;
+pub mod object_access;
 pub mod request_data;
 pub mod settings;
 pub mod tokens;

@@ -52,6 +52,7 @@ pub struct RuleSettings {
     disabled: Vec<Rule>,
     severities: HashMap<Rule, Severity>,
     pub enumeration: Threshold,
+    pub read_by_many: Threshold,
     pub auth_failures: Threshold,
     pub jwt_leeway_s: i64,
     allow: Vec<AllowEntry>,
@@ -61,6 +62,7 @@ pub struct RuleSettings {
 pub fn default_threshold(rule: Rule) -> Option<(u32, u64)> {
     match rule {
         Rule::ObjectEnumeration => Some((50, 300)),
+        Rule::ObjectReadByManyCredentials => Some((3, 86_400)),
         Rule::AuthFailureBurst => Some((20, 60)),
         _ => None,
     }
@@ -118,6 +120,7 @@ impl RuleSettings {
             disabled,
             severities,
             enumeration: threshold(Rule::ObjectEnumeration),
+            read_by_many: threshold(Rule::ObjectReadByManyCredentials),
             auth_failures: threshold(Rule::AuthFailureBurst),
             jwt_leeway_s: section.jwt_leeway_seconds as i64,
             allow,

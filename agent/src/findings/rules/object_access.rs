@@ -1,0 +1,382 @@
+//! Object-level authorization from traffic (BOLA, OWASP API1), beyond enumeration:
+//! - `object-id-never-given`: a credential read an object (its id in a route parameter,
+//!   answered 2xx) that the API never returned to that credential, and that it did return to
+//!   other credentials (its owners). Owning an id means having been given it: in any JSON
+//!   response to that credential from the same API (a list, a create, a lookup);
+//! - `object-read-by-many-credentials`: one id read with success by at least the threshold of
+//!   distinct credentials that were never given it, within the window (an id shared out of
+//!   band, or guessed by several accounts).
+//!
+//! A client that reads the ids it listed first stays quiet, and so does a read the API refused
+//! (403, 404): the API did its job. An object's own id in the answer to reading it teaches
+//! nothing (it was in the request).
+//!
+//! Ids are the values of JSON keys named `id`, `uuid`, or ending in `_id`, `Id`, `ID`, `_uuid`
+//! (strings up to 128 bytes, integers), found by a scan of the response body bytes, not a
+//! parse. Only fingerprints are kept: 64-bit hashes of (API, id) and (API, credential, id),
+//! with a per-process key. Bounded: past [`MAX_IDS`] ids or [`MAX_LEARNT`] given pairs the
+//! memory starts over (counted), so it may miss, never invent. A credential some of whose
+//! successful answers could not be read (compressed, cut at the capture limit) is never
+//! reported by the first signal: what it was given is not known.
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{BuildHasher, RandomState},
+};
+
+use serde_json::json;
+
+use super::{Context, Hit, abuse::for_each_id, evidence, settings::Threshold};
+use crate::findings::model::Rule;
+
+/// Ids whose owners and readers are kept.
+const MAX_IDS: usize = 65_536;
+/// (credential, id) pairs given.
+const MAX_LEARNT: usize = 262_144;
+/// Ids taken from one response body.
+const MAX_IDS_PER_BODY: usize = 256;
+/// Owners kept per id (more are counted as "more").
+const MAX_OWNERS: usize = 4;
+/// Readers kept per id, whatever the threshold.
+const MAX_READERS: usize = 16;
+
+#[derive(Debug, Default)]
+struct IdState {
+    /// Credentials the id was given to (hashes).
+    owners: Vec<u64>,
+    more_owners: bool,
+    /// Credentials that read it without having been given it, since `window_start`.
+    readers: Vec<u64>,
+    window_start: u64,
+    reported: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct ObjectAccess {
+    ids: HashMap<u64, IdState>,
+    learnt: HashSet<u64>,
+    /// Credentials (per API) with an answer that could not be read.
+    blind: HashSet<u64>,
+    hasher: RandomState,
+    /// Times the memory started over because it was full.
+    pub forgotten: u64,
+}
+
+impl ObjectAccess {
+    fn forget_if_full(&mut self) {
+        if self.ids.len() >= MAX_IDS || self.learnt.len() >= MAX_LEARNT {
+            self.ids.clear();
+            self.learnt.clear();
+            self.blind.clear();
+            self.forgotten += 1;
+        }
+    }
+}
+
+/// Both signals, then what the response teaches.
+pub fn check(ctx: &Context<'_>, many: Threshold, state: &mut ObjectAccess, out: &mut Vec<Hit>) {
+    let Some(credential) = ctx.auth.primary() else {
+        return;
+    };
+    let key = &ctx.endpoint.key;
+    let api = state
+        .hasher
+        .hash_one((&key.api, &key.namespace, key.direction));
+    let who = state.hasher.hash_one((api, &*credential.fingerprint));
+    let mut read = Vec::new();
+    for_each_id(&key.route, &ctx.call.path, |id| read.push(id));
+    let read: Vec<u64> = read
+        .into_iter()
+        .filter(|id| id.len() <= 128)
+        .map(|id| state.hasher.hash_one((api, id)))
+        .collect();
+    if ctx.succeeded() {
+        for &id in &read {
+            judge(ctx, many, state, (who, id), out);
+        }
+        learn(ctx, state, (api, who), &read);
+    }
+}
+
+/// One id read with success by credential `who`.
+fn judge(
+    ctx: &Context<'_>,
+    many: Threshold,
+    state: &mut ObjectAccess,
+    (who, id): (u64, u64),
+    out: &mut Vec<Hit>,
+) {
+    if state.learnt.contains(&state.hasher.hash_one((who, id))) {
+        return;
+    }
+    let blind = state.blind.contains(&who);
+    let Some(entry) = state.ids.get_mut(&id) else {
+        // Nobody was given it: only the many-readers signal can tell.
+        state.forget_if_full();
+        let mut entry = IdState::default();
+        read_by(ctx, many, &mut entry, who, out);
+        state.ids.insert(id, entry);
+        return;
+    };
+    let others = entry.owners.iter().filter(|&&o| o != who).count();
+    if others > 0 && !blind {
+        let fingerprint = ctx.auth.primary().map(|c| c.fingerprint.to_string());
+        out.push(ctx.hit(
+            Rule::ObjectIdNeverGiven,
+            Rule::ObjectIdNeverGiven.default_severity(),
+            evidence([
+                ("credential_fingerprint", json!(fingerprint)),
+                ("other_credentials_given_it", json!(others)),
+                ("more_owners", json!(entry.more_owners)),
+            ]),
+        ));
+    }
+    read_by(ctx, many, entry, who, out);
+}
+
+/// Counts `who` among the id's readers that were never given it.
+fn read_by(ctx: &Context<'_>, many: Threshold, entry: &mut IdState, who: u64, out: &mut Vec<Hit>) {
+    let now = ctx.call.start_unix_ns;
+    if entry.readers.is_empty() || now.saturating_sub(entry.window_start) > many.window_ns {
+        entry.readers.clear();
+        entry.window_start = now;
+        entry.reported = false;
+    }
+    if !entry.readers.contains(&who) && entry.readers.len() < MAX_READERS {
+        entry.readers.push(who);
+    }
+    let needed = (many.count as usize).min(MAX_READERS);
+    if entry.readers.len() >= needed && !entry.reported {
+        entry.reported = true;
+        out.push(ctx.hit(
+            Rule::ObjectReadByManyCredentials,
+            Rule::ObjectReadByManyCredentials.default_severity(),
+            evidence([
+                ("distinct_credentials", json!(entry.readers.len())),
+                ("window_seconds", json!(many.window_ns / 1_000_000_000)),
+            ]),
+        ));
+    }
+}
+
+/// The ids of a successful answer to `who` become given to it (those it asked for excepted).
+fn learn(ctx: &Context<'_>, state: &mut ObjectAccess, (api, who): (u64, u64), asked: &[u64]) {
+    let call = ctx.call;
+    if super::exposure::compressed(call) || !call.response_size.body_complete {
+        if call.response_size.body > 0 && state.blind.len() < MAX_IDS {
+            state.blind.insert(who);
+        }
+        return;
+    }
+    let mut given = Vec::new();
+    scan_ids(&call.response_body_sample, |id| {
+        given.push(state.hasher.hash_one((api, id)));
+    });
+    for id in given {
+        if asked.contains(&id) {
+            continue;
+        }
+        state.forget_if_full();
+        state.learnt.insert(state.hasher.hash_one((who, id)));
+        let entry = state.ids.entry(id).or_default();
+        if entry.owners.contains(&who) {
+            continue;
+        }
+        if entry.owners.len() < MAX_OWNERS {
+            entry.owners.push(who);
+        } else {
+            entry.more_owners = true;
+        }
+    }
+}
+
+/// Calls `f` with the value of every id-named key of a JSON text (`"id": 42`,
+/// `"order_id":"A-7"`), scanning bytes: no parse, no allocation.
+pub fn scan_ids<'a>(body: &'a [u8], mut f: impl FnMut(&'a str)) {
+    let mut found = 0;
+    let mut at = 0;
+    while found < MAX_IDS_PER_BODY {
+        let Some(colon) = memchr::memmem::find(&body[at..], b"\":").map(|i| at + i) else {
+            return;
+        };
+        at = colon + 2;
+        let Some(open) = memchr::memrchr(b'"', &body[..colon]) else {
+            continue;
+        };
+        if !id_key(&body[open + 1..colon]) {
+            continue;
+        }
+        if let Some(value) = scalar(&body[at..]) {
+            found += 1;
+            f(value);
+        }
+    }
+}
+
+fn id_key(key: &[u8]) -> bool {
+    key == b"id"
+        || key == b"uuid"
+        || key.ends_with(b"_id")
+        || key.ends_with(b"Id")
+        || key.ends_with(b"ID")
+        || key.ends_with(b"_uuid")
+}
+
+/// The string (without escapes, up to 128 bytes) or integer at the start of `rest`.
+fn scalar(rest: &[u8]) -> Option<&str> {
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &rest[start..];
+    let bytes = if let Some(inner) = rest.strip_prefix(b"\"") {
+        let end = memchr::memchr(b'"', inner)?;
+        let value = &inner[..end];
+        (!value.is_empty() && value.len() <= 128 && !value.contains(&b'\\')).then_some(value)?
+    } else {
+        let end = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
+        (end > 0).then_some(&rest[..end])?
+    };
+    std::str::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::findings::{
+        auth::{CallAuth, Credential, Location, Scheme},
+        rules::tests::{call, hits},
+    };
+
+    const MANY: Threshold = Threshold {
+        count: 3,
+        window_ns: 3_600_000_000_000,
+    };
+
+    fn auth(who: &str) -> CallAuth {
+        CallAuth {
+            credentials: vec![Credential {
+                scheme: Scheme::BearerOpaque,
+                location: Location::Header("authorization".into()),
+                fingerprint: Arc::from(format!("fp-{who}")),
+                jwt: None,
+            }],
+            ..CallAuth::default()
+        }
+    }
+
+    /// `who` calls `path` (route `route`), answered `status` with `body`; the rules it raised.
+    fn by(
+        state: &mut ObjectAccess,
+        who: &str,
+        path: &str,
+        route: &str,
+        status: u16,
+        body: &str,
+    ) -> Vec<Rule> {
+        let mut c = call("GET", path, route, "web", status);
+        c.response_body_sample = body.as_bytes().to_vec();
+        c.response_size.body = body.len() as u64;
+        c.response_size.body_complete = true;
+        hits(&c, &auth(who), |ctx, out| check(ctx, MANY, state, out))
+            .into_iter()
+            .map(|h| h.rule)
+            .collect()
+    }
+
+    const ONE: &str = "/orders/{id}";
+
+    #[test]
+    fn ids_are_scanned_from_id_named_keys_only() {
+        let mut ids = Vec::new();
+        scan_ids(
+            br#"{"orders":[{"id":101,"total":5},{"id": "A-7","owner_id":"u1"}],
+                 "userId":7,"name":"id","valid":true,"uuid":"x\"y","ID":"","pid":3}"#,
+            |id| ids.push(id),
+        );
+        assert_eq!(ids, ["101", "A-7", "u1", "7"]);
+    }
+
+    #[test]
+    fn a_client_reading_what_it_was_given_stays_quiet_and_another_owners_id_is_reported() {
+        let mut s = ObjectAccess::default();
+        let list = |ids: &[u32]| {
+            let items: Vec<String> = ids.iter().map(|i| format!("{{\"id\":{i}}}")).collect();
+            format!("[{}]", items.join(","))
+        };
+        assert_eq!(
+            by(
+                &mut s,
+                "alice",
+                "/orders",
+                "/orders",
+                200,
+                &list(&[101, 102])
+            ),
+            []
+        );
+        assert_eq!(
+            by(&mut s, "bob", "/orders", "/orders", 200, &list(&[201])),
+            []
+        );
+        // Near misses: her own ids; a read the API refused; an id nobody was given.
+        assert_eq!(
+            by(&mut s, "alice", "/orders/101", ONE, 200, r#"{"id":101}"#),
+            []
+        );
+        assert_eq!(by(&mut s, "bob", "/orders/102", ONE, 403, "{}"), []);
+        assert_eq!(
+            by(&mut s, "alice", "/orders/999", ONE, 200, r#"{"id":999}"#),
+            []
+        );
+        // Bob reads Alice's order.
+        assert_eq!(
+            by(&mut s, "bob", "/orders/101", ONE, 200, r#"{"id":101}"#),
+            [Rule::ObjectIdNeverGiven]
+        );
+        // Reading it taught him nothing: the next read is reported again.
+        assert_eq!(
+            by(&mut s, "bob", "/orders/101", ONE, 200, r#"{"id":101}"#),
+            [Rule::ObjectIdNeverGiven]
+        );
+        // An id shared with everyone (each listed it) is nobody's secret.
+        assert_eq!(
+            by(&mut s, "carol", "/orders", "/orders", 200, &list(&[101])),
+            []
+        );
+        assert_eq!(by(&mut s, "carol", "/orders/101", ONE, 200, "{}"), []);
+    }
+
+    #[test]
+    fn one_id_read_by_many_credentials_never_given_it_is_reported_once() {
+        let mut s = ObjectAccess::default();
+        assert_eq!(by(&mut s, "a", "/orders/555", ONE, 200, "{}"), []);
+        assert_eq!(by(&mut s, "b", "/orders/555", ONE, 200, "{}"), []);
+        assert_eq!(by(&mut s, "b", "/orders/555", ONE, 200, "{}"), []);
+        assert_eq!(
+            by(&mut s, "c", "/orders/555", ONE, 200, "{}"),
+            [Rule::ObjectReadByManyCredentials]
+        );
+        assert_eq!(by(&mut s, "d", "/orders/555", ONE, 200, "{}"), []);
+    }
+
+    #[test]
+    fn a_credential_with_an_unreadable_answer_is_not_judged_by_what_it_was_given() {
+        let mut s = ObjectAccess::default();
+        by(
+            &mut s,
+            "alice",
+            "/orders",
+            "/orders",
+            200,
+            r#"[{"id":101}]"#,
+        );
+        let mut cut = call("GET", "/orders", "/orders", "web", 200);
+        cut.response_size.body = 70_000;
+        cut.response_size.body_complete = false;
+        hits(&cut, &auth("bob"), |ctx, out| check(ctx, MANY, &mut s, out));
+        assert_eq!(by(&mut s, "bob", "/orders/101", ONE, 200, "{}"), []);
+    }
+}
