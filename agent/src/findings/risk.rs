@@ -6,7 +6,7 @@
 //! | callers from the internet (directly or through a local proxy) | 3 |
 //! | else from private networks | 1.5 |
 //! | else from other pods, nodes or services of the cluster | 1 |
-//! | calls without a credential answered 2xx | 2 |
+//! | calls without a credential answered 2xx where one is expected (`unauthenticated-success`: the spec secures the operation, other clients authenticate, or it writes; public routes such as health checks allowlisted) | 2 |
 //! | sensitive data returned (`sensitive-data-exposure`): a high or critical kind | 2 |
 //! | ... only low kinds (e-mail, phone) | 1 |
 //! | shadow or suspected shadow (undocumented), or zombie (deprecated, still called) | 1.5 |
@@ -54,17 +54,9 @@ pub fn score<'a>(
         Some(Reach::Cluster) => add(1.0, "called from other pods of the cluster".into()),
         Some(Reach::Host) | None => {}
     }
-    if posture.unauthenticated_successes > 0 {
-        add(
-            2.0,
-            format!(
-                "{} calls without credentials succeeded",
-                posture.unauthenticated_successes
-            ),
-        );
-    }
     let mut worst_other: Option<(Severity, Rule)> = None;
     let mut kinds = std::collections::BTreeSet::new();
+    let mut unauthenticated = 0;
     for finding in findings {
         if finding.key.endpoint != *key {
             continue;
@@ -76,13 +68,20 @@ pub fn score<'a>(
                     .keys()
                     .filter_map(|name| DataKind::parse(name)),
             ),
-            Rule::UnauthenticatedSuccess | Rule::ShadowEndpoint | Rule::ZombieEndpoint => {}
+            Rule::UnauthenticatedSuccess => unauthenticated += finding.count,
+            Rule::ShadowEndpoint | Rule::ZombieEndpoint => {}
             rule => {
                 if worst_other.is_none_or(|(s, _)| finding.severity > s) {
                     worst_other = Some((finding.severity, rule));
                 }
             }
         }
+    }
+    if unauthenticated > 0 {
+        add(
+            2.0,
+            format!("{unauthenticated} calls without credentials succeeded where expected"),
+        );
     }
     if let Some(worst) = kinds.iter().map(|k| k.severity()).max() {
         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
@@ -179,7 +178,6 @@ mod tests {
         };
         stats.posture.reach.extend([Reach::Host, Reach::Internet]);
         stats.posture.via.insert("nginx".into());
-        stats.posture.unauthenticated_successes = 3;
         stats.posture.response_body_max = 3 << 20;
         let findings = [
             finding(
@@ -190,7 +188,10 @@ mod tests {
             ),
             finding(&k, Rule::JwtInUrl, Severity::Medium, "{}"),
             finding(&k, Rule::CleartextCredentials, Severity::High, "{}"),
-            finding(&k, Rule::UnauthenticatedSuccess, Severity::Critical, "{}"),
+            Finding {
+                count: 3,
+                ..finding(&k, Rule::UnauthenticatedSuccess, Severity::Critical, "{}")
+            },
             // Another endpoint's finding is not this one's.
             finding(&key("GET"), Rule::JwtAlgNone, Severity::Critical, "{}"),
         ];
@@ -204,7 +205,7 @@ mod tests {
             reasons,
             [
                 (3.0, "called from the internet (through nginx)"),
-                (2.0, "3 calls without credentials succeeded"),
+                (2.0, "3 calls without credentials succeeded where expected"),
                 (2.0, "returns email, us_ssn"),
                 (1.5, "not in its API's spec (shadow)"),
                 (1.5, "high finding SL-AUTH-002 cleartext-credentials"),
@@ -213,11 +214,11 @@ mod tests {
             ]
         );
         assert_eq!(risk.score, 10.0);
-        // From private networks, documented, without the medium finding:
-        // 1.5 + 2 + 2 + 1.5 (high) + 1 + 0.5.
+        // From private networks, documented, without the medium finding and the
+        // unauthenticated successes: 1.5 + 2 + 1.5 (high) + 1 + 0.5.
         stats.posture.reach = [Reach::Private].into();
         stats.class = Some(Class::Documented);
         let risk = score(&k, &stats, [&findings[0], &findings[2]]);
-        assert_eq!(risk.score, 8.5, "{risk:?}");
+        assert_eq!(risk.score, 6.5, "{risk:?}");
     }
 }

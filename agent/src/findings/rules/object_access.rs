@@ -13,7 +13,12 @@
 //!
 //! Ids are the values of JSON keys named `id`, `uuid`, or ending in `_id`, `Id`, `ID`, `_uuid`
 //! (strings up to 128 bytes, integers), found by a scan of the response body bytes, not a
-//! parse. Only fingerprints are kept: 64-bit hashes of (API, id) and (API, credential, id),
+//! parse. Ids are kept per collection, so order 1 is not item 1: a route parameter's
+//! collection is the literal segment before it (`/api/orders/{id}`: `order`), an answer's
+//! `id` belongs to its route's last literal segment (`GET /api/orders`: `order`), and
+//! `customer_id` or `customerId` to `customer` (lower case, a plural's `s` dropped). An id
+//! nested under another name in an answer is filed under the route's collection: a miss,
+//! never a false report, when the names differ. Only fingerprints are kept: 64-bit hashes of (API, id) and (API, credential, id),
 //! with a per-process key. Bounded: past [`MAX_IDS`] ids or [`MAX_LEARNT`] given pairs the
 //! memory starts over (counted), so it may miss, never invent. A credential some of whose
 //! successful answers could not be read (compressed, cut at the capture limit) is never
@@ -26,7 +31,7 @@ use std::{
 
 use serde_json::json;
 
-use super::{Context, Hit, abuse::for_each_id, evidence, settings::Threshold};
+use super::{Context, Hit, evidence, settings::Threshold};
 use crate::findings::model::Rule;
 
 /// Ids whose owners and readers are kept.
@@ -84,12 +89,11 @@ pub fn check(ctx: &Context<'_>, many: Threshold, state: &mut ObjectAccess, out: 
         .hash_one((&key.api, &key.namespace, key.direction));
     let who = state.hasher.hash_one((api, &*credential.fingerprint));
     let mut read = Vec::new();
-    for_each_id(&key.route, &ctx.call.path, |id| read.push(id));
-    let read: Vec<u64> = read
-        .into_iter()
-        .filter(|id| id.len() <= 128)
-        .map(|id| state.hasher.hash_one((api, id)))
-        .collect();
+    for_each_id_in(&key.route, &ctx.call.path, |collection, id| {
+        if id.len() <= 128 {
+            read.push(state.hasher.hash_one((api, collection, id)));
+        }
+    });
     if ctx.succeeded() {
         for &id in &read {
             judge(ctx, many, state, (who, id), out);
@@ -169,8 +173,13 @@ fn learn(ctx: &Context<'_>, state: &mut ObjectAccess, (api, who): (u64, u64), as
         return;
     }
     let mut given = Vec::new();
-    scan_ids(&call.response_body_sample, |id| {
-        given.push(state.hasher.hash_one((api, id)));
+    let own = last_literal(&ctx.endpoint.key.route);
+    scan_ids(&call.response_body_sample, |key, id| {
+        let collection = match key {
+            b"id" | b"uuid" => own.clone(),
+            named => collection_of_key(named),
+        };
+        given.push(state.hasher.hash_one((api, collection, id)));
     });
     for id in given {
         if asked.contains(&id) {
@@ -190,9 +199,51 @@ fn learn(ctx: &Context<'_>, state: &mut ObjectAccess, (api, who): (u64, u64), as
     }
 }
 
-/// Calls `f` with the value of every id-named key of a JSON text (`"id": 42`,
+/// Calls `f` with each route parameter's value and its collection (the literal segment
+/// before it, normalised).
+fn for_each_id_in<'a>(route: &str, path: &'a str, mut f: impl FnMut(&str, &'a str)) {
+    let mut literal = String::new();
+    let mut parts = route.split('/').filter(|s| !s.is_empty());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        let Some(part) = parts.next() else { return };
+        if part.starts_with('{') && part.ends_with('}') {
+            f(&literal, segment);
+        } else {
+            literal = normalise(part);
+        }
+    }
+}
+
+/// The last literal segment of a route, normalised (`/api/orders/{id}/items` -> `item`).
+fn last_literal(route: &str) -> String {
+    route
+        .split('/')
+        .rfind(|s| !s.is_empty() && !s.starts_with('{'))
+        .map(normalise)
+        .unwrap_or_default()
+}
+
+/// `customer_id`, `customerId`, `customerID`, `customer_uuid` -> `customer`.
+fn collection_of_key(key: &[u8]) -> String {
+    let key = String::from_utf8_lossy(key);
+    let stem = ["_uuid", "_id", "Id", "ID"]
+        .iter()
+        .find_map(|suffix| key.strip_suffix(suffix))
+        .unwrap_or(&key);
+    normalise(stem)
+}
+
+fn normalise(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    match lower.strip_suffix('s') {
+        Some(singular) if !singular.is_empty() => singular.to_string(),
+        _ => lower,
+    }
+}
+
+/// Calls `f` with the key and value of every id-named key of a JSON text (`"id": 42`,
 /// `"order_id":"A-7"`), scanning bytes: no parse, no allocation.
-pub fn scan_ids<'a>(body: &'a [u8], mut f: impl FnMut(&'a str)) {
+pub fn scan_ids<'a>(body: &'a [u8], mut f: impl FnMut(&'a [u8], &'a str)) {
     let mut found = 0;
     let mut at = 0;
     while found < MAX_IDS_PER_BODY {
@@ -203,12 +254,13 @@ pub fn scan_ids<'a>(body: &'a [u8], mut f: impl FnMut(&'a str)) {
         let Some(open) = memchr::memrchr(b'"', &body[..colon]) else {
             continue;
         };
-        if !id_key(&body[open + 1..colon]) {
+        let key = &body[open + 1..colon];
+        if !id_key(key) {
             continue;
         }
         if let Some(value) = scalar(&body[at..]) {
             found += 1;
-            f(value);
+            f(key, value);
         }
     }
 }
@@ -294,9 +346,21 @@ mod tests {
         scan_ids(
             br#"{"orders":[{"id":101,"total":5},{"id": "A-7","owner_id":"u1"}],
                  "userId":7,"name":"id","valid":true,"uuid":"x\"y","ID":"","pid":3}"#,
-            |id| ids.push(id),
+            |key, id| ids.push((collection_of_key(key), id)),
         );
-        assert_eq!(ids, ["101", "A-7", "u1", "7"]);
+        let ids: Vec<(&str, &str)> = ids.iter().map(|(c, i)| (c.as_str(), *i)).collect();
+        assert_eq!(
+            ids,
+            [("id", "101"), ("id", "A-7"), ("owner", "u1"), ("user", "7")]
+        );
+        let mut read = Vec::new();
+        for_each_id_in(
+            "/api/orders/{id}/Items/{n}",
+            "/api/orders/4/Items/9",
+            |c, id| read.push((c.to_string(), id)),
+        );
+        assert_eq!(read, [("order".into(), "4"), ("item".into(), "9")]);
+        assert_eq!(last_literal("/api/orders/{id}"), "order");
     }
 
     #[test]
@@ -347,6 +411,40 @@ mod tests {
             []
         );
         assert_eq!(by(&mut s, "carol", "/orders/101", ONE, 200, "{}"), []);
+    }
+
+    #[test]
+    fn an_id_of_another_collection_is_not_the_same_object() {
+        let mut s = ObjectAccess::default();
+        assert_eq!(
+            by(&mut s, "alice", "/orders", "/orders", 200, r#"{"id":7}"#),
+            []
+        );
+        assert_eq!(by(&mut s, "bob", "/items/7", "/items/{id}", 200, "{}"), []);
+        assert_eq!(
+            by(&mut s, "bob", "/orders/7", ONE, 200, "{}"),
+            [Rule::ObjectIdNeverGiven]
+        );
+        // Named by its key: a customer id in an order belongs to customers.
+        by(
+            &mut s,
+            "alice",
+            "/orders",
+            "/orders",
+            200,
+            r#"{"customer_id":"c-1"}"#,
+        );
+        assert_eq!(
+            by(
+                &mut s,
+                "bob",
+                "/customers/c-1",
+                "/customers/{id}",
+                200,
+                "{}"
+            ),
+            [Rule::ObjectIdNeverGiven]
+        );
     }
 
     #[test]

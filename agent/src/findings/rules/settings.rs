@@ -62,7 +62,7 @@ pub struct RuleSettings {
 pub fn default_threshold(rule: Rule) -> Option<(u32, u64)> {
     match rule {
         Rule::ObjectEnumeration => Some((50, 300)),
-        Rule::ObjectReadByManyCredentials => Some((3, 86_400)),
+        Rule::ObjectReadByManyCredentials => Some((5, 86_400)),
         Rule::AuthFailureBurst => Some((20, 60)),
         _ => None,
     }
