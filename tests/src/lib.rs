@@ -263,6 +263,14 @@ impl Agent {
             .collect()
     }
 
+    /// Every endpoint change written so far to the JSON output.
+    pub fn changes(&self) -> Vec<Value> {
+        read_json_lines(&self.dir.path().join("calls.jsonl"))
+            .into_iter()
+            .filter(|v| v["event.name"] == "sightline.inventory.change")
+            .collect()
+    }
+
     /// The inventory as `sightline inventory --format json` prints it from `db`.
     pub fn inventory(db: &Path) -> Vec<Value> {
         serde_json::from_slice(&report("inventory", db, &["--format", "json"])).unwrap()

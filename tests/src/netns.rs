@@ -6,6 +6,8 @@ use std::process::Command;
 pub struct TwoHosts {
     pub a: String,
     pub b: String,
+    /// The veth ends in A and in B.
+    devices: (String, String),
     /// Host A's address.
     pub a_ip: String,
     /// Host B's addresses (the first is its main one).
@@ -25,16 +27,23 @@ impl TwoHosts {
     /// Hosts A (10.201.N.1) and B (10.201.N.2 plus `extra_b` more addresses).
     pub fn create(extra_b: usize) -> TwoHosts {
         let id = std::process::id() % 100_000;
-        let subnet = format!("10.201.{}", id % 250);
+        TwoHosts::create_in(&format!("10.201.{}", id % 250), extra_b)
+    }
+
+    /// Hosts A (`subnet`.1) and B (`subnet`.2 plus `extra_b` more addresses) on the /24
+    /// `subnet` (three octets).
+    pub fn create_in(subnet: &str, extra_b: usize) -> TwoHosts {
+        let id = std::process::id() % 100_000;
+        let (va, vb) = (format!("sla{id}"), format!("slb{id}"));
         let hosts = TwoHosts {
             a: format!("sl-a-{id}"),
             b: format!("sl-b-{id}"),
+            devices: (va.clone(), vb.clone()),
             a_ip: format!("{subnet}.1"),
             b_ips: (0..=extra_b)
                 .map(|i| format!("{subnet}.{}", i + 2))
                 .collect(),
         };
-        let (va, vb) = (format!("sla{id}"), format!("slb{id}"));
         ip(&["netns", "add", &hosts.a]);
         ip(&["netns", "add", &hosts.b]);
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
@@ -65,6 +74,12 @@ impl TwoHosts {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         hosts
+    }
+
+    /// A second subnet on the same link: `a` (CIDR) on host A, `b` on host B.
+    pub fn add_subnet(&self, a: &str, b: &str) {
+        ip(&["-n", &self.a, "addr", "add", a, "dev", &self.devices.0]);
+        ip(&["-n", &self.b, "addr", "add", b, "dev", &self.devices.1]);
     }
 
     /// `program args...` run inside namespace `ns` (same pid: `ip netns exec` execs it).
