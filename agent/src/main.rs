@@ -198,6 +198,13 @@ fn cluster_inventory(url: &str, args: &sightline::cli::InventoryArgs) -> anyhow:
         cluster.endpoints.retain(|e| &e.key.api == service);
         cluster.unused.retain(|u| &u.api == service);
     }
+    if let Some(min) = args.min_risk {
+        cluster.endpoints.retain(|e| e.risk >= min);
+        cluster.unused.clear();
+    }
+    if args.sort == sightline::cli::InventoryOrder::Risk {
+        cluster.endpoints.sort_by(|a, b| b.risk.total_cmp(&a.risk));
+    }
     let text = match args.format {
         sightline::cli::ReportFormat::Json => {
             serde_json::to_string_pretty(&inventory::to_json(&cluster))? + "\n"

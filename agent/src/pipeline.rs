@@ -29,7 +29,7 @@ use crate::{
         resolver::{Resolver, ResolverConfig},
         runtime_names::RuntimeRoots,
     },
-    inventory::{InventoryLimits, spec_source::SpecSource},
+    inventory::{InventoryLimits, changes::Change, spec_source::SpecSource},
     probes::{LoadedProbes, ProbeError, loader::KernelCounters},
     sink::{
         self, Record, Sink,
@@ -515,11 +515,7 @@ async fn process(
                 tracker.sweep(Clock::now_monotonic(), &mut out);
                 let flushed = inventory.flush(findings.take_changed());
                 findings.requeue(flushed.unwritten);
-                for change in flushed.changes {
-                    if records.try_send(Record::Change(Box::new(change))).is_err() {
-                        Stats::inc(&stats.sink_queue_full);
-                    }
-                }
+                send_changes(&records, flushed.changes, &stats);
                 if let Some(kube) = &kube {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
@@ -548,7 +544,17 @@ async fn process(
         let _ = dump.flush();
     }
     let last = findings.take_changed();
-    tokio::task::block_in_place(|| inventory.finish(last));
+    let changes = tokio::task::block_in_place(|| inventory.finish(last));
+    send_changes(&records, changes, &stats);
+}
+
+/// Hands endpoint changes (already given to the database writer) to the sinks.
+fn send_changes(records: &mpsc::Sender<Record>, changes: Vec<Change>, stats: &Stats) {
+    for change in changes {
+        if records.try_send(Record::Change(Box::new(change))).is_err() {
+            Stats::inc(&stats.sink_queue_full);
+        }
+    }
 }
 
 /// Program and library loads are what the TLS attach thread scans for; exits end bookkeeping.

@@ -654,6 +654,19 @@ pub fn run_client(name: &str, port: u16) -> ClientRun {
     }
 }
 
+/// Starts the fixture API `script` (`script BIND PORT`, printing `ready`), inside network
+/// namespace `ns` when given, and waits for its `ready`.
+pub fn python_api(script: &str, bind: &str, port: u16, ns: Option<&str>) -> Program {
+    let script = fixture(script);
+    let args = [script.to_str().unwrap(), bind, &port.to_string()];
+    let mut program = Program::spawn(match ns {
+        Some(ns) => netns::TwoHosts::command(ns, "python3", &args),
+        None => python(&args),
+    });
+    assert_eq!(program.line(), "ready");
+    program
+}
+
 /// Runs a fixture script against `port`.
 pub fn python_fixture(name: &str, port: u16) -> Program {
     Program::spawn(python(&[

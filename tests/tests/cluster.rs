@@ -175,6 +175,44 @@ fn the_cluster_inventory_in_prometheus_is_the_union_of_the_nodes() {
         .unwrap();
     assert_eq!(debug["nodes"], serde_json::json!(both_nodes));
 
+    // Each node scores what it saw; the cluster shows the highest score, riskiest first: the
+    // unauthenticated write (2 + 1), the shadow endpoint (1.5); all called from this host.
+    let expected = [
+        "POST /items risk=3.0 exposure=[\"host\"]",
+        "GET /debug/config risk=1.5 exposure=[\"host\"]",
+        "GET /items risk=0.0 exposure=[\"host\"]",
+        "GET /items/{id} risk=0.0 exposure=[\"host\"]",
+    ];
+    let scores = |list: &[Value]| -> Vec<String> {
+        list.iter()
+            .filter(|e| e["class"] != "unused")
+            .map(|e| {
+                format!(
+                    "{} {} risk={:.1} exposure={}",
+                    e["method"].as_str().unwrap(),
+                    e["route"].as_str().unwrap(),
+                    e["risk"]["score"].as_f64().unwrap(),
+                    e["exposure"]
+                )
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        let ranked = inventory_json(&["--prometheus", &url, "--sort", "risk"]);
+        if scores(&ranked) == expected {
+            break;
+        }
+        assert!(
+            start.elapsed() < patience(),
+            "Prometheus never held the expected scores: {:?}",
+            scores(&ranked)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let risky = inventory_json(&["--prometheus", &url, "--min-risk", "1", "--sort", "risk"]);
+    assert_eq!(scores(&risky), expected[..2]);
+
     // The unauthenticated write both replicas accepted: one finding, both nodes' calls.
     let start = Instant::now();
     let finding = loop {

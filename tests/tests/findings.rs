@@ -14,8 +14,8 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sightline_tests::{
-    Agent, Program, calls_on_port, certificate, curl, curl_status, fixture, free_port,
-    netns::TwoHosts, nginx_with_tls, python, report, the_one,
+    Agent, Program, calls_on_port, certificate, curl, curl_status, free_port, netns::TwoHosts,
+    nginx_with_tls, python, python_api, report, the_one,
 };
 
 /// The tokens and keys the clients send; none may reach an output.
@@ -167,14 +167,7 @@ fn config(dir: &Path, port: u16) -> std::path::PathBuf {
 }
 
 fn secure_api(bind: &str, port: u16, ns: Option<&str>) -> Program {
-    let script = fixture("secure_api.py");
-    let args = [script.to_str().unwrap(), bind, &port.to_string()];
-    let mut program = Program::spawn(match ns {
-        Some(ns) => TwoHosts::command(ns, "python3", &args),
-        None => python(&args),
-    });
-    assert_eq!(program.line(), "ready");
-    program
+    python_api("secure_api.py", bind, port, ns)
 }
 
 /// Every case and near miss; returns how many calls the servers answered.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sightline_tests::{
     Agent, Program, calls_on_port, counter, curl, dashboards, free_port,
     otlp::{Collector, Faults, LogView, PointValue, Protocol, ServerTls, SpanView},
-    python, python_http_server, signed_certificate,
+    python, python_http_server, report, signed_certificate,
 };
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -133,6 +133,8 @@ fn exports_everything(protocol: Protocol, otlp_extra: &str) {
     let log = agent.stderr();
     let findings = agent.findings();
     let inventory = Agent::inventory(&agent.db());
+    let changes: Vec<Value> =
+        serde_json::from_slice(&report("changes", &agent.db(), &["--format", "json"])).unwrap();
 
     // Spans: one per call seen at each end, with the JSON line's attributes.
     let spans: Vec<SpanView> = collector
@@ -409,6 +411,33 @@ fn exports_everything(protocol: Protocol, otlp_extra: &str) {
         assert_eq!(log.attributes["sightline.inventory.change"], "discovered");
         let warn = endpoint["class"] == "shadow";
         assert_eq!(log.severity_number, if warn { 13 } else { 9 });
+    }
+    // Each change of the endpoints' history (here each one's first call), once.
+    let change_logs: Vec<&LogView> = logs
+        .iter()
+        .filter(|l| l.event_name == "sightline.inventory.change")
+        .collect();
+    assert_eq!(change_logs.len(), changes.len(), "{change_logs:#?}");
+    let new_files = changes
+        .iter()
+        .filter(|c| c["service.name"] == "files" && c["sightline.change.kind"] == "new-endpoint")
+        .count();
+    let file_endpoints = inventory.iter().filter(|e| e["api"] == "files").count();
+    assert_eq!(new_files, file_endpoints, "{changes:#?}");
+    for change in &changes {
+        let keys = [
+            "service.name",
+            "http.request.method",
+            "http.route",
+            "sightline.change.kind",
+            "sightline.change.detail",
+        ];
+        let log = change_logs
+            .iter()
+            .find(|l| keys.iter().all(|k| l.attributes.get(*k) == change.get(*k)))
+            .unwrap_or_else(|| panic!("no log record for {change:#}"));
+        assert_eq!(log.time_ns, change["time_unix_nano"].as_u64().unwrap());
+        assert_eq!(log.severity_number, 9);
     }
 
     let tls = collector.metric("sightline.tls.process.status").unwrap();

@@ -11,22 +11,15 @@ use std::{
 
 use serde_json::Value;
 use sightline_tests::{
-    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, curl_status, fixture, free_port,
-    netns::TwoHosts, python, report, signal, wait_for_port,
+    Agent, Program, calls_on_port, cgroups::TestCgroup, curl, curl_status, free_port,
+    netns::TwoHosts, python_api, report, signal, wait_for_port,
 };
 
 const ALICE: &str = "Authorization: Bearer alice-token";
 const BOB: &str = "Authorization: Bearer bob-token";
 
 fn orders_api(bind: &str, port: u16, ns: Option<&str>) -> Program {
-    let script = fixture("orders_api.py");
-    let args = [script.to_str().unwrap(), bind, &port.to_string()];
-    let mut program = Program::spawn(match ns {
-        Some(ns) => TwoHosts::command(ns, "python3", &args),
-        None => python(&args),
-    });
-    assert_eq!(program.line(), "ready");
-    program
+    python_api("orders_api.py", bind, port, ns)
 }
 
 /// An endpoint gone quiet after 4 s; an object read by 3 credentials never given it.

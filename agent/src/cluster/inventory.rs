@@ -20,7 +20,7 @@ use crate::inventory::{
 /// Where a node's series say which node they came from.
 const NODE_LABEL: &str = "instance";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClusterEndpoint {
     pub key: EndpointKey,
     pub class: String,
@@ -30,6 +30,26 @@ pub struct ClusterEndpoint {
     pub calls: u64,
     pub first_seen_unix_ms: u64,
     pub last_seen_unix_ms: u64,
+    /// Where callers came from, on any node (`host`, `cluster`, `private`, `internet`).
+    pub exposure: BTreeSet<String>,
+    /// The highest risk score a node gave it (each node scores what it saw).
+    pub risk: f64,
+}
+
+impl ClusterEndpoint {
+    pub fn external(&self) -> bool {
+        self.exposure.contains("internet")
+    }
+}
+
+/// The query results the cluster's inventory is joined from.
+pub struct Series<'a> {
+    pub info: &'a [Sample],
+    pub calls: &'a [Sample],
+    pub first: &'a [Sample],
+    pub last: &'a [Sample],
+    pub risk: &'a [Sample],
+    pub operations: &'a [Sample],
 }
 
 /// What the store holds of the cluster's inventory.
@@ -57,15 +77,23 @@ pub async fn read(
         ))
         .await?;
     let (first, last) = first_and_last(prometheus, "sightline_inventory_endpoint", keys).await?;
+    let risk = prometheus
+        .query(&format!(
+            "max by ({keys}) (sightline_inventory_endpoint_risk)"
+        ))
+        .await?;
     let operations = prometheus
         .query("sightline_inventory_operation_info")
         .await?;
     Ok(assemble(
-        &info,
-        &calls,
-        &first,
-        &last,
-        &operations,
+        &Series {
+            info: &info,
+            calls: &calls,
+            first: &first,
+            last: &last,
+            risk: &risk,
+            operations: &operations,
+        },
         unused_since_unix_ms,
     ))
 }
@@ -87,16 +115,9 @@ pub(crate) async fn first_and_last(
 }
 
 /// Joins the query results (a pure function: the tests give it samples).
-pub fn assemble(
-    info: &[Sample],
-    calls: &[Sample],
-    first: &[Sample],
-    last: &[Sample],
-    operations: &[Sample],
-    unused_since_unix_ms: u64,
-) -> ClusterInventory {
+pub fn assemble(series: &Series<'_>, unused_since_unix_ms: u64) -> ClusterInventory {
     let mut endpoints: BTreeMap<EndpointKey, ClusterEndpoint> = BTreeMap::new();
-    for sample in info {
+    for sample in series.info {
         let Some(key) = endpoint_key(sample) else {
             continue;
         };
@@ -112,6 +133,8 @@ pub fn assemble(
                 calls: 0,
                 first_seen_unix_ms: 0,
                 last_seen_unix_ms: 0,
+                exposure: BTreeSet::new(),
+                risk: 0.0,
             });
         // Nodes with different specs could disagree: the most telling class wins.
         endpoint.class = worse_class(&endpoint.class, &label("sightline_inventory_class"));
@@ -121,15 +144,19 @@ pub fn assemble(
         endpoint
             .clients
             .extend(list(&label("sightline_inventory_clients")));
+        endpoint
+            .exposure
+            .extend(list(&label("sightline_endpoint_exposure")).filter(|ring| ring != "-"));
         endpoint.nodes.insert(label(NODE_LABEL));
     }
     for (samples, set) in [
         (
-            calls,
+            series.calls,
             (|e, v| e.calls = v as u64) as fn(&mut ClusterEndpoint, f64),
         ),
-        (first, |e, v| e.first_seen_unix_ms = millis(v)),
-        (last, |e, v| e.last_seen_unix_ms = millis(v)),
+        (series.first, |e, v| e.first_seen_unix_ms = millis(v)),
+        (series.last, |e, v| e.last_seen_unix_ms = millis(v)),
+        (series.risk, |e, v| e.risk = v),
     ] {
         for sample in samples {
             if let Some(e) = endpoint_key(sample).and_then(|k| endpoints.get_mut(&k)) {
@@ -148,7 +175,8 @@ pub fn assemble(
             )
         })
         .collect();
-    let mut unused: Vec<Unused> = operations
+    let mut unused: Vec<Unused> = series
+        .operations
         .iter()
         .filter_map(|s| {
             let get = |name: &str| s.labels.get(name).cloned();
@@ -226,6 +254,9 @@ pub fn to_json(inventory: &ClusterInventory) -> Value {
                     "auth_schemes": e.auth_schemes,
                     "clients": e.clients,
                     "nodes": e.nodes,
+                    "exposure": e.exposure,
+                    "external": e.external(),
+                    "risk": {"score": e.risk},
                 })
             })
             .chain(unused)
@@ -236,18 +267,35 @@ pub fn to_json(inventory: &ClusterInventory) -> Value {
 /// A line per endpoint for people, then the unused operations.
 pub fn render_table(inventory: &ClusterInventory) -> String {
     let mut out = format!(
-        "{:<20} {:<6} {:<7} {:<40} {:<16} {:>8} {:>5}  {:<24} {}\n",
-        "SERVICE", "DIR", "METHOD", "ROUTE", "CLASS", "CALLS", "NODES", "LAST SEEN", "CLIENTS"
+        "{:<20} {:<6} {:<7} {:<40} {:<16} {:>4}  {:<16} {:>8} {:>5}  {:<24} {}\n",
+        "SERVICE",
+        "DIR",
+        "METHOD",
+        "ROUTE",
+        "CLASS",
+        "RISK",
+        "EXPOSURE",
+        "CALLS",
+        "NODES",
+        "LAST SEEN",
+        "CLIENTS"
     );
     for e in &inventory.endpoints {
         let clients: Vec<&str> = e.clients.iter().map(String::as_str).collect();
+        let exposure: Vec<&str> = e.exposure.iter().map(String::as_str).collect();
         out.push_str(&format!(
-            "{:<20} {:<6} {:<7} {:<40} {:<16} {:>8} {:>5}  {:<24} {}\n",
+            "{:<20} {:<6} {:<7} {:<40} {:<16} {:>4.1}  {:<16} {:>8} {:>5}  {:<24} {}\n",
             e.key.api,
             e.key.direction.name(),
             e.key.method,
             e.key.route,
             e.class,
+            e.risk,
+            if exposure.is_empty() {
+                "-".to_string()
+            } else {
+                exposure.join(",")
+            },
             e.calls,
             e.nodes.len(),
             rfc3339(e.last_seen_unix_ms * 1_000_000),
@@ -256,8 +304,8 @@ pub fn render_table(inventory: &ClusterInventory) -> String {
     }
     for u in &inventory.unused {
         out.push_str(&format!(
-            "{:<20} {:<6} {:<7} {:<40} {:<16} {:>8}\n",
-            u.api, "-", u.method, u.route, "unused", 0
+            "{:<20} {:<6} {:<7} {:<40} {:<16} {:>4}  {:<16} {:>8}\n",
+            u.api, "-", u.method, u.route, "unused", "-", "-", 0
         ));
     }
     out
@@ -309,6 +357,14 @@ mod tests {
                 ("sightline_inventory_class", class),
                 ("sightline_auth_schemes", "none"),
                 ("sightline_inventory_clients", clients),
+                (
+                    "sightline_endpoint_exposure",
+                    if n.starts_with('a') {
+                        "host"
+                    } else {
+                        "host,internet"
+                    },
+                ),
             ]
         };
         let info = [
@@ -349,7 +405,16 @@ mod tests {
                 1.0,
             ),
         ];
-        let cluster = assemble(&info, &calls, &first, &last, &operations, 2_500_000);
+        let risk = [of(endpoint("/debug", &[]), 6.5)];
+        let series = Series {
+            info: &info,
+            calls: &calls,
+            first: &first,
+            last: &last,
+            risk: &risk,
+            operations: &operations,
+        };
+        let cluster = assemble(&series, 2_500_000);
         assert_eq!(cluster.endpoints.len(), 2);
         let debug = &cluster.endpoints[0];
         assert_eq!(debug.key.route, "/debug");
@@ -357,13 +422,19 @@ mod tests {
         assert_eq!(debug.nodes.iter().collect::<Vec<_>>(), ["a:9467", "b:9467"]);
         assert_eq!(debug.clients.iter().collect::<Vec<_>>(), ["curl", "wget"]);
         assert_eq!(
+            debug.exposure.iter().collect::<Vec<_>>(),
+            ["host", "internet"]
+        );
+        assert!(debug.external());
+        assert_eq!((debug.risk, cluster.endpoints[1].risk), (6.5, 0.0));
+        assert_eq!(
             (debug.first_seen_unix_ms, debug.last_seen_unix_ms),
             (1_000_001, 2_000_000)
         );
         // /items was called (on node b only) after the cutoff: not unused; /old never was.
         let unused: Vec<&str> = cluster.unused.iter().map(|u| u.route.as_str()).collect();
         assert_eq!(unused, ["/old"]);
-        let older = assemble(&info, &calls, &first, &last, &operations, 3_500_000);
+        let older = assemble(&series, 3_500_000);
         assert_eq!(older.unused.len(), 2);
     }
 }

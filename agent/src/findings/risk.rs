@@ -123,7 +123,8 @@ pub fn score<'a>(
         );
     }
     reasons.sort_by(|a, b| b.points.total_cmp(&a.points));
-    let total: f64 = reasons.iter().map(|r| r.points).sum();
+    // A fold from +0.0: `sum` of no floats is -0.0, which prints as "-0.0".
+    let total = reasons.iter().fold(0.0, |sum, r| sum + r.points);
     Risk {
         score: (total.min(10.0) * 10.0).round() / 10.0,
         reasons,
@@ -166,6 +167,7 @@ mod tests {
         let mut stats = EndpointStats::default();
         stats.posture.reach.insert(Reach::Host);
         let risk = score(&key("GET"), &stats, []);
+        assert!(risk.score.is_sign_positive());
         assert_eq!((risk.score, risk.reasons), (0.0, vec![]));
     }
 

@@ -34,12 +34,10 @@ impl Posture {
     /// peer.
     pub fn record(&mut self, call: &ApiCall, client: &str, served: bool) {
         if served {
-            let origin = reach::origin(call, client);
+            let origin = reach::origin(call);
             self.reach.insert(origin.reach);
-            if let Some(via) = origin.via
-                && (self.via.len() < MAX_VIA || self.via.contains(&via))
-            {
-                self.via.insert(via);
+            if origin.proxied && !self.via.contains(client) && self.via.len() < MAX_VIA {
+                self.via.insert(client.to_string());
             }
         }
         let succeeded = call.status.is_some_and(|s| (200..300).contains(&s));

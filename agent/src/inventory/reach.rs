@@ -45,17 +45,16 @@ impl Reach {
     }
 }
 
-/// Where one call's caller came from, and through which local proxy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where one call's caller came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Origin {
     pub reach: Reach,
-    /// The local proxy that forwarded the call (its service name), when the caller was read
-    /// from its `X-Forwarded-For`.
-    pub via: Option<String>,
+    /// The caller was read from the `X-Forwarded-For` of the peer, a proxy on this host.
+    pub proxied: bool,
 }
 
-/// The origin of a served call; `client` names its peer (the proxy, when there is one).
-pub fn origin(call: &ApiCall, client: &str) -> Origin {
+/// The origin of a served call (its peer names the proxy when `proxied`).
+pub fn origin(call: &ApiCall) -> Origin {
     let direct = peer_reach(call);
     if direct == Reach::Host
         && call.peer.process.is_some()
@@ -63,12 +62,12 @@ pub fn origin(call: &ApiCall, client: &str) -> Origin {
     {
         return Origin {
             reach: address_reach(forwarded, call),
-            via: Some(client.to_string()),
+            proxied: true,
         };
     }
     Origin {
         reach: direct,
-        via: None,
+        proxied: false,
     }
 }
 
@@ -178,12 +177,12 @@ mod tests {
             ("[::ffff:10.0.0.1]", Reach::Private),
         ] {
             let call = from(peer);
-            assert_eq!(origin(&call, "x").reach, reach, "{peer}");
+            assert_eq!(origin(&call).reach, reach, "{peer}");
         }
         // The host's own address.
         let mut call = from("203.0.113.7");
         call.local.address = "203.0.113.7:8080".parse().unwrap();
-        assert_eq!(origin(&call, "x").reach, Reach::Host);
+        assert_eq!(origin(&call).reach, Reach::Host);
     }
 
     #[test]
@@ -196,35 +195,35 @@ mod tests {
         call.peer.process = sample().local.process;
         call.request_headers = vec![header("X-Forwarded-For", "10.0.0.1, 203.0.113.7")];
         assert_eq!(
-            origin(&call, "nginx"),
+            origin(&call),
             Origin {
                 reach: Reach::Internet,
-                via: Some("nginx".into())
+                proxied: true
             }
         );
         // Forged entries on the left are not read.
         call.request_headers = vec![header("x-forwarded-for", "203.0.113.7, 10.0.0.1")];
-        assert_eq!(origin(&call, "nginx").reach, Reach::Private);
+        assert_eq!(origin(&call).reach, Reach::Private);
         call.request_headers = vec![header(
             "Forwarded",
             "for=192.0.2.1, for=\"[2001:db8::1]:4711\";proto=https",
         )];
-        assert_eq!(origin(&call, "envoy").reach, Reach::Internet);
+        assert_eq!(origin(&call).reach, Reach::Internet);
         // Not an address: the proxy stays the caller.
         call.request_headers = vec![header("X-Forwarded-For", "unknown")];
         assert_eq!(
-            origin(&call, "nginx"),
+            origin(&call),
             Origin {
                 reach: Reach::Host,
-                via: None
+                proxied: false
             }
         );
         // From a remote peer the header is the caller's word: not read.
         let mut remote = from("10.9.9.9");
         remote.request_headers = vec![header("X-Forwarded-For", "203.0.113.7")];
-        assert_eq!(origin(&remote, "lb").reach, Reach::Private);
+        assert_eq!(origin(&remote).reach, Reach::Private);
         // No header: the proxy is the caller.
         call.request_headers.clear();
-        assert_eq!(origin(&call, "nginx").reach, Reach::Host);
+        assert_eq!(origin(&call).reach, Reach::Host);
     }
 }

@@ -58,35 +58,20 @@ impl Store {
              ORDER BY at_unix_nano, rowid",
         )?;
         let rows = statement.query_map(params![since_unix_nano as i64, service], |r| {
-            let at: i64 = r.get(0)?;
-            let texts: [String; 7] = [
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ];
-            Ok((at, texts))
+            Ok((r.get::<_, i64>(0)?, text_columns::<7>(r, 1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (at, [api, namespace, direction, method, route, kind, detail]) = row?;
-            let (Some(direction), Some(kind)) =
-                (Direction::parse(&direction), ChangeKind::parse(&kind))
-            else {
+            let (Some(endpoint), Some(kind)) = (
+                endpoint_key([api, namespace, direction, method, route]),
+                ChangeKind::parse(&kind),
+            ) else {
                 continue;
             };
             out.push(Change {
                 at_unix_nano: at as u64,
-                endpoint: EndpointKey {
-                    api,
-                    namespace,
-                    direction,
-                    method,
-                    route,
-                },
+                endpoint,
                 kind,
                 detail,
             });
@@ -101,29 +86,12 @@ impl Store {
              WHERE kind IN ('gone-quiet', 'resumed') ORDER BY at_unix_nano, rowid",
         );
         let mut statement = changes?;
-        let rows = statement.query_map([], |r| {
-            let texts: [String; 6] = [
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ];
-            Ok(texts)
-        })?;
+        let rows = statement.query_map([], |r| text_columns::<6>(r, 0))?;
         let mut quiet = std::collections::BTreeSet::new();
         for row in rows {
             let [api, namespace, direction, method, route, kind] = row?;
-            let Some(direction) = Direction::parse(&direction) else {
+            let Some(key) = endpoint_key([api, namespace, direction, method, route]) else {
                 continue;
-            };
-            let key = EndpointKey {
-                api,
-                namespace,
-                direction,
-                method,
-                route,
             };
             if kind == "gone-quiet" {
                 quiet.insert(key);
@@ -133,6 +101,29 @@ impl Store {
         }
         Ok(quiet.into_iter().collect())
     }
+}
+
+/// Columns `first..first + N` of a row, as text.
+fn text_columns<const N: usize>(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<[String; N]> {
+    let mut out: [String; N] = std::array::from_fn(|_| String::new());
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = row.get(first + i)?;
+    }
+    Ok(out)
+}
+
+/// An endpoint from its stored columns (`None`: a direction this agent does not know).
+fn endpoint_key([api, namespace, direction, method, route]: [String; 5]) -> Option<EndpointKey> {
+    Some(EndpointKey {
+        api,
+        namespace,
+        direction: Direction::parse(&direction)?,
+        method,
+        route,
+    })
 }
 
 #[cfg(test)]

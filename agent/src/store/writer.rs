@@ -211,20 +211,22 @@ impl InventoryStage {
         self.inventory.counts().set_risks(scores);
     }
 
-    /// Writes what is left (with the last `findings`) and waits for the writer.
-    pub fn finish(mut self, findings: Vec<Finding>) {
+    /// Writes what is left (with the last `findings`) and waits for the writer. Returns the
+    /// last changes (for the sinks, which are still open).
+    pub fn finish(mut self, findings: Vec<Finding>) -> Vec<Change> {
         let endpoints = self.inventory.take_changed();
         let changes = self.inventory.take_changes(unix_now());
         if let Some(writer) = self.writer {
             let _ = writer.batches.send(Batch {
                 endpoints,
-                changes,
+                changes: changes.clone(),
                 findings,
                 specs: self.unsaved_specs.take(),
             });
             drop(writer.batches);
             let _ = writer.thread.join();
         }
+        changes
     }
 }
 
