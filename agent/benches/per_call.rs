@@ -1,5 +1,6 @@
 //! Per-call cost of each userspace stage, measured by criterion: HTTP/1 parsing, HTTP/2 with
-//! HPACK, route templating, the inventory update, JSON lines and the OTLP span (encoded to
+//! HPACK, route templating, the inventory update, the credentials and the rules, JSON lines and
+//! the OTLP span (encoded to
 //! protobuf bytes from the call, then put in an export request as the trace client does). `cargo bench -p sightline --bench per_call`.
 //! The end-to-end cost with real traffic is `cargo xtask bench`'s business.
 #![allow(clippy::unwrap_used)] // Fixed inputs: a failure is a broken benchmark.
@@ -16,6 +17,8 @@ use sightline::{
         event::{CaptureEvent, ConnKind, DataChunk, Direction, SocketId, SocketPair, Task},
     },
     conn::{Tracker, TrackerLimits},
+    credentials::{fingerprint::Fingerprinter, stage::CredentialsStage},
+    findings::{config::FindingsSection, stage::FindingsStage},
     inventory::{
         Inventory, InventoryLimits,
         classify::Specs,
@@ -228,6 +231,37 @@ fn inventory(c: &mut Criterion) {
     });
 }
 
+/// An authenticated call through the credentials stage, the inventory and every rule (the
+/// call's response carries ids: the object rules learn them).
+fn findings(c: &mut Criterion) {
+    let section = FindingsSection::default();
+    let mut credentials =
+        CredentialsStage::new(section.credential_names(), Fingerprinter::with_key([7; 32]));
+    let mut rules = FindingsStage::new(&section, Arc::new(Stats::default())).unwrap();
+    let mut inventory = Inventory::new(
+        InventoryLimits::default(),
+        Specs::new(Vec::new()),
+        Arc::new(Stats::default()),
+    );
+    let call = sample_call();
+    c.bench_function(
+        "findings: credentials, inventory and rules on a call",
+        |b| {
+            b.iter_batched(
+                || call.clone(),
+                |mut call| {
+                    credentials.prepare(&mut call);
+                    inventory.observe(&mut call);
+                    rules.evaluate(&mut call);
+                    credentials.seal(&mut call);
+                    call
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+}
+
 fn outputs(c: &mut Criterion) {
     let call = sample_call();
     let mut json = JsonLines::new(Vec::with_capacity(4096));
@@ -256,5 +290,5 @@ fn outputs(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, http1, http2, inventory, outputs);
+criterion_group!(benches, http1, http2, inventory, findings, outputs);
 criterion_main!(benches);

@@ -291,7 +291,7 @@ fn analysis_stages(
     config: &RunConfig,
     stats: &Arc<Stats>,
 ) -> Result<(InventoryStage, CredentialsStage, FindingsStage), PipelineError> {
-    let (inventory, stored_findings) = InventoryStage::start(
+    let (mut inventory, stored_findings) = InventoryStage::start(
         config.inventory_db.as_deref(),
         InventoryLimits {
             quiet_after_ns: config
@@ -304,6 +304,7 @@ fn analysis_stages(
         SpecSource::load(config.file.api_specs.clone(), stats),
         stats.clone(),
     )?;
+    inventory.set_trusted_proxies(config.file.inventory.trusted_proxies.clone());
     let credentials = CredentialsStage::new(
         config.file.findings.credential_names(),
         fingerprints(config)?,

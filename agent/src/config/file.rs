@@ -40,12 +40,16 @@ pub struct InventorySection {
     /// An endpoint not called for this many seconds has gone quiet (a change); default one
     /// day.
     pub quiet_after_seconds: u64,
+    /// Remote proxies and load balancers (addresses or CIDR blocks) whose X-Forwarded-For
+    /// names the caller, as a proxy on this host's does.
+    pub trusted_proxies: Vec<crate::inventory::reach::Cidr>,
 }
 
 impl Default for InventorySection {
     fn default() -> Self {
         Self {
             quiet_after_seconds: 86_400,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -242,6 +246,12 @@ service_rules:
         assert!(message.contains("has no condition"), "{message}");
         let (line, _, _) = FileConfig::from_toml("[kubernetes]\nmode = \"maybe\"\n").unwrap_err();
         assert_eq!(line, 2);
+        let (line, _, message) = FileConfig::from_toml(
+            "[inventory]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.1.0.0/40\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(line, 2, "{message}");
+        assert!(message.contains("prefix length is 0 to 32"), "{message}");
     }
 
     /// A value quoted in a parser's message never carries a credential to the log.

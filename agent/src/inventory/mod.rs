@@ -78,6 +78,8 @@ pub struct Inventory {
     /// Values of documented path parameters that are endpoints of their own.
     hidden: HiddenEndpoints,
     changes: ChangeTracker,
+    /// Remote proxies whose X-Forwarded-For is read (see `reach`).
+    trusted_proxies: Vec<reach::Cidr>,
     limits: InventoryLimits,
     stats: Arc<Stats>,
 }
@@ -94,6 +96,7 @@ impl Inventory {
             counts,
             hidden: HiddenEndpoints::default(),
             changes: ChangeTracker::new(limits.quiet_after_ns),
+            trusted_proxies: Vec::new(),
             limits,
             stats,
         }
@@ -181,9 +184,10 @@ impl Inventory {
         };
         let novel = Novelties::of(stats, call, &client);
         let bodies = stats.record(call, &client);
+        let served = key.direction == Direction::Served;
         stats
             .posture
-            .record(call, &client, key.direction == Direction::Served);
+            .record(call, &client, served, &self.trusted_proxies);
         let previous = stats.class.replace(verdict.class);
         self.counts.moved(&key, previous, verdict.class);
         let announce = match stats.announced {
@@ -261,6 +265,11 @@ impl Inventory {
         self.counts
             .update_endpoints(changed.iter().map(|(key, stats)| (key, stats)));
         changed
+    }
+
+    /// Remote proxies (load balancers) whose forwarding headers name the callers.
+    pub fn set_trusted_proxies(&mut self, trusted: Vec<reach::Cidr>) {
+        self.trusted_proxies = trusted;
     }
 
     /// Endpoints a previous run reported gone quiet (not reported again).

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::reach::{self, Reach};
+use super::reach::{self, Cidr, Reach};
 use crate::call::ApiCall;
 
 /// Proxies kept per endpoint.
@@ -31,10 +31,10 @@ pub struct Posture {
 
 impl Posture {
     /// Adds one call; `served` when it is counted at its server's end, `client` names the
-    /// peer.
-    pub fn record(&mut self, call: &ApiCall, client: &str, served: bool) {
+    /// peer, `trusted` are the remote proxies whose forwarding headers are read.
+    pub fn record(&mut self, call: &ApiCall, client: &str, served: bool, trusted: &[Cidr]) {
         if served {
-            let origin = reach::origin(call);
+            let origin = reach::origin(call, trusted);
             self.reach.insert(origin.reach);
             if origin.proxied && !self.via.contains(client) && self.via.len() < MAX_VIA {
                 self.via.insert(client.to_string());
@@ -110,11 +110,11 @@ mod tests {
         call.status = Some(200);
         call.auth = None;
         call.response_size.body = 2_000_000;
-        posture.record(&call, "203.0.113.9", true);
+        posture.record(&call, "203.0.113.9", true, &[]);
         call.peer.address = "10.0.0.2:5000".parse().unwrap();
         call.status = Some(401);
         call.response_size.body = 10;
-        posture.record(&call, "10.0.0.2", true);
+        posture.record(&call, "10.0.0.2", true, &[]);
         assert_eq!(
             posture.reach.iter().copied().collect::<Vec<_>>(),
             [Reach::Private, Reach::Internet]
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(posture.response_body_max, 2_000_000);
         // A called API's callers are this host: no reach.
         let mut called = Posture::default();
-        called.record(&call, "web", false);
+        called.record(&call, "web", false, &[]);
         assert!(called.reach.is_empty());
         let mut merged = called.clone();
         merged.merge(&posture);

@@ -5,8 +5,9 @@
 //! local process (nginx, envoy, a sidecar) and the request carries `X-Forwarded-For` (or
 //! `Forwarded: for=`), the caller is the address that proxy appended, the right-most one.
 //! Entries further left were written by whoever sent the request and can be forged, so they
-//! are not read. The proxy is named (`via`). A proxy on another host is not trusted this way:
-//! its own endpoint, on its own host's agent, shows where its callers come from.
+//! are not read. The proxy is named (`via`). A proxy on another host is trusted this way only
+//! when its address is in the configured `trusted_proxies` (a cloud load balancer's subnet):
+//! otherwise its own endpoint, on its own host's agent, shows where its callers come from.
 
 use std::net::IpAddr;
 
@@ -53,11 +54,14 @@ pub struct Origin {
     pub proxied: bool,
 }
 
-/// The origin of a served call (its peer names the proxy when `proxied`).
-pub fn origin(call: &ApiCall) -> Origin {
+/// The origin of a served call (its peer names the proxy when `proxied`); `trusted`: remote
+/// proxies whose forwarding headers are read too.
+pub fn origin(call: &ApiCall, trusted: &[Cidr]) -> Origin {
     let direct = peer_reach(call);
-    if direct == Reach::Host
-        && call.peer.process.is_some()
+    let local_proxy = direct == Reach::Host && call.peer.process.is_some();
+    let peer = call.peer.address.ip().to_canonical();
+    let trusted_proxy = !trusted.is_empty() && trusted.iter().any(|c| c.contains(peer));
+    if (local_proxy || trusted_proxy)
         && let Some(forwarded) = forwarded_for(&call.request_headers)
     {
         return Origin {
@@ -92,6 +96,62 @@ fn address_reach(ip: IpAddr, call: &ApiCall) -> Reach {
         Reach::Private
     } else {
         Reach::Internet
+    }
+}
+
+/// An address block (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = address
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not an address or CIDR block"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix length is 0 to {max}"))?,
+        };
+        Ok(Cidr { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Cidr::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -177,12 +237,30 @@ mod tests {
             ("[::ffff:10.0.0.1]", Reach::Private),
         ] {
             let call = from(peer);
-            assert_eq!(origin(&call).reach, reach, "{peer}");
+            assert_eq!(origin(&call, &[]).reach, reach, "{peer}");
         }
         // The host's own address.
         let mut call = from("203.0.113.7");
         call.local.address = "203.0.113.7:8080".parse().unwrap();
-        assert_eq!(origin(&call).reach, Reach::Host);
+        assert_eq!(origin(&call, &[]).reach, Reach::Host);
+    }
+
+    #[test]
+    fn address_blocks_parse_and_hold_their_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let block = Cidr::parse("10.9.0.0/16").unwrap();
+        assert!(block.contains(ip("10.9.255.1")) && !block.contains(ip("10.10.0.1")));
+        assert!(block.contains(ip("::ffff:10.9.0.7")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("192.0.2.7").unwrap().contains(ip("192.0.2.7")));
+        assert!(!Cidr::parse("192.0.2.7").unwrap().contains(ip("192.0.2.8")));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:1::1")) && !v6.contains(ip("10.9.0.1")));
+        assert_eq!(
+            Cidr::parse("10.0.0.0/33"),
+            Err("`10.0.0.0/33`: the prefix length is 0 to 32".into())
+        );
+        assert!(Cidr::parse("lb.internal").is_err());
     }
 
     #[test]
@@ -195,7 +273,7 @@ mod tests {
         call.peer.process = sample().local.process;
         call.request_headers = vec![header("X-Forwarded-For", "10.0.0.1, 203.0.113.7")];
         assert_eq!(
-            origin(&call),
+            origin(&call, &[]),
             Origin {
                 reach: Reach::Internet,
                 proxied: true
@@ -203,16 +281,16 @@ mod tests {
         );
         // Forged entries on the left are not read.
         call.request_headers = vec![header("x-forwarded-for", "203.0.113.7, 10.0.0.1")];
-        assert_eq!(origin(&call).reach, Reach::Private);
+        assert_eq!(origin(&call, &[]).reach, Reach::Private);
         call.request_headers = vec![header(
             "Forwarded",
             "for=192.0.2.1, for=\"[2001:db8::1]:4711\";proto=https",
         )];
-        assert_eq!(origin(&call).reach, Reach::Internet);
+        assert_eq!(origin(&call, &[]).reach, Reach::Internet);
         // Not an address: the proxy stays the caller.
         call.request_headers = vec![header("X-Forwarded-For", "unknown")];
         assert_eq!(
-            origin(&call),
+            origin(&call, &[]),
             Origin {
                 reach: Reach::Host,
                 proxied: false
@@ -221,9 +299,18 @@ mod tests {
         // From a remote peer the header is the caller's word: not read.
         let mut remote = from("10.9.9.9");
         remote.request_headers = vec![header("X-Forwarded-For", "203.0.113.7")];
-        assert_eq!(origin(&remote).reach, Reach::Private);
+        assert_eq!(origin(&remote, &[]).reach, Reach::Private);
+        // Unless the peer is a trusted proxy (a load balancer's subnet).
+        let trusted = [Cidr::parse("10.9.0.0/16").unwrap()];
+        assert_eq!(
+            origin(&remote, &trusted),
+            Origin {
+                reach: Reach::Internet,
+                proxied: true
+            }
+        );
         // No header: the proxy is the caller.
         call.request_headers.clear();
-        assert_eq!(origin(&call).reach, Reach::Host);
+        assert_eq!(origin(&call, &[]).reach, Reach::Host);
     }
 }

@@ -122,6 +122,11 @@ impl InventoryStage {
         self.inventory.observe(call);
     }
 
+    /// Remote proxies whose forwarding headers name the callers (from the config, at start).
+    pub fn set_trusted_proxies(&mut self, trusted: Vec<crate::inventory::reach::Cidr>) {
+        self.inventory.set_trusted_proxies(trusted);
+    }
+
     /// The findings, kept current at each flush (for the exported series).
     pub fn finding_series(&self) -> Arc<FindingSeries> {
         self.finding_series.clone()
