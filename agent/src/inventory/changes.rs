@@ -108,7 +108,7 @@ impl Change {
         })
     }
 
-    /// `new-response-field owner.ssn: GET /users/{id} of shop`.
+    /// `new-response-field owner.ssn: GET /users/{id} of shop/users` (namespace/service).
     pub fn summary(&self) -> String {
         let e = &self.endpoint;
         let detail = if self.detail.is_empty() {
@@ -116,12 +116,16 @@ impl Change {
         } else {
             format!(" {}", self.detail)
         };
+        let api = if e.namespace.is_empty() {
+            e.api.clone()
+        } else {
+            format!("{}/{}", e.namespace, e.api)
+        };
         format!(
-            "{}{detail}: {} {} of {}",
+            "{}{detail}: {} {} of {api}",
             self.kind.name(),
             e.method,
-            e.route,
-            e.api
+            e.route
         )
     }
 }

@@ -239,6 +239,13 @@ mod tests {
             let call = from(peer);
             assert_eq!(origin(&call, &[]).reach, reach, "{peer}");
         }
+        // Named by the cluster: a pod, a Service's cluster IP, a node.
+        for kind in [EndKind::Pod, EndKind::Service, EndKind::Node] {
+            let mut call = from("10.244.1.7");
+            let identity = crate::call::identity::Identity::new(kind);
+            call.peer.identity = Some(std::sync::Arc::new(identity));
+            assert_eq!(origin(&call, &[]).reach, Reach::Cluster, "{kind:?}");
+        }
         // The host's own address.
         let mut call = from("203.0.113.7");
         call.local.address = "203.0.113.7:8080".parse().unwrap();

@@ -30,16 +30,7 @@ impl<W: Write + Send> Sink for Terminal<W> {
     }
 
     fn write_change(&mut self, change: &Change) -> std::io::Result<()> {
-        let service = match change.endpoint.namespace.as_str() {
-            "" => String::new(),
-            namespace => format!("{namespace}/"),
-        };
-        writeln!(
-            self.out,
-            "{} CHANGE {service}{}",
-            clock(change.at_unix_nano),
-            change.summary()
-        )
+        writeln!(self.out, "{}", change_line(change))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -129,6 +120,11 @@ pub fn finding_line(finding: &Finding, color: bool) -> String {
     )
 }
 
+/// `13:56:11.707 CHANGE new-response-field card_last4: GET /orders/{id} of shop/orders`.
+pub fn change_line(change: &Change) -> String {
+    format!("{} CHANGE {}", clock(change.at_unix_nano), change.summary())
+}
+
 fn end_name(end: &crate::call::Endpoint) -> String {
     let identity = end.identity.as_deref();
     let service = identity.and_then(|i| i.service_name.as_deref());
@@ -181,6 +177,27 @@ mod tests {
         assert_eq!(
             text,
             "13:56:11.707 SERVER api[10] <- 10.0.0.9:41060 api.local:8080  GET /users/42?api_key=REDACTED&page=2  200  3.8ms  0B/17B"
+        );
+    }
+
+    #[test]
+    fn a_change_is_one_line_with_its_endpoint() {
+        use crate::inventory::{changes::ChangeKind, endpoint::Direction};
+        let change = Change {
+            at_unix_nano: crate::call::tests::sealed().start_unix_ns,
+            endpoint: crate::inventory::endpoint::EndpointKey {
+                api: "orders".into(),
+                namespace: "shop".into(),
+                direction: Direction::Served,
+                method: "GET".into(),
+                route: "/orders/{id}".into(),
+            },
+            kind: ChangeKind::NewResponseField,
+            detail: "card_last4".into(),
+        };
+        assert_eq!(
+            change_line(&change),
+            "13:56:11.707 CHANGE new-response-field card_last4: GET /orders/{id} of shop/orders"
         );
     }
 }
