@@ -28,6 +28,9 @@ const REMOVED_AFTER: u32 = 5;
 const MAX_FIELDS: usize = 128;
 /// Endpoints whose fields are followed (as many as the inventory keeps).
 const MAX_FOLLOWED: usize = 50_000;
+/// Fields followed over all endpoints (about 100 bytes each): past it, new fields of any
+/// endpoint are not followed (nor reported).
+const MAX_FIELDS_IN_ALL: usize = 200_000;
 /// Changes waiting for the next flush; past it they are dropped and counted.
 pub const MAX_PENDING: usize = 10_000;
 
@@ -212,10 +215,16 @@ struct Fields {
 
 impl Fields {
     /// Takes one body's field paths; returns the fields new and removed with it.
-    fn observe(&mut self, body: &BTreeSet<String>, report: bool) -> (Vec<String>, Vec<String>) {
+    /// `budget`: fields that may still be added over all endpoints (lowered by what is added).
+    fn observe(
+        &mut self,
+        body: &BTreeSet<String>,
+        report: bool,
+        budget: &mut usize,
+    ) -> (Vec<String>, Vec<String>) {
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         for path in body {
-            let room = self.fields.len() < MAX_FIELDS;
+            let room = self.fields.len() < MAX_FIELDS && *budget > 0;
             match self.fields.get_mut(path) {
                 Some(state) => {
                     if state.removed {
@@ -236,6 +245,7 @@ impl Fields {
                         ..FieldState::default()
                     };
                     self.fields.insert(path.clone(), state);
+                    *budget -= 1;
                     if report {
                         added.push(path.clone());
                     }
@@ -263,6 +273,8 @@ impl Fields {
 pub struct ChangeTracker {
     /// Request and response fields per endpoint.
     fields: HashMap<EndpointKey, [Fields; 2]>,
+    /// Fields that may still be followed ([`MAX_FIELDS_IN_ALL`] at first).
+    field_budget: usize,
     /// Endpoints reported gone quiet (and not called since).
     quiet: HashSet<EndpointKey>,
     quiet_after_ns: u64,
@@ -275,6 +287,7 @@ impl ChangeTracker {
     pub fn new(quiet_after_ns: u64) -> Self {
         Self {
             fields: HashMap::new(),
+            field_budget: MAX_FIELDS_IN_ALL,
             quiet: HashSet::new(),
             quiet_after_ns,
             pending: Vec::new(),
@@ -352,7 +365,7 @@ impl ChangeTracker {
             ),
         ] {
             let Some(body) = body else { continue };
-            let (added, removed) = sides[side].observe(body, report);
+            let (added, removed) = sides[side].observe(body, report, &mut self.field_budget);
             found.extend(added.into_iter().map(|p| (kinds.0, p)));
             found.extend(removed.into_iter().map(|p| (kinds.1, p)));
         }
@@ -548,6 +561,32 @@ mod tests {
             seen(&mut inv, start + 200 * second),
             [(ChangeKind::Resumed, String::new())]
         );
+    }
+
+    #[test]
+    fn fields_are_followed_within_a_budget_over_all_endpoints() {
+        let mut tracker = ChangeTracker::new(u64::MAX);
+        tracker.field_budget = 1;
+        let key = EndpointKey {
+            api: "a".into(),
+            namespace: String::new(),
+            direction: crate::inventory::endpoint::Direction::Served,
+            method: "GET".into(),
+            route: "/".into(),
+        };
+        let stats = EndpointStats {
+            calls: 10,
+            ..EndpointStats::default()
+        };
+        let bodies = BodyFields {
+            request: None,
+            response: Some(["a".to_string(), "b".to_string()].into()),
+        };
+        let call = sample();
+        tracker.observe(&key, &stats, &call, false, Novelties::default(), bodies);
+        let found: Vec<String> = tracker.take().into_iter().map(|c| c.detail).collect();
+        assert_eq!(found, ["a"]);
+        assert_eq!(tracker.field_budget, 0);
     }
 
     #[test]
