@@ -12,7 +12,7 @@ use crate::shell;
 
 /// Every fuzz target (a `[[bin]]` of fuzz/Cargo.toml).
 pub const TARGETS: &[&str] = &[
-    "http1", "http2", "hpack", "jwt", "openapi", "config", "event",
+    "http1", "http2", "hpack", "jwt", "openapi", "config", "event", "posture",
 ];
 
 /// Seconds per target in `cargo xtask test`.
