@@ -24,10 +24,11 @@
 //! successful answers could not be read (compressed, cut at the capture limit) is never
 //! reported by the first signal: what it was given is not known.
 
-use std::{
-    collections::{HashMap, HashSet},
-    hash::{BuildHasher, RandomState},
-};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+
+// Keyed by SipHash outputs under a per-process key, which traffic cannot choose: a fast
+// hasher is enough for the tables themselves.
+use foldhash::{HashMap, HashSet};
 
 use serde_json::json;
 
@@ -63,6 +64,9 @@ pub struct ObjectAccess {
     /// Credentials (per API) with an answer that could not be read.
     blind: HashSet<u64>,
     hasher: RandomState,
+    /// Buffers reused from call to call: the ids read, the ids given.
+    read: Vec<u64>,
+    given: Vec<u64>,
     /// Times the memory started over because it was full.
     pub forgotten: u64,
 }
@@ -88,18 +92,24 @@ pub fn check(ctx: &Context<'_>, many: Threshold, state: &mut ObjectAccess, out: 
         .hasher
         .hash_one((&key.api, &key.namespace, key.direction));
     let who = state.hasher.hash_one((api, &*credential.fingerprint));
-    let mut read = Vec::new();
-    for_each_id_in(&key.route, &ctx.call.path, |collection, id| {
-        if id.len() <= 128 {
-            read.push(state.hasher.hash_one((api, collection, id)));
-        }
-    });
-    if ctx.succeeded() {
-        for &id in &read {
-            judge(ctx, many, state, (who, id), out);
-        }
-        learn(ctx, state, (api, who), &read);
+    if !ctx.succeeded() {
+        return;
     }
+    let mut read = std::mem::take(&mut state.read);
+    read.clear();
+    if key.route.contains('{') {
+        for_each_id_in(&key.route, &ctx.call.path, |collection, id| {
+            if id.len() <= 128 {
+                let collection = Collection(collection.as_bytes());
+                read.push(state.hasher.hash_one((api, collection, id)));
+            }
+        });
+    }
+    for &id in &read {
+        judge(ctx, many, state, (who, id), out);
+    }
+    learn(ctx, state, (api, who), &read);
+    state.read = read;
 }
 
 /// One id read with success by credential `who`.
@@ -110,7 +120,7 @@ fn judge(
     (who, id): (u64, u64),
     out: &mut Vec<Hit>,
 ) {
-    if state.learnt.contains(&state.hasher.hash_one((who, id))) {
+    if state.learnt.contains(&pair(who, id)) {
         return;
     }
     let blind = state.blind.contains(&who);
@@ -172,21 +182,22 @@ fn learn(ctx: &Context<'_>, state: &mut ObjectAccess, (api, who): (u64, u64), as
         }
         return;
     }
-    let mut given = Vec::new();
-    let own = last_literal(&ctx.endpoint.key.route);
+    let mut given = std::mem::take(&mut state.given);
+    given.clear();
+    let own = last_literal(&ctx.endpoint.key.route).as_bytes();
     scan_ids(&call.response_body_sample, |key, id| {
         let collection = match key {
-            b"id" | b"uuid" => own.clone(),
-            named => collection_of_key(named),
+            b"id" | b"uuid" => Collection(own),
+            named => Collection(collection_of_key(named)),
         };
         given.push(state.hasher.hash_one((api, collection, id)));
     });
-    for id in given {
+    for &id in &given {
         if asked.contains(&id) {
             continue;
         }
         state.forget_if_full();
-        state.learnt.insert(state.hasher.hash_one((who, id)));
+        state.learnt.insert(pair(who, id));
         let entry = state.ids.entry(id).or_default();
         if entry.owners.contains(&who) {
             continue;
@@ -197,47 +208,63 @@ fn learn(ctx: &Context<'_>, state: &mut ObjectAccess, (api, who): (u64, u64), as
             entry.more_owners = true;
         }
     }
+    state.given = given;
 }
 
-/// Calls `f` with each route parameter's value and its collection (the literal segment
-/// before it, normalised).
-fn for_each_id_in<'a>(route: &str, path: &'a str, mut f: impl FnMut(&str, &'a str)) {
-    let mut literal = String::new();
+/// The key of "`id` was given to `who`": both are keyed hashes already, so a mix of the two
+/// is as unpredictable (and a collision as unlikely) as hashing them again.
+fn pair(who: u64, id: u64) -> u64 {
+    (who ^ id.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Calls `f` with each route parameter's value and the literal segment before it.
+fn for_each_id_in<'a, 'r>(route: &'r str, path: &'a str, mut f: impl FnMut(&'r str, &'a str)) {
+    let mut literal = "";
     let mut parts = route.split('/').filter(|s| !s.is_empty());
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         let Some(part) = parts.next() else { return };
         if part.starts_with('{') && part.ends_with('}') {
-            f(&literal, segment);
+            f(literal, segment);
         } else {
-            literal = normalise(part);
+            literal = part;
         }
     }
 }
 
-/// The last literal segment of a route, normalised (`/api/orders/{id}/items` -> `item`).
-fn last_literal(route: &str) -> String {
+/// The last literal segment of a route (`/api/orders/{id}/items` -> `items`).
+fn last_literal(route: &str) -> &str {
     route
         .split('/')
         .rfind(|s| !s.is_empty() && !s.starts_with('{'))
-        .map(normalise)
         .unwrap_or_default()
 }
 
 /// `customer_id`, `customerId`, `customerID`, `customer_uuid` -> `customer`.
-fn collection_of_key(key: &[u8]) -> String {
-    let key = String::from_utf8_lossy(key);
-    let stem = ["_uuid", "_id", "Id", "ID"]
+fn collection_of_key(key: &[u8]) -> &[u8] {
+    [&b"_uuid"[..], b"_id", b"Id", b"ID"]
         .iter()
-        .find_map(|suffix| key.strip_suffix(suffix))
-        .unwrap_or(&key);
-    normalise(stem)
+        .find_map(|suffix| key.strip_suffix(*suffix))
+        .unwrap_or(key)
 }
 
-fn normalise(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    match lower.strip_suffix('s') {
-        Some(singular) if !singular.is_empty() => singular.to_string(),
-        _ => lower,
+/// A collection's name as it is hashed: lower case, a plural's `s` dropped (`Orders`,
+/// `order` -> `order`), the first 64 bytes; no allocation.
+#[derive(Clone, Copy)]
+struct Collection<'a>(&'a [u8]);
+
+impl Hash for Collection<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let name = match self.0 {
+            [rest @ .., b's' | b'S'] if !rest.is_empty() => rest,
+            name => name,
+        };
+        let mut lower = [0u8; 64];
+        let n = name.len().min(lower.len());
+        for (out, byte) in lower.iter_mut().zip(&name[..n]) {
+            *out = byte.to_ascii_lowercase();
+        }
+        state.write(&lower[..n]);
+        state.write_u8(0xff);
     }
 }
 
@@ -247,14 +274,18 @@ pub fn scan_ids<'a>(body: &'a [u8], mut f: impl FnMut(&'a [u8], &'a str)) {
     let mut found = 0;
     let mut at = 0;
     while found < MAX_IDS_PER_BODY {
-        let Some(colon) = memchr::memmem::find(&body[at..], b"\":").map(|i| at + i) else {
+        let Some(colon) = memchr::memchr(b':', &body[at..]).map(|i| at + i) else {
             return;
         };
-        at = colon + 2;
-        let Some(open) = memchr::memrchr(b'"', &body[..colon]) else {
+        at = colon + 1;
+        // A key ends with a quote right before the colon (`"id":`).
+        let Some(quote) = colon.checked_sub(1).filter(|&q| body[q] == b'"') else {
             continue;
         };
-        let key = &body[open + 1..colon];
+        let Some(open) = memchr::memrchr(b'"', &body[..quote]) else {
+            continue;
+        };
+        let key = &body[open + 1..quote];
         if !id_key(key) {
             continue;
         }
@@ -345,22 +376,31 @@ mod tests {
         let mut ids = Vec::new();
         scan_ids(
             br#"{"orders":[{"id":101,"total":5},{"id": "A-7","owner_id":"u1"}],
-                 "userId":7,"name":"id","valid":true,"uuid":"x\"y","ID":"","pid":3}"#,
+                 "userId":7,"name":"id","valid":true,"uuid":"x\"y","ID":"","pid":3,
+                 "note":"a:b","url":"http://x/y"}"#,
             |key, id| ids.push((collection_of_key(key), id)),
         );
-        let ids: Vec<(&str, &str)> = ids.iter().map(|(c, i)| (c.as_str(), *i)).collect();
-        assert_eq!(
-            ids,
-            [("id", "101"), ("id", "A-7"), ("owner", "u1"), ("user", "7")]
-        );
+        let expected: [(&[u8], &str); 4] = [
+            (b"id", "101"),
+            (b"id", "A-7"),
+            (b"owner", "u1"),
+            (b"user", "7"),
+        ];
+        assert_eq!(ids, expected);
         let mut read = Vec::new();
         for_each_id_in(
             "/api/orders/{id}/Items/{n}",
             "/api/orders/4/Items/9",
-            |c, id| read.push((c.to_string(), id)),
+            |c, id| read.push((c, id)),
         );
-        assert_eq!(read, [("order".into(), "4"), ("item".into(), "9")]);
-        assert_eq!(last_literal("/api/orders/{id}"), "order");
+        assert_eq!(read, [("orders", "4"), ("Items", "9")]);
+        assert_eq!(last_literal("/api/orders/{id}"), "orders");
+        // A collection hashes alike whatever its case and number.
+        let hasher = RandomState::new();
+        let same = |a: &str, b: &str| {
+            hasher.hash_one(Collection(a.as_bytes())) == hasher.hash_one(Collection(b.as_bytes()))
+        };
+        assert!(same("Orders", "order") && same("s", "s") && !same("order", "item"));
     }
 
     #[test]
