@@ -563,17 +563,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn fields_are_followed_within_a_budget_over_all_endpoints() {
-        let mut tracker = ChangeTracker::new(u64::MAX);
-        tracker.field_budget = 1;
-        let key = EndpointKey {
+    fn root_endpoint() -> EndpointKey {
+        EndpointKey {
             api: "a".into(),
             namespace: String::new(),
             direction: crate::inventory::endpoint::Direction::Served,
             method: "GET".into(),
             route: "/".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn fields_are_followed_within_a_budget_over_all_endpoints() {
+        let mut tracker = ChangeTracker::new(u64::MAX);
+        tracker.field_budget = 1;
+        let key = root_endpoint();
         let stats = EndpointStats {
             calls: 10,
             ..EndpointStats::default()
@@ -592,13 +596,7 @@ mod tests {
     #[test]
     fn pending_changes_are_bounded_and_counted() {
         let mut tracker = ChangeTracker::new(u64::MAX);
-        let key = EndpointKey {
-            api: "a".into(),
-            namespace: String::new(),
-            direction: crate::inventory::endpoint::Direction::Served,
-            method: "GET".into(),
-            route: "/".into(),
-        };
+        let key = root_endpoint();
         for _ in 0..MAX_PENDING + 3 {
             tracker.push(0, &key, ChangeKind::NewEndpoint, "");
         }
