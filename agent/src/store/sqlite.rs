@@ -634,6 +634,48 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A version 2 database keeps its endpoints, which get an empty posture, and gains the
+    /// changes table.
+    #[test]
+    fn version_2_is_migrated_with_its_endpoints() {
+        let dir = tempfile_dir().join("v2");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inventory.sqlite");
+        let key = EndpointKey {
+            api: "orders".into(),
+            namespace: String::new(),
+            direction: Direction::Served,
+            method: "GET".into(),
+            route: "/orders/{id}".into(),
+        };
+        let mut stats = EndpointStats::default();
+        stats.record(&crate::call::tests::sample(), "web");
+        {
+            let mut store = Store::open(&path).unwrap();
+            store.save(&[(key.clone(), stats.clone())]).unwrap();
+        }
+        {
+            // Back to version 2's layout: no posture column, no changes table.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "ALTER TABLE endpoints DROP COLUMN posture; DROP TABLE changes;
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        stats.posture = Default::default();
+        assert_eq!(store.load().unwrap(), vec![(key.clone(), stats.clone())]);
+        assert!(store.load_changes(0, None).unwrap().is_empty());
+        stats
+            .posture
+            .reach
+            .insert(crate::inventory::reach::Reach::Internet);
+        store.save(&[(key.clone(), stats.clone())]).unwrap();
+        assert_eq!(store.load().unwrap(), vec![(key, stats)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn findings_round_trip_and_version_1_is_migrated() {
         let dir = tempfile_dir().join("v1");
