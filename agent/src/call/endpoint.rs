@@ -45,6 +45,20 @@ pub struct EndpointKey {
     pub route: String,
 }
 
+#[cfg(test)]
+impl EndpointKey {
+    /// `GET route` served by `api`, without a namespace: the endpoint tests build.
+    pub fn served_get(api: &str, route: &str) -> EndpointKey {
+        EndpointKey {
+            api: api.into(),
+            namespace: String::new(),
+            direction: Direction::Served,
+            method: "GET".into(),
+            route: route.into(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {

@@ -564,13 +564,7 @@ mod tests {
     }
 
     fn root_endpoint() -> EndpointKey {
-        EndpointKey {
-            api: "a".into(),
-            namespace: String::new(),
-            direction: crate::inventory::endpoint::Direction::Served,
-            method: "GET".into(),
-            route: "/".into(),
-        }
+        EndpointKey::served_get("a", "/")
     }
 
     #[test]

@@ -244,16 +244,9 @@ fn first_key(rest: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::endpoint::Direction;
 
     fn key(route: &str) -> EndpointKey {
-        EndpointKey {
-            api: "shop".into(),
-            namespace: String::new(),
-            direction: Direction::Served,
-            method: "GET".into(),
-            route: route.into(),
-        }
+        EndpointKey::served_get("shop", route)
     }
 
     const USER: &[u8] = br#"{"name": "alice", "email": "a@example.com"}"#;

@@ -38,12 +38,6 @@ impl Reach {
             Self::Internet => "internet",
         }
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Host, Self::Cluster, Self::Private, Self::Internet]
-            .into_iter()
-            .find(|r| r.name() == text)
-    }
 }
 
 /// Where one call's caller came from.

@@ -131,13 +131,7 @@ mod tests {
     use super::*;
 
     fn key(route: &str) -> EndpointKey {
-        EndpointKey {
-            api: "shop".into(),
-            namespace: String::new(),
-            direction: Direction::Served,
-            method: "GET".into(),
-            route: route.into(),
-        }
+        EndpointKey::served_get("shop", route)
     }
 
     fn change(at: u64, route: &str, kind: ChangeKind, detail: &str) -> Change {

@@ -641,13 +641,7 @@ mod tests {
         let dir = tempfile_dir().join("v2");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("inventory.sqlite");
-        let key = EndpointKey {
-            api: "orders".into(),
-            namespace: String::new(),
-            direction: Direction::Served,
-            method: "GET".into(),
-            route: "/orders/{id}".into(),
-        };
+        let key = EndpointKey::served_get("orders", "/orders/{id}");
         let mut stats = EndpointStats::default();
         stats.record(&crate::call::tests::sample(), "web");
         {
